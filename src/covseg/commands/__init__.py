@@ -1,0 +1,1 @@
+"""One module per CLI command group; :mod:`covseg.cli` wires them into the Typer app."""

@@ -1,0 +1,1 @@
+"""covseg's small core: hook specifications, plugin entries and the registry that finds them."""

@@ -1,0 +1,100 @@
+"""What plugins hand to covseg: one small, frozen record per model, dataset or metric.
+
+These records are the whole contract between covseg and a plugin. The hook specifications in
+:mod:`covseg.core.hookspecs` say when covseg asks for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+class ModelFactory(Protocol):
+    """Builds a network: (N, in_channels, H, W) in, logits (N, num_classes, H, W) out."""
+
+    def __call__(
+        self, num_classes: int = 4, in_channels: int = 3, pretrained: bool = False
+    ) -> torch.nn.Module: ...
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A segmentation architecture a plugin offers.
+
+    ``factory(num_classes, in_channels, pretrained)`` returns a ``torch.nn.Module`` whose forward
+    takes a float tensor (N, in_channels, H, W) of any H, W >= 32 and returns logits
+    (N, num_classes, H, W). ``pretrained=True`` loads ImageNet weights for the backbone.
+    """
+
+    name: str
+    factory: ModelFactory
+    description: str
+    family: str
+
+
+@dataclass
+class CTSlices:
+    """2-D slices held in memory, with their label masks: what a dataset plugin returns.
+
+    - ``images[i]``: (H, W) or (H, W, 3) array. With ``intensity="hu"`` float Hounsfield units;
+      with ``intensity="uint8"`` 8-bit values 0..255 (PNG-like slices).
+    - ``masks[i]``: (H, W) uint8 labels in 0..num_classes-1, same H, W as the image; ``masks`` is
+      None for unlabelled data (prediction only).
+    - ``spacing[i]``: (row, column) pixel size in millimetres, when known.
+    - ``lung_masks[i]``: optional (H, W) bool lung masks (e.g. MedSeg's lung segmentation).
+    - ``source``: where the slices came from, for messages and run records.
+    """
+
+    ids: list[str]
+    images: list[np.ndarray]
+    masks: list[np.ndarray] | None
+    intensity: Literal["hu", "uint8"]
+    source: str
+    spacing: list[tuple[float, float]] | None = None
+    lung_masks: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A data set a plugin can read.
+
+    ``load(path, options)`` returns :class:`CTSlices`. ``path`` is the user's ``--data`` (None when
+    ``needs_path`` is False and the user gave none); ``options`` holds dataset-specific settings as
+    strings (``--dataset-option key=value`` on the command line). Raise
+    :class:`covseg.core.errors.CovsegError` with a one-line message that names the file for bad
+    input.
+    """
+
+    name: str
+    load: Callable[[Path | None, Mapping[str, str]], CTSlices]
+    description: str
+    needs_path: bool = True
+
+
+@dataclass(frozen=True)
+class MetricEntry:
+    """A validation metric computed from one confusion matrix.
+
+    ``compute(confusion)`` takes an integer array (C, C) accumulated over the whole validation set,
+    rows the true class and columns the predicted class, and returns a float, or a mapping of
+    named floats (e.g. one per class). ``higher_is_better`` tells which way "best" points.
+    """
+
+    name: str
+    compute: Callable[[np.ndarray], float | Mapping[str, float]]
+    description: str
+    higher_is_better: bool = True
+    tags: Sequence[str] = field(default_factory=tuple)
+
+
+Entry = ModelEntry | DatasetEntry | MetricEntry
