@@ -52,7 +52,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CovsegError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - pickle, zip and unsafe-global errors alike
+    except Exception as error:  # pickle, zip and unsafe-global errors alike
         message = " ".join(str(error).split())[:160]
         raise CovsegError(f"{path} is not a readable covseg checkpoint: {message}") from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:

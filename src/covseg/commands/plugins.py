@@ -22,8 +22,11 @@ def models() -> None:
     """List the segmentation models of all installed plugins."""
     registry = get_registry()
     table = Table(title="covseg models")
-    for column in ("name", "family", "params (M)", "package", "module", "description"):
-        table.add_column(column, justify="right" if column == "params (M)" else "left")
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("family", no_wrap=True)
+    table.add_column("params (M)", justify="right", no_wrap=True)
+    for column in ("package", "module", "description"):
+        table.add_column(column)
     for provided in registry.provided("model"):
         entry = provided.entry
         params = f"{count_parameters(entry.factory) / 1e6:.1f}"

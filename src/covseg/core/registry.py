@@ -79,7 +79,7 @@ class Registry:
         try:
             plugin = entry_point.load()
             self.manager.register(plugin, name=f"{package}:{entry_point.name}")
-        except Exception as error:  # noqa: BLE001 - any import error must be isolated
+        except Exception as error:  # any import error must be isolated
             self.failures.append(PluginFailure(entry_point.name, package, version, _one_line(error)))
             return
         module = plugin.__name__ if isinstance(plugin, ModuleType) else entry_point.value
@@ -104,7 +104,7 @@ class Registry:
             info = self._info_by_plugin[id(impl.plugin)]
             try:
                 entries = list(impl.function())
-            except Exception as error:  # noqa: BLE001 - a failing hook must not hide the others
+            except Exception as error:  # a failing hook must not hide the others
                 self.failures.append(
                     PluginFailure(info.name, info.package, info.version, _one_line(error))
                 )

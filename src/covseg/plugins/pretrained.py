@@ -54,12 +54,15 @@ def create_timm_model(timm_name: str, pretrained: bool, **kwargs) -> torch.nn.Mo
         overlay = {"file": str(local_file), "hf_hub_id": None, "url": ""}
         return _load_or_explain(
             timm_name,
-            lambda: timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs),
+            lambda: timm.create_model(
+                timm_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+            ),
         )
     if not _timm_weights_cached(timm_name) and not _host_reachable(_HUB_HOST):
         raise CovsegError(
             f"cannot download ImageNet weights for {timm_name}: {_HUB_HOST} is unreachable; "
-            f"put the file in ${WEIGHTS_DIR_VARIABLE} as {timm_name}.safetensors or train without --pretrained"
+            f"put the file in ${WEIGHTS_DIR_VARIABLE} as {timm_name}.safetensors "
+            "or train without --pretrained"
         )
     return _load_or_explain(timm_name, lambda: timm.create_model(timm_name, pretrained=True, **kwargs))
 
@@ -79,11 +82,12 @@ def _timm_weights_cached(timm_name: str) -> bool:
 
 def load_torchvision_weights(weights_enum, build: Callable[[], T]) -> T:
     """Run ``build`` that loads ``weights_enum`` through torchvision, with a one-line failure."""
-    url = weights_enum.url
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-    if not cached.is_file() and not _host_reachable(urlparse(url).hostname or ""):
+    url = urlparse(weights_enum.url)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url.path).name
+    port = url.port or (443 if url.scheme == "https" else 80)
+    if not cached.is_file() and not _host_reachable(url.hostname or "", port):
         raise CovsegError(
-            f"cannot download ImageNet weights {weights_enum}: {urlparse(url).hostname} is unreachable; "
+            f"cannot download ImageNet weights {weights_enum}: {url.hostname} is unreachable; "
             f"put {cached.name} in {cached.parent} or train without --pretrained"
         )
     return _load_or_explain(str(weights_enum), build)
@@ -94,6 +98,6 @@ def _load_or_explain(what: str, build: Callable[[], T]) -> T:
         return build()
     except CovsegError:
         raise
-    except Exception as error:  # noqa: BLE001 - download and file errors of two libraries
+    except Exception as error:  # download and file errors of two libraries
         message = " ".join(str(error).split())[:200]
         raise CovsegError(f"cannot load ImageNet weights for {what}: {message}") from error

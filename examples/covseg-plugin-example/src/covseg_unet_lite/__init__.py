@@ -1,0 +1,1 @@
+"""covseg-unet-lite: an example third-party covseg plugin."""
