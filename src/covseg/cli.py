@@ -5,7 +5,13 @@ from __future__ import annotations
 import typer
 
 from covseg import __version__
+from covseg.commands import benchmark as benchmark_command
+from covseg.commands import data as data_command
 from covseg.commands import plugins
+from covseg.commands import train as train_command
+from covseg.commands.evaluate import evaluate as evaluate_command
+from covseg.commands.export import export as export_command
+from covseg.commands.predict import predict as predict_command
 
 app = typer.Typer(
     name="covseg",
@@ -17,6 +23,12 @@ app = typer.Typer(
 
 app.command("models")(plugins.models)
 app.command("plugins")(plugins.plugins)
+app.add_typer(data_command.app, name="data")
+app.command("train")(train_command.train)
+app.command("eval")(evaluate_command)
+app.command("export")(export_command)
+app.command("predict")(predict_command)
+app.command("benchmark")(benchmark_command.benchmark)
 
 
 def _version(value: bool) -> None:

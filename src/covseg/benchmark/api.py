@@ -1,0 +1,136 @@
+"""``run_benchmark`` and ``gather``: the Python API behind ``covseg benchmark``.
+
+Example::
+
+    from covseg.benchmark import BenchmarkSettings, make_pairs, run_benchmark
+
+    settings = BenchmarkSettings.resolve(recipe="default", epochs=1, image_size=64)
+    outcome = run_benchmark("runs/benchmark", settings, make_pairs(["unet", "fcn-resnet50"], [0]))
+    outcome.results.write()   # already done by run_benchmark; results.md, .csv, .json and plots
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from covseg.benchmark.measure import DEFAULT_LATENCY_SIZE, measure_model
+from covseg.benchmark.montage import build_montage
+from covseg.benchmark.plan import (
+    BenchmarkSettings,
+    JobRecord,
+    Pair,
+    Plan,
+    ensure_split,
+    finished_run,
+    load_benchmark_slices,
+    prepare_plan,
+)
+from covseg.benchmark.plots import plot_curves, plot_miou, plot_montage
+from covseg.benchmark.report import CURVES_PLOT, MIOU_PLOT, MONTAGE_PLOT, BenchmarkResults, collect_results
+from covseg.benchmark.runner import RunOptions, one_line, run_pairs, worker_slots
+from covseg.core.entries import CTSlices
+from covseg.core.errors import CovsegError
+from covseg.data.split import Split
+from covseg.devices import resolve_device
+
+LOG_WIDTH = 160
+
+
+@dataclass
+class BenchmarkOutcome:
+    """What one call did: the plan, the pairs it ran and skipped, and the report (None when not written)."""
+
+    plan: Plan
+    ran: list[JobRecord]
+    skipped: list[Pair]
+    results: BenchmarkResults | None
+
+
+def run_benchmark(
+    out: str | Path,
+    settings: BenchmarkSettings,
+    pairs: Sequence[Pair],
+    *,
+    jobs: int = 1,
+    options: RunOptions | None = None,
+    report: bool = True,
+    latency_size: int = DEFAULT_LATENCY_SIZE,
+    console: Console | None = None,
+) -> BenchmarkOutcome:
+    """Train every unfinished pair of ``pairs`` under ``settings`` in ``out``, then (``report``) gather.
+
+    The split is made once (``out/split.json``) and given to every pair. Finished pairs are
+    skipped; a pair that stopped part-way is resumed from its last.pt; a failing pair is recorded and
+    the others still run.
+    """
+    console = console or Console()
+    options = options or RunOptions()
+    if latency_size < 0 or 0 < latency_size < 32:
+        raise CovsegError(f"--latency-size {latency_size}: must be 0 (no latency) or at least 32")
+    # Bad --jobs, --device, --workers or --checkpoint-every fail here, before any data is read.
+    worker_slots(jobs, options.device)
+    settings.train_config(pairs[0], Path(out), options.overrides())
+    slices = load_benchmark_slices(settings)  # bad data fails before the folder records any settings
+    plan = prepare_plan(Path(out), settings, pairs)
+    split = ensure_split(plan, slices)
+    skipped = [pair for pair in pairs if finished_run(plan.out, pair) is not None]
+    pending = [pair for pair in pairs if pair not in skipped]
+    console.print(
+        f"Benchmark {plan.out}: {len(pairs)} pair(s), {settings.describe()}; split {len(split.train_ids)} "
+        f"training / {len(split.val_ids)} validation slices of {slices.source}.",
+        highlight=False,
+    )
+    if skipped:
+        shown = ", ".join(pair.key for pair in skipped)
+        console.print(f"Already finished, skipped: {shown}", highlight=False)
+    ran = run_pairs(plan, pending, jobs=jobs, options=options, console=console)
+    results = None
+    if report:
+        results = gather(plan, latency_size=latency_size, device=options.device, console=console,
+                         slices=slices)
+    return BenchmarkOutcome(plan, ran, skipped, results)
+
+
+def gather(
+    plan: Plan,
+    *,
+    latency_size: int = DEFAULT_LATENCY_SIZE,
+    device: str = "auto",
+    console: Console | None = None,
+    slices: CTSlices | None = None,
+) -> BenchmarkResults:
+    """Read every pair's outcome, measure each model once, write results.md/.csv/.json and the plots."""
+    console = console or Console()
+    results = collect_results(plan)
+    for result in results.models:
+        run_dir = results.first_run(result)
+        with console.status(f"measuring {result.model}: parameters, GFLOPs"
+                            f"{', ONNX CPU latency' if run_dir and latency_size else ''}"):
+            try:
+                result.measurements = measure_model(plan.out, result.model, run_dir, latency_size)
+            except Exception as error:  # a model that cannot even be built was reported as failed already
+                console.print(f"[yellow]{result.model}: not measured: {one_line(error)}[/]", highlight=False)
+    paths = results.write()
+    paths.append(plot_miou(results, plan.out / MIOU_PLOT))
+    paths.append(plot_curves(results, plan.out / CURVES_PLOT))
+    if plan.split_path.is_file():
+        runs = {result.model: results.first_run(result) for result in results.models if result.finished}
+        with console.status("predicting the montage slices with every model"):
+            montage = build_montage(runs, slices or load_benchmark_slices(plan.settings),
+                                    Split.load(plan.split_path), plan.settings.image_size,
+                                    resolve_device(device))
+        paths.append(plot_montage(montage, plan.out / MONTAGE_PLOT))
+        for model, reason in montage.skipped.items():
+            console.print(f"[yellow]{model}: not in the montage: {reason}[/]", highlight=False)
+    # Logs and pipes get 80 columns by default, too few for the table: give them room.
+    wide = console if console.is_terminal else Console(file=console.file, width=LOG_WIDTH)
+    wide.print(results.rich_table())
+    for result in results.models:
+        for error in result.errors:
+            console.print(f"[red]{result.model} {error}[/]", highlight=False, soft_wrap=True)
+    console.print("Wrote " + ", ".join(str(path) for path in paths), highlight=False, soft_wrap=True)
+    return results

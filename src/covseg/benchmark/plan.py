@@ -1,0 +1,424 @@
+"""The benchmark plan: which model/seed pairs, the settings they share, and which are done.
+
+A benchmark folder (``--out DIR``) holds everything, so that any number of processes, GPUs or
+Slurm array tasks can work on it and a rerun picks up where the last one stopped:
+
+- ``benchmark.json``: the settings every pair trains under and the pairs asked for so far
+- ``split.json``: the one train/validation split every model and seed trains on
+- ``runs/seed<k>/<model>/<timestamp>/``: the training runs (``covseg train`` run folders)
+- ``jobs/<model>-seed<k>.json``: each pair's status, run folder and error (the jobs index)
+- ``logs/<model>-seed<k>.log``: output of worker processes and tracebacks of failures
+- ``measurements/<model>.json``: parameters, GFLOPs and ONNX CPU latency, measured once per model
+- ``results.md``, ``results.csv``, ``results.json`` and the PNG plots: the report
+
+A pair is finished when its run has a summary.json; finished pairs are never run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from covseg.core.entries import CTSlices
+from covseg.core.errors import CovsegError
+from covseg.core.registry import get_registry
+from covseg.data.loading import load_slices
+from covseg.data.split import Split, make_split
+from covseg.training.config import TrainConfig
+from covseg.training.runs import LAST_CHECKPOINT, RUN_CONFIG, SUMMARY, write_json
+
+FORMAT = "covseg-benchmark-1"
+SETTINGS_FILE = "benchmark.json"
+SPLIT_FILE = "split.json"
+RUNS_DIR = "runs"
+JOBS_DIR = "jobs"
+LOGS_DIR = "logs"
+
+DONE, FAILED, RUNNING, PENDING = "done", "failed", "running", "pending"
+
+# The option a user changes to change each shared setting: named in the "settings differ" error.
+_OPTION_OF = {
+    "recipe": "--recipe",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "dataset": "--dataset",
+    "data": "--data",
+    "dataset_options": "--dataset-option",
+    "image_size": "--image-size",
+    "val_fraction": "the recipe's validation fraction",
+    "split_seed": "the split seed",
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One job of the benchmark: train ``model`` with ``seed``."""
+
+    model: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """``unet-seed0``: the name of the pair's job record and log file."""
+        return f"{self.model}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """What every pair shares; a benchmark folder keeps one set of settings for good.
+
+    ``epochs`` and ``batch_size`` are resolved (the recipe's when not given), so that a rerun that
+    leaves them out is recognised as different from one that set them.
+    """
+
+    recipe: str
+    epochs: int
+    batch_size: int
+    dataset: str | None
+    data: str | None
+    dataset_options: dict[str, str]
+    image_size: int | None
+    val_fraction: float
+    split_seed: int = 0
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        recipe: str = "default",
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        dataset: str | None = None,
+        data: Path | None = None,
+        dataset_options: dict[str, str] | None = None,
+        image_size: int | None = None,
+    ) -> BenchmarkSettings:
+        """Fill in the recipe's values and check them as ``covseg train`` would (one-line errors)."""
+        given = {"epochs": epochs, "batch_size": batch_size, "image_size": image_size}
+        overrides = {name: value for name, value in given.items() if value is not None}
+        # The model name does not matter here: only the recipe and the overrides are validated.
+        probe = TrainConfig.from_recipe("unet", recipe=recipe, **overrides)
+        return cls(
+            recipe=probe.recipe,
+            epochs=probe.epochs,
+            batch_size=probe.batch_size,
+            dataset=dataset,
+            data=str(Path(data).resolve()) if data is not None else None,
+            dataset_options=dict(sorted((dataset_options or {}).items())),
+            image_size=probe.image_size,
+            val_fraction=probe.val_fraction,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path) -> BenchmarkSettings:
+        names = {item.name for item in dataclasses.fields(cls)}
+        try:
+            return cls(**{key: value for key, value in data.items() if key in names})
+        except TypeError as error:
+            raise CovsegError(f"{source} is not a covseg benchmark settings file: {error}") from None
+
+    def describe(self) -> str:
+        data = self.data or self.dataset or "the embedded phantom"
+        options = ", ".join(f"{key}={value}" for key, value in self.dataset_options.items())
+        size = f"{self.image_size}x{self.image_size}" if self.image_size else "native size"
+        return (f"recipe {self.recipe}, epochs {self.epochs}, batch {self.batch_size}, {size}, data "
+                f"{data}{f' ({options})' if options else ''}")
+
+    def train_config(self, pair: Pair, out: Path, run_options: dict[str, Any] | None = None) -> TrainConfig:
+        """The TrainConfig of one pair: the shared settings, the shared split file, the pair's seed.
+
+        ``run_options``: per-machine TrainConfig fields (device, workers, checkpoint_every).
+        """
+        overrides: dict[str, Any] = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "dataset": self.dataset,
+            "data": self.data,
+            "dataset_options": dict(self.dataset_options),
+            "image_size": self.image_size,
+            "val_fraction": self.val_fraction,
+            "split_file": str(Path(out) / SPLIT_FILE),
+            "seed": pair.seed,
+            "out": str(runs_root(out, pair)),
+            **(run_options or {}),
+        }
+        return TrainConfig.from_recipe(pair.model, recipe=self.recipe, **overrides)
+
+
+@dataclass
+class Plan:
+    """A benchmark folder, its settings and the pairs recorded in it, in the order they were asked for."""
+
+    out: Path
+    settings: BenchmarkSettings
+    pairs: list[Pair] = field(default_factory=list)
+
+    @property
+    def models(self) -> list[str]:
+        """The models of the plan, each once, in plan order."""
+        return list(dict.fromkeys(pair.model for pair in self.pairs))
+
+    @property
+    def split_path(self) -> Path:
+        return self.out / SPLIT_FILE
+
+    def save(self) -> None:
+        write_json(
+            self.out / SETTINGS_FILE,
+            {"format": FORMAT, **self.settings.to_dict(),
+             "pairs": [[pair.model, pair.seed] for pair in self.pairs]},
+        )
+
+
+# ---- parsing the command line -------------------------------------------------------------------
+def parse_models(text: str) -> list[str]:
+    """``all`` (every installed model) or comma-separated names, checked against the registry."""
+    registry = get_registry()
+    if text.strip() == "all":
+        return [entry.name for entry in registry.models()]
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise CovsegError(f"--models '{text}': give 'all' or comma-separated names (see `covseg models`)")
+    for name in names:
+        try:
+            registry.model(name)
+        except CovsegError as error:
+            raise CovsegError(f"--models: {error}") from None
+    return names
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]; non-negative integers, each once."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CovsegError(f"--seeds '{text}': expected comma-separated integers such as 0,1,2") from None
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise CovsegError(f"--seeds '{text}': expected comma-separated integers >= 0 such as 0,1,2")
+    return list(dict.fromkeys(seeds))
+
+
+def make_pairs(models: Sequence[str], seeds: Sequence[int]) -> list[Pair]:
+    """Every model with every seed, model-major: the order ``--only-pair INDEX`` counts in."""
+    return [Pair(model, seed) for model in models for seed in seeds]
+
+
+def select_pair(pairs: Sequence[Pair], index: int) -> Pair:
+    """The pair a Slurm array task runs: ``--only-pair INDEX`` counted from 0."""
+    if not 0 <= index < len(pairs):
+        raise CovsegError(f"--only-pair {index}: the plan has {len(pairs)} pair(s) (models x seeds), "
+                          f"numbered 0..{len(pairs) - 1}")
+    return pairs[index]
+
+
+# ---- the benchmark folder -----------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CovsegError(f"{path} is not readable JSON: {error}") from None
+
+
+def load_plan(out: Path) -> Plan:
+    """The plan a benchmark folder records; one-line error when ``out`` is not one."""
+    out = Path(out)
+    path = out / SETTINGS_FILE
+    if not path.is_file():
+        raise CovsegError(f"--out {out} holds no benchmark ({SETTINGS_FILE} is missing); "
+                          "run `covseg benchmark --out DIR` first")
+    record = _read_json(path)
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CovsegError(f"{path} is not a covseg benchmark settings file (no '{FORMAT}' format tag)")
+    settings = BenchmarkSettings.from_dict(record, path)
+    try:
+        pairs = [Pair(str(model), int(seed)) for model, seed in record.get("pairs", [])]
+    except (TypeError, ValueError):
+        raise CovsegError(f"{path}: 'pairs' must be a list of [model, seed]") from None
+    recorded = [Pair(record.model, record.seed) for record in read_records(out)]
+    return Plan(out, settings, list(dict.fromkeys(pairs + recorded)))
+
+
+def prepare_plan(out: Path, settings: BenchmarkSettings, pairs: Iterable[Pair]) -> Plan:
+    """Open (or start) the benchmark in ``out`` with ``settings`` and add ``pairs`` to it.
+
+    An existing benchmark must have the same settings: a comparison is only fair under identical
+    data, split and schedule, so a change needs a new ``--out``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CovsegError(f"--out {out} is a file; give a folder for the benchmark")
+    if (out / SETTINGS_FILE).is_file():
+        plan = load_plan(out)
+        stored, wanted = plan.settings.to_dict(), settings.to_dict()
+        for name, value in wanted.items():
+            if stored[name] != value:
+                raise CovsegError(
+                    f"--out {out} holds a benchmark run with {_OPTION_OF[name]} {stored[name]!r}, not "
+                    f"{value!r}; every pair must share the settings: use a new --out or the same settings"
+                )
+    else:
+        plan = Plan(out, settings)
+    plan.pairs = list(dict.fromkeys([*plan.pairs, *pairs]))
+    plan.save()
+    return plan
+
+
+def load_benchmark_slices(settings: BenchmarkSettings) -> CTSlices:
+    """The benchmark's data, as every pair's training run loads it."""
+    data = Path(settings.data) if settings.data else None
+    slices = load_slices(settings.dataset, data, settings.dataset_options)
+    if slices.masks is None:
+        raise CovsegError(f"{slices.source} has no label masks; the benchmark trains and scores on them")
+    return slices
+
+
+def ensure_split(plan: Plan, slices: CTSlices) -> Split:
+    """The benchmark's one split: made once from the data's ids, then read back by every pair."""
+    path = plan.split_path
+    if path.is_file():
+        split = Split.load(path)
+        split.check_ids(slices.ids, slices.source)
+        return split
+    split = make_split(slices.ids, val_fraction=plan.settings.val_fraction, seed=plan.settings.split_seed)
+    split.save(path)
+    return split
+
+
+# ---- the jobs index -----------------------------------------------------------------------------
+@dataclass
+class JobRecord:
+    """``jobs/<model>-seed<k>.json``: what happened to one pair. ``run_dir`` is relative to the
+    benchmark folder when the run lies inside it, so the folder can be moved as a whole."""
+
+    model: str
+    seed: int
+    status: str
+    run_dir: str | None = None
+    error: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    host: str = field(default_factory=socket.gethostname)
+    device: str | None = None
+    hardware: str | None = None
+
+    @property
+    def pair(self) -> Pair:
+        return Pair(self.model, self.seed)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def record_path(out: Path, pair: Pair) -> Path:
+    return Path(out) / JOBS_DIR / f"{pair.key}.json"
+
+
+def log_path(out: Path, pair: Pair) -> Path:
+    return Path(out) / LOGS_DIR / f"{pair.key}.log"
+
+
+def runs_root(out: Path, pair: Pair) -> Path:
+    """Where the pair's training writes: ``runs/seed<k>`` (the run lands in ``<model>/<timestamp>``)."""
+    return Path(out) / RUNS_DIR / f"seed{pair.seed}"
+
+
+def relative_run_dir(out: Path, run_dir: Path) -> str:
+    """The run folder relative to the benchmark folder when inside it, else absolute."""
+    run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
+    return str(run_dir.relative_to(out)) if run_dir.is_relative_to(out) else str(run_dir)
+
+
+def absolute_run_dir(out: Path, run_dir: str) -> Path:
+    return Path(out) / run_dir
+
+
+def write_record(out: Path, record: JobRecord) -> None:
+    write_json(record_path(out, record.pair), dataclasses.asdict(record))
+
+
+def read_record(out: Path, pair: Pair) -> JobRecord | None:
+    path = record_path(out, pair)
+    if not path.is_file():
+        return None
+    return _record_from(_read_json(path), path)
+
+
+def _record_from(data: Any, path: Path) -> JobRecord:
+    names = {item.name for item in dataclasses.fields(JobRecord)}
+    if not isinstance(data, dict):
+        raise CovsegError(f"{path} is not a covseg benchmark job record")
+    try:
+        return JobRecord(**{key: value for key, value in data.items() if key in names})
+    except TypeError as error:
+        raise CovsegError(f"{path} is not a covseg benchmark job record: {error}") from None
+
+
+def read_records(out: Path) -> list[JobRecord]:
+    """Every job record of a benchmark folder, by file name."""
+    folder = Path(out) / JOBS_DIR
+    if not folder.is_dir():
+        return []
+    return [_record_from(_read_json(path), path) for path in sorted(folder.glob("*.json"))]
+
+
+def _pair_runs(out: Path, pair: Pair) -> list[Path]:
+    """The pair's run folders, oldest first (timestamped names sort in time order)."""
+    parent = runs_root(out, pair) / pair.model
+    if not parent.is_dir():
+        return []
+    return sorted(path for path in parent.iterdir() if (path / RUN_CONFIG).is_file())
+
+
+def finished_run(out: Path, pair: Pair) -> Path | None:
+    """The pair's finished run (one with summary.json): the recorded one, else the newest on disk.
+
+    A process killed between writing summary.json and its job record still counts as finished;
+    the record is repaired.
+    """
+    record = read_record(out, pair)
+    if record is not None and record.run_dir:
+        recorded = absolute_run_dir(out, record.run_dir)
+        if (recorded / SUMMARY).is_file():
+            if record.status != DONE:
+                write_record(out, dataclasses.replace(record, status=DONE, error=None))
+            return recorded
+    for run_dir in reversed(_pair_runs(out, pair)):
+        if (run_dir / SUMMARY).is_file():
+            repaired = record or JobRecord(pair.model, pair.seed, DONE)
+            write_record(out, dataclasses.replace(repaired, status=DONE, error=None,
+                                                  run_dir=relative_run_dir(out, run_dir)))
+            return run_dir
+    return None
+
+
+def unfinished_run(out: Path, pair: Pair) -> Path | None:
+    """The newest run of the pair that stopped part-way (last.pt, no summary.json): resumed, not restarted."""
+    for run_dir in reversed(_pair_runs(out, pair)):
+        if (run_dir / SUMMARY).is_file():
+            return None
+        if (run_dir / LAST_CHECKPOINT).is_file():
+            return run_dir
+    return None
+
+
+def newest_run(out: Path, pair: Pair) -> Path | None:
+    runs = _pair_runs(out, pair)
+    return runs[-1] if runs else None
+
+
+def pair_status(out: Path, pair: Pair) -> str:
+    """done, failed, running (or killed while running) or pending (never started)."""
+    if finished_run(out, pair) is not None:
+        return DONE
+    record = read_record(out, pair)
+    return record.status if record is not None else PENDING

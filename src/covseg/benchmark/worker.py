@@ -1,0 +1,46 @@
+"""One benchmark pair in its own process: ``python -m covseg.benchmark.worker DIR MODEL SEED``.
+
+Started by :func:`covseg.benchmark.runner.run_pairs` for ``--jobs N`` with CUDA_VISIBLE_DEVICES
+set to the worker's GPU. It reads the shared settings from ``DIR/benchmark.json``, trains the pair
+and writes the pair's job record; the exit code is 0 when the pair finished, 1 when it failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from covseg.benchmark.plan import DONE, Pair, load_plan
+from covseg.benchmark.runner import RunOptions, run_pair
+from covseg.core.errors import CovsegError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m covseg.benchmark.worker", description=__doc__)
+    parser.add_argument("out", help="the benchmark folder (holds benchmark.json)")
+    parser.add_argument("model")
+    parser.add_argument("seed", type=int)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--checkpoint-every", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of this worker")
+    args = parser.parse_args(argv)
+    console = Console()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        plan = load_plan(args.out)
+        options = RunOptions(args.device, args.workers, args.checkpoint_every)
+        record = run_pair(plan, Pair(args.model, args.seed), options, console)
+    except CovsegError as error:
+        console.print(f"error: {error}", highlight=False, soft_wrap=True)
+        return 2
+    return 0 if record.status == DONE else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""`covseg data list|info|fetch`: the installed data sets, what a data set holds, MedSeg download."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from covseg import CLASS_NAMES
+from covseg.commands._common import console, error_console, user_errors
+from covseg.core.entries import CTSlices
+from covseg.core.errors import CovsegError
+from covseg.core.registry import get_registry
+from covseg.data.fetch import fetch_medseg
+from covseg.data.loading import load_slices, resolve_dataset
+from covseg.data.options import parse_dataset_options
+
+app = typer.Typer(help="Data sets: list the installed ones, inspect one, download MedSeg.",
+                  no_args_is_help=True)
+
+DATASET_HELP = "Dataset name (see `covseg data list`); detected from the path when left out."
+OPTION_HELP = "Dataset setting as key=value, repeatable (e.g. mask_values=0,255 or count=40)."
+
+
+@app.command("list")
+@user_errors
+def list_datasets() -> None:
+    """List the data sets of all installed plugins."""
+    table = Table(title="covseg data sets")
+    for column in ("name", "needs path", "module", "description"):
+        table.add_column(column, overflow="fold")
+    for provided in get_registry().provided("dataset"):
+        entry = provided.entry
+        needs_path = "yes" if entry.needs_path else "no"
+        table.add_row(entry.name, needs_path, provided.plugin.module, entry.description)
+    console.print(table)
+
+
+@app.command("info")
+@user_errors
+def info(
+    target: str = typer.Argument(..., help="A data path (folder or NIfTI file) or a dataset name (phantom)."),
+    dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
+    dataset_option: list[str] = typer.Option([], "--dataset-option", help=OPTION_HELP),
+) -> None:
+    """Show a data set: format, slice count, sizes, intensity range and pixels per class."""
+    options = parse_dataset_options(dataset_option)
+    names = {entry.name for entry in get_registry().datasets()}
+    data: Path | None = Path(target)
+    if dataset is None and target in names and not data.exists():
+        dataset, data = target, None
+    name = resolve_dataset(dataset, data)
+    slices = load_slices(name, data, options)
+    detected = " (detected from the path)" if dataset is None and data is not None else ""
+    console.print(_summary_table(slices, name + detected))
+    if slices.masks is not None:
+        console.print(_class_table(slices))
+
+
+def _counted(values: list[str]) -> str:
+    counts = Counter(values)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{value} ({count})" for value, count in counts.most_common())
+
+
+def _summary_table(slices: CTSlices, format_name: str) -> Table:
+    table = Table(title="data set", show_header=False)
+    table.add_column("property")
+    table.add_column("value")
+    low = min(float(image.min()) for image in slices.images)
+    high = max(float(image.max()) for image in slices.images)
+    unit = "8-bit" if slices.intensity == "uint8" else "Hounsfield units"
+    table.add_row("format", format_name)
+    table.add_row("source", slices.source)
+    table.add_row("slices", f"{len(slices):,}")
+    images = slices.images
+    table.add_row("size (HxW)", _counted([f"{image.shape[0]}x{image.shape[1]}" for image in images]))
+    table.add_row("channels", _counted(["RGB" if image.ndim == 3 else "grayscale" for image in images]))
+    table.add_row("intensity", f"{unit}, {low:.0f} .. {high:.0f}")
+    if slices.spacing:
+        table.add_row("pixel size (mm)", _counted([f"{row:.3g} x {col:.3g}" for row, col in slices.spacing]))
+    table.add_row("masks", "yes" if slices.masks is not None else "no (unlabelled)")
+    table.add_row("lung masks", "yes" if slices.lung_masks is not None else "no")
+    return table
+
+
+def _class_table(slices: CTSlices) -> Table:
+    pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    present = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    for mask in slices.masks or []:
+        counts = np.bincount(mask.ravel(), minlength=len(CLASS_NAMES))
+        pixels += counts
+        present += counts > 0
+    total = max(int(pixels.sum()), 1)
+    table = Table(title="pixels per class")
+    for column in ("label", "class", "pixels", "share", "slices"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for label, name in enumerate(CLASS_NAMES):
+        table.add_row(str(label), name, f"{pixels[label]:,}", f"{100 * pixels[label] / total:.2f}%",
+                      f"{present[label]:,}")
+    return table
+
+
+@app.command("fetch")
+@user_errors
+def fetch(
+    name: str = typer.Argument(..., help="The data set to download: medseg."),
+    dest: Path = typer.Option(Path("data/medseg"), "--dest", help="Folder to put the files in."),
+    url: str | None = typer.Option(None, "--url", help="Base URL of a mirror: files are read from URL/NAME."),
+) -> None:
+    """Download the public MedSeg COVID-19 files (resumable, checked against known sizes and sha256)."""
+    if name != "medseg":
+        raise CovsegError(f"covseg can fetch 'medseg', not '{name}'")
+    results = fetch_medseg(dest, url, console=error_console)
+    table = Table(title=f"MedSeg files in {dest}")
+    for column in ("file", "status", "bytes"):
+        table.add_column(column, justify="right" if column == "bytes" else "left")
+    for result in results:
+        table.add_row(result.name, result.status, f"{result.size:,}" if result.size else "-")
+    console.print(table)
+    for result in results:
+        if result.status == "skipped":
+            error_console.print(f"[yellow]warning:[/] optional {result.name} skipped: {result.detail}",
+                                highlight=False, soft_wrap=True)
+    console.print(f"read it with: covseg data info {dest}", highlight=False)

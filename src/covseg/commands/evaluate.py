@@ -1,0 +1,202 @@
+"""`covseg eval`: score a trained run or checkpoint, print the metric tables, save overlay pictures."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from covseg.commands._common import console, user_errors
+from covseg.core.errors import CovsegError
+from covseg.core.registry import get_registry
+from covseg.data.dataset import SliceDataset
+from covseg.data.options import parse_dataset_options
+from covseg.devices import resolve_device
+from covseg.evaluation.evaluate import evaluate_model
+from covseg.evaluation.runs import EvaluationData, TrainedModel, load_evaluation_data, load_trained_model
+from covseg.training.runs import write_json
+from covseg.visualize import CLASS_COLOURS, save_png, side_by_side
+
+
+class SplitChoice(str, Enum):
+    val = "val"
+    train = "train"
+    all = "all"
+
+
+@user_errors
+def evaluate(
+    target: Path = typer.Argument(..., help="A run folder (its best.pt is used) or a .pt checkpoint file."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Evaluate on this whole data set (see `covseg data list`) instead of the "
+        "run's validation split."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Path of the data to evaluate on (folder or NIfTI); the data set is "
+        "auto-detected unless --dataset is given."),
+    dataset_option: list[str] = typer.Option(
+        [], "--dataset-option", help="Data set setting key=value (repeatable); with the run's own data "
+        "it overrides the run's setting."),
+    split: SplitChoice | None = typer.Option(
+        None, "--split", help="Which slices of the run's own data: val (default), train or all."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    save_predictions: Path | None = typer.Option(
+        None, "--save-predictions", help="Write one PNG per slice (image | truth | prediction) into "
+        "this folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow --save-predictions into a "
+                                   "non-empty folder (same-named files are replaced)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the metrics and the confusion "
+                                          "matrix to this JSON file."),
+) -> None:
+    """Score a trained model: metric tables on the run's validation split or on any data set."""
+    if save_predictions is not None:
+        check_output_folder(save_predictions, overwrite)
+    torch_device = resolve_device(device)
+    trained = load_trained_model(target, torch_device)
+    options = parse_dataset_options(dataset_option)
+    source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
+    slice_dataset = SliceDataset(source.slices, source.ids, trained.normalisation,
+                                 image_size=trained.image_size)
+    if len({image.shape[:2] for image in slice_dataset.images}) > 1:
+        batch_size = 1  # native sizes differ and the run did not resize: slices cannot share a batch
+        console.print("[yellow]slices differ in size and the model was trained at native size: "
+                      "evaluating one slice at a time[/]")
+    loader = torch.utils.data.DataLoader(slice_dataset, batch_size=batch_size, shuffle=False,
+                                         pin_memory=torch_device.type == "cuda")
+    writer = PredictionWriter(save_predictions, source.ids) if save_predictions is not None else None
+    autocast = torch.bfloat16 if trained.config and trained.config.get("amp") else None
+    console.print(describe_evaluation(trained, source, torch_device))
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("evaluate", total=len(loader))
+
+        def on_batch(images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
+            if writer is not None:
+                writer.write_batch(images, masks, predictions)
+            progress.advance(task)
+
+        confusion, metrics = evaluate_model(trained.model, loader, torch_device, trained.num_classes,
+                                            autocast_dtype=autocast, on_batch=on_batch)
+    print_metric_tables(metrics, confusion, trained.class_names)
+    if writer is not None:
+        console.print(f"wrote {writer.count} overlay PNG(s) to {save_predictions}: "
+                      "image | truth | prediction")
+        console.print(colour_legend(trained.class_names))
+    if json_path is not None:
+        write_json(json_path, {
+            "checkpoint": str(trained.checkpoint_path), "model": trained.model_name,
+            "epoch": trained.checkpoint.get("epoch"), "data": source.description, "split": source.split,
+            "slices": len(source.ids), "image_size": trained.image_size,
+            "class_names": list(trained.class_names), "metrics": metrics, "confusion": confusion.tolist(),
+        })
+        console.print(f"metrics written to {json_path}")
+
+
+def check_output_folder(folder: Path, overwrite: bool) -> None:
+    """Refuse a file, or a non-empty folder without --overwrite, before any work is done."""
+    if folder.exists() and not folder.is_dir():
+        raise CovsegError(f"--save-predictions {folder} is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise CovsegError(f"--save-predictions {folder} exists and is not empty; add --overwrite "
+                          "or choose another folder")
+
+
+class PredictionWriter:
+    """Writes ``<slice id>.png`` (image | truth | prediction overlays) in loader order."""
+
+    def __init__(self, folder: Path, ids: list[str]):
+        self.folder = Path(folder)
+        self.names = png_names(ids)
+        self.count = 0
+
+    def write_batch(self, images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
+        images_hwc = images.float().permute(0, 2, 3, 1).cpu().numpy()
+        masks_np, predictions_np = masks.cpu().numpy(), predictions.cpu().numpy()
+        for image, truth, prediction in zip(images_hwc, masks_np, predictions_np, strict=True):
+            save_png(side_by_side(image, truth, prediction), self.folder / self.names[self.count])
+            self.count += 1
+
+
+def png_names(ids: list[str]) -> list[str]:
+    """File-system-safe, unique PNG names from slice ids (``a/b:3`` -> ``a_b_3.png``)."""
+    names, taken = [], set()
+    for slice_id in ids:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", slice_id).strip("._") or "slice"
+        name, number = f"{stem}.png", 2
+        while name in taken:
+            name, number = f"{stem}-{number}.png", number + 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def describe_evaluation(trained: TrainedModel, source: EvaluationData, device: torch.device) -> str:
+    size = f"{trained.image_size}x{trained.image_size}" if trained.image_size else "native size"
+    epoch = trained.checkpoint.get("epoch")
+    at_epoch = f" (epoch {epoch})" if epoch is not None else ""
+    return (f"[bold]{trained.model_name}[/] from {trained.checkpoint_path}{at_epoch} "
+            f"on {source.description}, {source.split}: {len(source.ids)} slice(s) at {size}, "
+            f"{trained.normalisation.describe()}; device {device}")
+
+
+HEADLINE_ORDER = ("miou", "pixel_accuracy", "lesion_miou", "mean_lesion_dice", "iou", "dice")
+"""The reference study's metrics first in the tables; other plugins' metrics follow by name."""
+
+
+def _display_order(name: str) -> tuple[int, str]:
+    return (HEADLINE_ORDER.index(name) if name in HEADLINE_ORDER else len(HEADLINE_ORDER), name)
+
+
+def format_value(value: float) -> str:
+    return "—" if np.isnan(value) else f"{value:.4f}"
+
+
+def print_metric_tables(
+    metrics: dict[str, float], confusion: np.ndarray, class_names: tuple[str, ...]
+) -> None:
+    """The overall metrics, then one row per class with every per-class metric as a column."""
+    registry = get_registry()
+    descriptions = {entry.name: entry.description for entry in registry.metrics()}
+    overall = Table(title="metrics (one confusion matrix over all evaluated pixels)")
+    for column, justify in (("metric", "left"), ("value", "right"), ("what it is", "left")):
+        overall.add_column(column, justify=justify)
+    per_class: dict[str, dict[str, float]] = {}
+    for key in sorted(metrics, key=lambda key: _display_order(key.partition("/")[0])):
+        name, separator, item = key.partition("/")
+        if separator:
+            per_class.setdefault(item, {})[name] = metrics[key]
+        else:
+            overall.add_row(name, format_value(metrics[key]), descriptions.get(name, ""))
+    console.print(overall)
+    if not per_class:
+        return
+    columns = list(dict.fromkeys(name for values in per_class.values() for name in values))
+    table = Table(title="per class (— = class absent from truth and prediction)")
+    table.add_column("class")
+    for column in ("truth pixels", "predicted pixels", *columns):
+        table.add_column(column, justify="right")
+    truth_pixels, predicted_pixels = confusion.sum(axis=1), confusion.sum(axis=0)
+    for item, values in per_class.items():
+        index = class_names.index(item) if item in class_names else None
+        counts = (["", ""] if index is None
+                  else [f"{truth_pixels[index]:,}", f"{predicted_pixels[index]:,}"])
+        table.add_row(item, *counts, *(format_value(values.get(column, float("nan"))) for column in columns))
+    console.print(table)
+
+
+def colour_legend(class_names: tuple[str, ...]) -> Text:
+    """``colours: ■ ground-glass ■ consolidation ■ effusion`` in the overlay colours."""
+    legend = Text("colours: background unchanged (grey)")
+    for index, name in enumerate(class_names[1:len(CLASS_COLOURS)], start=1):
+        red, green, blue = (int(channel) for channel in CLASS_COLOURS[index])
+        legend.append("  ")
+        legend.append("■", style=f"rgb({red},{green},{blue})")
+        legend.append(f" {name} ({index})")
+    return legend

@@ -1,0 +1,70 @@
+"""`covseg export MODEL|RUN_DIR|CHECKPOINT --onnx`: a checked ONNX file with covseg metadata."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from covseg.commands._common import console, error_console, user_errors
+from covseg.core.errors import CovsegError
+from covseg.export.onnx_export import (
+    DEFAULT_OPSET,
+    DEFAULT_TOLERANCE,
+    check_output_path,
+    default_export_path,
+    export_model,
+    load_export_source,
+    write_export,
+)
+
+
+class ExporterChoice(str, Enum):
+    torchscript = "torchscript"
+    dynamo = "dynamo"
+
+
+@user_errors
+def export(
+    target: str = typer.Argument(..., help="A run folder (its best.pt), a .pt checkpoint, or a model name "
+                                 "(untrained weights, for trying the pipeline)."),
+    onnx: bool = typer.Option(True, "--onnx/--no-onnx",
+                              help="Export to ONNX (the one format; on by default)."),
+    out: Path | None = typer.Option(None, "--out", help="Output file (default: exports/<model>.onnx, "
+                                    "exports/<model>-<run>.onnx for a run)."),
+    opset: int = typer.Option(DEFAULT_OPSET, "--opset", min=13, help="ONNX opset version."),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="Square side to trace and check at (a second, odd size is checked "
+        "too; default: the trained image size, else 64)."),
+    exporter: ExporterChoice = typer.Option(ExporterChoice.torchscript, "--exporter",
+                                            help="torchscript (fast) or dynamo (torch.export)."),
+    tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", help="Largest allowed |logit| "
+                                    "difference onnxruntime vs PyTorch (times the largest |logit| "
+                                    "when > 1)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Export a trained model to ONNX (dynamic batch, height, width), verified against PyTorch."""
+    if not onnx:
+        raise CovsegError("--no-onnx leaves nothing to export: ONNX is the one export format")
+    source = load_export_source(target)
+    path = out if out is not None else default_export_path(source)
+    check_output_path(path, overwrite)
+    if not source.metadata.trained:
+        error_console.print(f"[bold yellow]warning:[/] {target} is a model name: exporting an UNTRAINED "
+                            f"{target} (random weights); give a run folder or checkpoint for a trained model",
+                            highlight=False, soft_wrap=True)
+    console.print(f"exporting {source.metadata.describe()}", highlight=False)
+    result = export_model(source, image_size, opset, exporter.value, tolerance)
+    write_export(result, path, overwrite)
+    table = Table(title=f"onnxruntime (CPU) vs PyTorch, random inputs (tolerance {tolerance:g})")
+    for column in ("input (N, C, H, W)", "max |logit diff|", "largest |logit|", "allowed", "ok"):
+        table.add_column(column, justify="right")
+    for check in result.checks:
+        table.add_row("x".join(map(str, check.shape)), f"{check.max_abs_diff:.3g}",
+                      f"{check.logit_scale:.3g}", f"{check.allowed:.3g}", "yes" if check.passed else "no")
+    console.print(table)
+    size_mb = len(result.model_bytes) / 1e6
+    console.print(f"wrote {path} ({size_mb:.1f} MB, opset {opset}, {exporter.value} exporter, "
+                  f"{result.export_seconds:.1f} s; dynamic batch, height and width)", highlight=False)

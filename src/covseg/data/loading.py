@@ -1,0 +1,85 @@
+"""Load slices by dataset name or by path, through the registered dataset plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from covseg.core.entries import CTSlices
+from covseg.core.errors import CovsegError
+from covseg.core.registry import get_registry
+from covseg.data.labels import NUM_CLASSES
+from covseg.data.nifti import is_nifti
+
+DEFAULT_DATASET = "phantom"
+
+
+def resolve_dataset(dataset: str | None, data: Path | None) -> str:
+    """The dataset name to use: the given one, the embedded phantom, or detected from the path.
+
+    A folder with ``images/`` is ``folder``; a NIfTI file, or a folder of NIfTI volumes, is
+    ``medseg``.
+    """
+    if dataset:
+        return dataset
+    if data is None:
+        return DEFAULT_DATASET
+    data = Path(data)
+    if not data.exists():
+        raise CovsegError(f"data path {data} does not exist")
+    if data.is_dir() and (data / "images").is_dir():
+        return "folder"
+    if is_nifti(data) or (data.is_dir() and any(is_nifti(path) for path in data.iterdir())):
+        return "medseg"
+    raise CovsegError(
+        f"cannot tell the format of {data}: expected images/ and masks/ (folder) or NIfTI volumes "
+        "such as tr_im.nii.gz (medseg); or name the format with --dataset"
+    )
+
+
+def load_slices(dataset: str | None, data: Path | None, options: Mapping[str, str] | None = None) -> CTSlices:
+    """Slices of a dataset: ``dataset`` by name (see ``covseg data list``), or detected from ``data``.
+
+    Neither given: the embedded ``phantom``. The result is checked (matching shapes, uint8 labels
+    0..3, unique ids) so that a third-party plugin's mistakes surface as one line here.
+    """
+    name = resolve_dataset(dataset, data)
+    entry = get_registry().dataset(name)
+    if entry.needs_path and data is None:
+        raise CovsegError(f"dataset {name} needs a path: --data PATH")
+    slices = entry.load(Path(data) if data is not None else None, dict(options or {}))
+    check_slices(slices, name)
+    return slices
+
+
+def check_slices(slices: CTSlices, dataset: str) -> None:
+    """Raise a one-line :class:`CovsegError` when a plugin's :class:`CTSlices` breaks the contract."""
+    if not isinstance(slices, CTSlices):
+        raise CovsegError(f"dataset {dataset} returned {type(slices).__name__}, not CTSlices")
+    where = f"dataset {dataset} ({slices.source})"
+    count = len(slices.ids)
+    if count == 0:
+        raise CovsegError(f"{where} has no slices")
+    if len(set(slices.ids)) != count:
+        duplicate = next(name for name in slices.ids if slices.ids.count(name) > 1)
+        raise CovsegError(f"{where}: slice id '{duplicate}' appears twice")
+    if slices.intensity not in ("hu", "uint8"):
+        raise CovsegError(f"{where}: intensity '{slices.intensity}' is not 'hu' or 'uint8'")
+    for field in ("images", "masks", "spacing", "lung_masks"):
+        values = getattr(slices, field)
+        if values is not None and len(values) != count:
+            raise CovsegError(f"{where}: {len(values)} {field} for {count} slice ids")
+    for index, name in enumerate(slices.ids):
+        image = slices.images[index]
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+            raise CovsegError(f"{where}: slice {name} has shape {image.shape}, not (H, W) or (H, W, 3)")
+        if slices.masks is None:
+            continue
+        mask = slices.masks[index]
+        if mask.shape != image.shape[:2] or mask.dtype != np.uint8:
+            raise CovsegError(f"{where}: mask of slice {name} is {mask.dtype} {mask.shape}, "
+                              f"expected uint8 {image.shape[:2]}")
+        if mask.size and int(mask.max()) >= NUM_CLASSES:
+            raise CovsegError(f"{where}: mask of slice {name} has label {int(mask.max())} (labels are 0..3)")

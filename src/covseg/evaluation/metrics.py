@@ -1,0 +1,56 @@
+"""Runs every registered metric plugin on one confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from covseg.core.errors import CovsegError
+from covseg.core.registry import Registry, get_registry
+
+
+def compute_metrics(confusion: np.ndarray, registry: Registry | None = None) -> dict[str, float]:
+    """All metrics of all installed plugins, as one flat dict of floats.
+
+    A metric returning a float is reported under its name (``miou``); one returning a mapping under
+    ``name/key`` (``iou/effusion``). Scalar metrics come first, each group in name order. NaN means
+    "not defined on this data" (e.g. a class absent from prediction and target). ``registry``
+    defaults to the installed plugins; pass one to evaluate with a hand-made set.
+    """
+    confusion = np.asarray(confusion)
+    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.shape[0] == 0:
+        raise CovsegError(f"compute_metrics: confusion must be a square (C, C) matrix, got {confusion.shape}")
+    if not np.issubdtype(confusion.dtype, np.integer):
+        raise CovsegError(f"compute_metrics: confusion must hold integer pixel counts, got {confusion.dtype}")
+    registry = registry or get_registry()
+    scalars: dict[str, float] = {}
+    per_key: dict[str, float] = {}
+    for provided in registry.provided("metric"):
+        entry, plugin = provided.entry, provided.plugin
+        try:
+            value = entry.compute(confusion.copy())
+        except Exception as error:  # any plugin bug: report which plugin broke, in one line
+            message = " ".join(str(error).split())[:160]
+            raise CovsegError(
+                f"metric '{entry.name}' of plugin {plugin.package} ({plugin.module}) failed: "
+                f"{type(error).__name__}: {message}"
+            ) from error
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                per_key[f"{entry.name}/{key}"] = _as_float(item, entry.name, plugin.module)
+        else:
+            scalars[entry.name] = _as_float(value, entry.name, plugin.module)
+    clash = scalars.keys() & per_key.keys()
+    if clash:
+        raise CovsegError(f"metric name(s) {', '.join(sorted(clash))} are produced twice; rename one metric")
+    return {**scalars, **per_key}
+
+
+def _as_float(value: object, name: str, module: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise CovsegError(
+            f"metric '{name}' ({module}) returned {type(value).__name__}, not a float or a mapping of floats"
+        ) from None

@@ -1,0 +1,196 @@
+"""Load what training left behind: a run folder or a checkpoint file, as a ready model + its settings.
+
+Shared by ``covseg eval``, ``covseg export`` and the benchmarks, so that every command accepts the
+same two forms (``runs/unet/20250101-120000/`` or ``.../best.pt``) with the same one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from covseg.checkpoint import model_from_checkpoint
+from covseg.core.entries import CTSlices
+from covseg.core.errors import CovsegError
+from covseg.data.intensity import Normalisation
+from covseg.data.loading import load_slices
+from covseg.data.split import Split
+
+RUN_CONFIG = "config.json"
+RUN_SPLIT = "split.json"
+BEST_CHECKPOINT = "best.pt"
+LAST_CHECKPOINT = "last.pt"
+
+
+@dataclass
+class TrainedModel:
+    """A trained model in eval mode on its device, with the settings its input must follow."""
+
+    model: torch.nn.Module
+    model_name: str
+    num_classes: int
+    in_channels: int
+    class_names: tuple[str, ...]
+    normalisation: Normalisation
+    image_size: int | None
+    checkpoint_path: Path
+    checkpoint: dict[str, Any]
+    run_dir: Path | None
+    config: dict[str, Any] | None
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """The checkpoint file ``path`` means: ``path`` itself for a file, ``path/best.pt`` for a run folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CovsegError(f"{path} does not exist; give a run folder (runs/<model>/<time>/) "
+                          "or a .pt checkpoint")
+    if not (path / RUN_CONFIG).is_file():
+        raise CovsegError(f"{path} is not a covseg run folder (it has no {RUN_CONFIG}); "
+                          "give a run folder or a .pt checkpoint")
+    best = path / BEST_CHECKPOINT
+    if not best.is_file():
+        hint = f"; {path / LAST_CHECKPOINT} exists, give it to use the last epoch" \
+            if (path / LAST_CHECKPOINT).is_file() else ""
+        raise CovsegError(f"run {path} has no {BEST_CHECKPOINT} (no validated epoch was saved){hint}")
+    return best
+
+
+def run_dir_of(checkpoint_path: Path) -> Path | None:
+    """The run folder a checkpoint file sits in (it has config.json beside it), else None."""
+    folder = Path(checkpoint_path).parent
+    return folder if (folder / RUN_CONFIG).is_file() else None
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """A run's config.json as a dict; one-line error when it is missing or not a JSON object."""
+    path = Path(run_dir) / RUN_CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CovsegError(f"{path} does not exist; {run_dir} is not a covseg run folder") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CovsegError(f"{path} is not readable JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise CovsegError(f"{path} must hold a JSON object, not {type(config).__name__}")
+    return config
+
+
+def load_trained_model(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """Rebuild the trained model of a run folder (its best.pt) or of a checkpoint file, on ``device``.
+
+    The weights are read with ``weights_only=True`` (a checkpoint never runs code). The run's
+    config.json is read when the checkpoint sits in a run folder. Every failure is one line naming
+    the file: not a run, no best.pt, corrupt or foreign checkpoint, weights that do not fit.
+    """
+    checkpoint_path = resolve_checkpoint(path)
+    try:
+        model, checkpoint = model_from_checkpoint(checkpoint_path, map_location="cpu")
+    except CovsegError as error:  # e.g. a model whose plugin is not installed: say which file wants it
+        if str(checkpoint_path) in str(error):
+            raise
+        raise CovsegError(f"{checkpoint_path}: {error}") from None
+    except KeyError as error:
+        raise CovsegError(f"{checkpoint_path} lacks the checkpoint field {error}") from None
+    except RuntimeError as error:  # load_state_dict: missing, unexpected or mis-shaped weights
+        message = " ".join(str(error).split())[:200]
+        raise CovsegError(f"{checkpoint_path}: its weights do not fit its model: {message}") from None
+    run_dir = run_dir_of(checkpoint_path)
+    config = read_run_config(run_dir) if run_dir is not None else None
+    num_classes = int(checkpoint["num_classes"])
+    names = tuple(checkpoint.get("class_names") or (f"class-{index}" for index in range(num_classes)))
+    normalisation_dict = checkpoint.get("normalisation") or (config or {}).get("normalisation")
+    if not normalisation_dict:
+        raise CovsegError(f"{checkpoint_path} records no intensity normalisation; "
+                          "it was not written by covseg train")
+    try:
+        normalisation = Normalisation.from_dict(normalisation_dict)
+    except CovsegError as error:
+        raise CovsegError(f"{checkpoint_path}: {error}") from None
+    return TrainedModel(
+        model=model.to(device),
+        model_name=str(checkpoint["model_name"]),
+        num_classes=num_classes,
+        in_channels=int(checkpoint.get("in_channels", 3)),
+        class_names=names,
+        normalisation=normalisation,
+        image_size=checkpoint.get("image_size"),
+        checkpoint_path=checkpoint_path,
+        checkpoint=checkpoint,
+        run_dir=run_dir,
+        config=config,
+    )
+
+
+@dataclass
+class EvaluationData:
+    """The labelled slices to score: ``ids`` (in order) out of ``slices``, and where they came from."""
+
+    slices: CTSlices
+    ids: list[str]
+    description: str
+    split: str
+
+
+def load_evaluation_data(
+    trained: TrainedModel,
+    dataset: str | None = None,
+    data: Path | None = None,
+    options: Mapping[str, str] | None = None,
+    split: str | None = None,
+) -> EvaluationData:
+    """The slices to evaluate ``trained`` on.
+
+    With ``dataset`` or ``data``: that whole data set (``split`` must be None or ``"all"``).
+    Otherwise the run's own data (its config.json's dataset, data and dataset_options, ``options``
+    on top) restricted to ``split``: ``"val"`` (default, the ids of the run's split.json),
+    ``"train"`` or ``"all"``.
+    """
+    options = dict(options or {})
+    if dataset is not None or data is not None:
+        if split not in (None, "all"):
+            raise CovsegError(f"--split {split} selects from the run's own data; with --dataset/--data "
+                              "the whole data set is evaluated")
+        slices = load_slices(dataset, data, options)
+        return _checked(EvaluationData(slices, list(slices.ids), _describe(dataset, slices), "all slices"))
+    if trained.run_dir is None or trained.config is None:
+        raise CovsegError(f"{trained.checkpoint_path} is not inside a run folder (no {RUN_CONFIG} "
+                          "beside it); give --dataset or --data to say what to evaluate on")
+    config = trained.config
+    run_data = Path(config["data"]) if config.get("data") else None
+    run_dataset = config.get("dataset")
+    slices = load_slices(run_dataset, run_data, {**(config.get("dataset_options") or {}), **options})
+    split = split or "val"
+    description = _describe(run_dataset, slices)
+    if split == "all":
+        return _checked(EvaluationData(slices, list(slices.ids), description, "all slices"))
+    split_path = trained.run_dir / RUN_SPLIT
+    if not split_path.is_file():
+        raise CovsegError(f"run {trained.run_dir} has no {RUN_SPLIT}; use --split all or --dataset/--data")
+    run_split = Split.load(split_path)
+    try:
+        run_split.check_ids(slices.ids, description)
+    except CovsegError as error:
+        raise CovsegError(f"{split_path}: {error}; has the data changed since training?") from None
+    ids = run_split.val_ids if split == "val" else run_split.train_ids
+    label = "validation split" if split == "val" else "training split"
+    return _checked(EvaluationData(slices, list(ids), description, label))
+
+
+def _describe(dataset: str | None, slices: CTSlices) -> str:
+    if not dataset or slices.source.startswith(dataset):
+        return slices.source
+    return f"{dataset} ({slices.source})"
+
+
+def _checked(selection: EvaluationData) -> EvaluationData:
+    if not selection.ids:
+        raise CovsegError(f"{selection.description}: the {selection.split} hold(s) no slices to evaluate")
+    return selection

@@ -1,0 +1,150 @@
+"""What an exported covseg model says about itself: ONNX ``metadata_props`` written and read back.
+
+Every key starts with ``covseg.``; values are strings (JSON for lists and records) so that any ONNX
+viewer (Netron, ``onnx.load(...).metadata_props``) shows them as they are. ``covseg predict`` reads
+them to turn slices into model input exactly as in training and to name the classes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from covseg import __version__
+from covseg.core.errors import CovsegError
+from covseg.data.intensity import Normalisation
+
+FORMAT = "covseg-onnx-1"
+PREFIX = "covseg."
+REQUIRED_KEYS = ("format", "model_name", "num_classes", "in_channels", "class_names", "normalisation")
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    """The settings an exported model needs at inference, and where its weights came from.
+
+    ``image_size``: the square side the model was trained at (predict resizes slices to it), None
+    for native-size training or an untrained export. ``source``: the run folder or checkpoint the
+    weights came from (None when untrained). ``val_miou``: validation mIoU of that checkpoint.
+    """
+
+    model_name: str
+    num_classes: int
+    in_channels: int
+    class_names: tuple[str, ...]
+    normalisation: Normalisation
+    image_size: int | None = None
+    trained: bool = False
+    source: str | None = None
+    epoch: int | None = None
+    val_miou: float | None = None
+    covseg_version: str = __version__
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.num_classes:
+            raise CovsegError(f"{self.model_name}: {len(self.class_names)} class names for "
+                              f"{self.num_classes} classes")
+
+    def to_props(self) -> dict[str, str]:
+        """The ``metadata_props`` of the ONNX file, all strings."""
+        values = {
+            "format": FORMAT,
+            "covseg_version": self.covseg_version,
+            "model_name": self.model_name,
+            "num_classes": str(self.num_classes),
+            "in_channels": str(self.in_channels),
+            "class_names": json.dumps(list(self.class_names)),
+            "normalisation": json.dumps(self.normalisation.to_dict()),
+            "image_size": json.dumps(self.image_size),
+            "trained": json.dumps(self.trained),
+            "source": json.dumps(self.source),
+            "epoch": json.dumps(self.epoch),
+            "val_miou": json.dumps(self.val_miou),
+            **self.extra,
+        }
+        return {PREFIX + key: value for key, value in values.items()}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], origin: str) -> ExportMetadata:
+        """Inverse of :meth:`to_props`; one-line error naming ``origin`` and the missing or bad key."""
+        values = {key[len(PREFIX):]: value for key, value in props.items() if key.startswith(PREFIX)}
+        missing = [key for key in REQUIRED_KEYS if key not in values]
+        if missing:
+            keys = ", ".join(PREFIX + key for key in missing)
+            raise CovsegError(f"{origin} has incomplete covseg metadata: {keys} missing")
+        if values["format"] != FORMAT:
+            raise CovsegError(f"{origin} has covseg metadata of format '{values['format']}'; "
+                              f"this covseg reads '{FORMAT}'")
+        known = {"format", "covseg_version", "model_name", "num_classes", "in_channels", "class_names",
+                 "normalisation", "image_size", "trained", "source", "epoch", "val_miou"}
+        try:
+            class_names = json.loads(values["class_names"])
+            if not (isinstance(class_names, list) and all(isinstance(name, str) for name in class_names)):
+                raise ValueError("class_names is not a JSON list of strings")
+            return cls(
+                model_name=values["model_name"],
+                num_classes=int(values["num_classes"]),
+                in_channels=int(values["in_channels"]),
+                class_names=tuple(class_names),
+                normalisation=Normalisation.from_dict(json.loads(values["normalisation"])),
+                image_size=_optional(values, "image_size", int),
+                trained=bool(json.loads(values.get("trained", "false"))),
+                source=_optional(values, "source", str),
+                epoch=_optional(values, "epoch", int),
+                val_miou=_optional(values, "val_miou", float),
+                covseg_version=values.get("covseg_version", "unknown"),
+                extra={PREFIX + key: value for key, value in values.items() if key not in known},
+            )
+        except (ValueError, TypeError, CovsegError) as error:
+            message = " ".join(str(error).split())
+            raise CovsegError(f"{origin} has malformed covseg metadata: {message}") from None
+
+    def describe(self) -> str:
+        """One line for logs: model, weights and how input is normalised."""
+        weights = "untrained weights" if not self.trained else f"weights of {self.source}"
+        if self.epoch is not None:
+            weights += f" (epoch {self.epoch}"
+            weights += f", val mIoU {self.val_miou:.4f})" if self.val_miou is not None else ")"
+        size = f"{self.image_size}x{self.image_size}" if self.image_size else "native size"
+        return f"{self.model_name}, {weights}, input {size}, {self.normalisation.describe()}"
+
+
+def _optional(values: Mapping[str, str], key: str, kind: type):
+    if key not in values:
+        return None
+    value = json.loads(values[key])
+    return None if value is None else kind(value)
+
+
+def has_covseg_metadata(props: Mapping[str, str]) -> bool:
+    """Whether an ONNX model carries covseg metadata at all (a foreign model does not)."""
+    return any(key.startswith(PREFIX) for key in props)
+
+
+def read_metadata_props(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (weights stored outside the file are not read)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CovsegError(f"{path} does not exist")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except (DecodeError, OSError, ValueError, RuntimeError) as error:
+        message = " ".join(str(error).split())[:160] or type(error).__name__
+        raise CovsegError(f"{path} is not an ONNX model: {message}") from None
+    if not model.graph.node and not model.graph.input:
+        raise CovsegError(f"{path} is not an ONNX model: it holds no graph")
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def read_metadata(path: Path) -> ExportMetadata:
+    """The covseg metadata of an exported ONNX file; one-line error when it has none."""
+    props = read_metadata_props(path)
+    if not has_covseg_metadata(props):
+        raise CovsegError(f"{path} has no covseg metadata (it was not exported by `covseg export`)")
+    return ExportMetadata.from_props(props, str(path))

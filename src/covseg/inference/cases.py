@@ -1,0 +1,114 @@
+"""One case from file to outputs: read, predict, write labels, overlays and the lesion report.
+
+Output folder ``OUT/<case>/``:
+
+- ``labels.nii.gz`` (a volume: uint8, the input's affine and header) or ``labels.png`` (an image:
+  pixel value = label);
+- ``overlays/slice_NNN.png`` (a volume: display slice NNN, counted from 0) or ``overlay.png``;
+- ``report.json`` and ``report.csv`` (:mod:`covseg.inference.report`).
+
+Everything is computed in memory first and every file is written atomically, so a failure never
+leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from covseg.checkpoint import atomic_write
+from covseg.core.errors import CovsegError
+from covseg.data.intensity import normalise_channels
+from covseg.data.nifti import write_label_volume
+from covseg.inference.inputs import Case, CaseData, read_case, read_lung_mask
+from covseg.inference.predict import ModelSettings, predict_slices
+from covseg.inference.report import LesionReport, measure_lesions, write_report
+from covseg.inference.session import OnnxSegmenter
+from covseg.visualize import overlay, save_png
+
+OVERLAY_CHOICES: tuple[str, ...] = ("lesions", "all", "none")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What one case produced."""
+
+    report: LesionReport
+    labels_path: Path
+    overlay_paths: tuple[Path, ...]
+    report_paths: tuple[Path, Path]
+
+
+def check_outputs(cases: Sequence[Case], out: Path, overwrite: bool) -> None:
+    """Refuse to write into an existing case folder unless ``overwrite`` (before any work starts)."""
+    if out.exists() and not out.is_dir():
+        raise CovsegError(f"--out {out} is a file; give a folder")
+    for case in cases:
+        folder = out / case.name
+        if folder.exists() and any(folder.iterdir()) and not overwrite:
+            raise CovsegError(f"{folder} exists (an earlier prediction?); pass --overwrite to replace it")
+
+
+def pair_lung_masks(cases: Sequence[Case], lung_masks: Sequence[Path]) -> dict[str, Path]:
+    """``--lung-mask`` files in the order of the NIfTI volumes among the inputs, one each."""
+    if not lung_masks:
+        return {}
+    volumes = [case for case in cases if case.kind == "volume"]
+    if len(lung_masks) != len(volumes):
+        raise CovsegError(f"{len(lung_masks)} --lung-mask file(s) for {len(volumes)} NIfTI volume(s): "
+                          "give one per volume, in the order of the inputs")
+    for path in lung_masks:
+        if not Path(path).is_file():
+            raise CovsegError(f"--lung-mask {path} does not exist")
+    return {case.name: Path(path) for case, path in zip(volumes, lung_masks, strict=True)}
+
+
+def _write_png_labels(labels: np.ndarray, path: Path) -> None:
+    atomic_write(path, lambda temporary: Image.fromarray(labels).save(temporary, format="PNG"))
+
+
+def _overlay_slices(labels: np.ndarray, choice: str) -> list[int]:
+    if choice not in OVERLAY_CHOICES:
+        raise CovsegError(f"--overlays {choice}: expected one of {', '.join(OVERLAY_CHOICES)}")
+    if choice == "none":
+        return []
+    if choice == "all":  # images always get their overlay unless "none"
+
+        return list(range(len(labels)))
+    return [int(index) for index in np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1))]
+
+
+def run_case(case: Case, segmenter: OnnxSegmenter, settings: ModelSettings, out: Path, *,
+             model_label: str, batch_size: int = 8, lung_mask: Path | None = None, overlays: str = "lesions",
+             on_batch: Callable[[int], None] | None = None, data: CaseData | None = None) -> CaseResult:
+    """Predict one case and write its outputs to ``out/<case>/`` (see the module docstring)."""
+    data = data or read_case(case, settings.scale_8bit)
+    lung = read_lung_mask(lung_mask, data) if lung_mask is not None else None
+    labels = predict_slices(segmenter, data.slices, data.intensity, settings, batch_size, str(case.path),
+                            on_batch)
+    report = measure_lesions(case.name, str(case.path), model_label, labels, settings.class_names,
+                             data.voxel_ml, data.spacing_mm, lung)
+    folder = out / case.name
+    shown = _overlay_slices(labels, overlays if data.reference is not None or overlays == "none" else "all")
+    pictures = [overlay(normalise_channels(data.slices[index], data.intensity, settings.normalisation),
+                        labels[index]) for index in shown]
+    if data.reference is not None:
+        labels_path = folder / "labels.nii.gz"
+        write_label_volume(labels, data.reference, labels_path)
+        digits = max(3, len(str(len(labels) - 1)))
+        overlay_paths = [folder / "overlays" / f"slice_{index:0{digits}d}.png" for index in shown]
+        for stale in (folder / "overlays").glob("slice_*.png"):  # from an earlier --overwrite'd run
+            if stale not in overlay_paths:
+                stale.unlink()
+    else:
+        labels_path = folder / "labels.png"
+        _write_png_labels(labels[0], labels_path)
+        overlay_paths = [folder / "overlay.png"] if shown else []
+    for picture, path in zip(pictures, overlay_paths, strict=True):
+        save_png(picture, path)
+    report_paths = write_report(report, folder)
+    return CaseResult(report, labels_path, tuple(overlay_paths), report_paths)

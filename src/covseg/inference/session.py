@@ -1,0 +1,184 @@
+"""onnxruntime sessions for segmentation models: provider choice, tuned options, I/O binding on CUDA.
+
+Provider order for ``device="auto"``: TensorRT (when its libraries load), CUDA (when a CUDA GPU is
+usable), then the CPU. ``cpu`` and ``cuda`` force one; asking for CUDA where there is none is a
+one-line error, never a silent fall-back. onnxruntime-gpu finds the CUDA 13 libraries that torch
+ships through ``onnxruntime.preload_dlls()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from covseg.core.errors import CovsegError
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll")
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _preload_cuda_libraries() -> None:
+    import onnxruntime
+
+    if hasattr(onnxruntime, "preload_dlls"):
+        # A library that is not there: the session start reports what is missing.
+        with contextlib.suppress(OSError):
+            onnxruntime.preload_dlls()
+
+
+def cuda_usable() -> bool:
+    """A CUDA GPU that onnxruntime can run on: the CUDA provider is built in and torch sees a GPU."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return False
+    import torch  # torch ships the CUDA libraries onnxruntime-gpu loads
+
+    return torch.cuda.is_available()
+
+
+def tensorrt_usable() -> bool:
+    """TensorRT's provider is built in and its library loads (it is rarely installed)."""
+    import onnxruntime
+
+    if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
+        return False
+    for name in _TENSORRT_LIBRARIES:
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def choose_providers(device: str) -> list:
+    """The provider list to ask onnxruntime for, best first."""
+    if device not in DEVICES:
+        raise CovsegError(f"--device {device}: expected one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if not cuda_usable():
+        if device == "cuda":
+            raise CovsegError("--device cuda: no CUDA GPU is usable by onnxruntime on this machine; "
+                              "use --device cpu or auto")
+        return ["CPUExecutionProvider"]
+    _preload_cuda_libraries()
+    providers: list = []
+    if tensorrt_usable():
+        cache = Path.home() / ".cache" / "covseg" / "tensorrt"
+        providers.append(("TensorrtExecutionProvider",
+                          {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}))
+    providers += ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return providers
+
+
+def session_options(threads: int | None = None):
+    """Full graph optimisation, intra-op threads = cores, warnings only from onnxruntime's log."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or cpu_cores()
+    options.log_severity_level = 3
+    return options
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | str | None, ...]
+    type: str
+
+
+class OnnxSegmenter:
+    """An onnxruntime session of a segmentation model: (N, C, H, W) float32 in, logits out.
+
+    ``model`` is an ONNX file or its bytes (an export made on the fly); ``origin`` names it in
+    messages. ``provider`` is the provider that runs the graph after onnxruntime's own fall-backs.
+    """
+
+    def __init__(self, model: Path | bytes, device: str = "auto", threads: int | None = None,
+                 origin: str | None = None):
+        import onnxruntime
+
+        self.origin = origin or (str(model) if isinstance(model, Path) else "exported model")
+        providers = choose_providers(device)
+        source = str(model) if isinstance(model, Path) else model
+        if isinstance(model, Path) and not model.is_file():
+            raise CovsegError(f"{model} does not exist")
+        try:
+            self.session = onnxruntime.InferenceSession(source, session_options(threads), providers=providers)
+        except Exception as error:  # onnxruntime raises its own untyped errors
+            message = " ".join(str(error).split())[:200]
+            raise CovsegError(f"{self.origin} is not an ONNX model onnxruntime can run: {message}") from None
+        self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider not in GPU_PROVIDERS:
+            raise CovsegError(f"--device cuda: onnxruntime could not start its CUDA provider for "
+                              f"{self.origin}")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1:
+            raise CovsegError(f"{self.origin} takes {len(inputs)} inputs; a segmentation model takes "
+                              "one image")
+        self.input = TensorSpec(inputs[0].name, tuple(inputs[0].shape), inputs[0].type)
+        self.output = TensorSpec(outputs[0].name, tuple(outputs[0].shape), outputs[0].type)
+        if len(self.input.shape) != 4 or self.input.type != "tensor(float)":
+            raise CovsegError(f"{self.origin} takes {self.input.type} of shape {list(self.input.shape)}; "
+                              "covseg feeds float32 (N, C, H, W)")
+        if len(self.output.shape) != 4:
+            raise CovsegError(f"{self.origin} returns shape {list(self.output.shape)}; "
+                              "covseg expects logits (N, classes, H, W)")
+        self.on_gpu = self.provider in GPU_PROVIDERS
+
+    @property
+    def in_channels(self) -> int | None:
+        """Input channels when the graph fixes them, else None."""
+        channels = self.input.shape[1]
+        return channels if isinstance(channels, int) else None
+
+    @property
+    def num_classes(self) -> int | None:
+        """Output channels (classes) when the graph fixes them, else None."""
+        classes = self.output.shape[1]
+        return classes if isinstance(classes, int) else None
+
+    @property
+    def metadata_props(self) -> dict[str, str]:
+        """The model's ``metadata_props`` as onnxruntime read them."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Run one batch (N, C, H, W) float32 and return the logits on the host."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if not self.on_gpu:
+            return self.session.run([self.output.name], {self.input.name: batch})[0]
+        import onnxruntime
+
+        # I/O binding: one explicit host-to-device copy, the output allocated on the GPU.
+        binding = self.session.io_binding()
+        device_batch = onnxruntime.OrtValue.ortvalue_from_numpy(batch, "cuda", 0)
+        binding.bind_ortvalue_input(self.input.name, device_batch)
+        binding.bind_output(self.output.name, "cuda", 0)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def labels(self, batch: np.ndarray) -> np.ndarray:
+        """Class labels (N, H', W') uint8 of one batch; NaN logits never win."""
+        logits = self.logits(batch)
+        return np.nan_to_num(logits, nan=-np.inf).argmax(axis=1).astype(np.uint8)

@@ -1,0 +1,364 @@
+"""``train(config)``: the Python API behind ``covseg train`` (also used by ``covseg benchmark``).
+
+Example::
+
+    from covseg.training import TrainConfig, train
+
+    config = TrainConfig.from_recipe("unet", recipe="default", epochs=5, image_size=96)
+    run_dir = train(config)            # runs/unet/<timestamp>/ with best.pt, summary.json, ...
+    run_dir = train(TrainConfig.load(run_dir / "config.json"), resume=run_dir)   # continue it
+
+Under ``torchrun`` the same call trains with DistributedDataParallel; rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch.nn.parallel import DistributedDataParallel
+
+from covseg import CLASS_NAMES
+from covseg.checkpoint import load_checkpoint, save_checkpoint
+from covseg.core.entries import CTSlices
+from covseg.core.errors import CovsegError
+from covseg.core.registry import create_model, get_registry
+from covseg.data.loading import load_slices, resolve_dataset
+from covseg.devices import resolve_device
+from covseg.evaluation.evaluate import evaluate_model
+from covseg.training import runs
+from covseg.training.config import TrainConfig
+from covseg.training.distributed import (
+    DistributedContext,
+    all_reduce_sum,
+    broadcast_object,
+    distributed,
+    sync_buffers,
+)
+from covseg.training.loaders import build_training_data, choose_split
+from covseg.training.loop import StepSettings, train_one_epoch
+from covseg.training.losses import build_loss, class_weights_from_masks
+from covseg.training.optim import build_optimizer, build_scheduler
+from covseg.training.report import TrainingProgress, results_table
+
+RECORD_KEYS = ("epoch", "train_loss", "lr", "images_per_s", "epoch_time_s")
+"""metrics.jsonl keys that are not validation metrics; every other key of a record is one."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``run_dir``'s last.pt holds ``epoch`` and resumes exactly."""
+
+    def __init__(self, run_dir: Path, epoch: int):
+        super().__init__(f"training interrupted; {run_dir / runs.LAST_CHECKPOINT} holds epoch {epoch}")
+        self.run_dir = run_dir
+        self.epoch = epoch
+
+
+def train(config: TrainConfig, console: Console | None = None, *, resume: Path | None = None) -> Path:
+    """Train ``config.model`` as ``config`` says and return the run folder.
+
+    ``resume``: a run folder to continue from its last.pt (model, optimiser, scheduler, epoch,
+    RNG states, best metric), up to ``config.epochs``; pass that run's config (e.g. with more
+    epochs). Raises :class:`CovsegError` (one line) for bad input and for a NaN loss (the last
+    good checkpoint is kept), :class:`TrainingInterrupted` on Ctrl-C.
+    """
+    console = console or Console()
+    config.validate()
+    get_registry().model(config.model)  # an unknown model fails before any data is read
+    device = resolve_device(config.device)
+    with distributed(device) as context:
+        quiet = Console(quiet=True)
+        return _TrainingRun(config, context, console if context.is_main else quiet, resume).execute()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy's global generator and Python's ``random``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def metric_values(record: dict[str, Any]) -> dict[str, Any]:
+    """The validation metrics of a metrics.jsonl record."""
+    return {key: value for key, value in record.items() if key not in RECORD_KEYS}
+
+
+class _TrainingRun:
+    """One run from set-up to summary; methods are the stages of :func:`train`."""
+
+    def __init__(
+        self, config: TrainConfig, context: DistributedContext, console: Console, resume: Path | None
+    ):
+        self.context = context
+        self.console = console
+        self.resume_checkpoint = runs.load_resume_checkpoint(resume) if resume is not None else None
+        if self.resume_checkpoint is not None and self.resume_checkpoint["model_name"] != config.model:
+            raise CovsegError(
+                f"--resume {resume}: the run trained {self.resume_checkpoint['model_name']}, "
+                f"not {config.model}"
+            )
+        seed_everything(config.seed)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if context.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not config.deterministic
+        self.slices, config = self._load_data(config)
+        self.config = config
+        self.split = choose_split(config, self.slices, saved=resume / runs.RUN_SPLIT if resume else None)
+        self.data = build_training_data(config, self.slices, self.split, context)
+        self.steps_per_epoch = len(self.data.train_loader)
+        self.settings = StepSettings.for_device(context.device, config.amp)
+        model = create_model(
+            config.model,
+            num_classes=config.num_classes,
+            in_channels=config.in_channels,
+            pretrained=config.pretrained and resume is None,
+        )
+        self.model = self.settings.prepare_model(model)
+        self.params_m = sum(parameter.numel() for parameter in model.parameters()) / 1e6
+        self.loss_fn = self._build_loss().to(context.device)
+        self.optimizer = build_optimizer(config.optimizer, self.model, config.lr, config.weight_decay)
+        self.scheduler = build_scheduler(
+            config.scheduler,
+            self.optimizer,
+            total_steps=config.epochs * self.steps_per_epoch,
+            warmup_steps=config.warmup_epochs * self.steps_per_epoch,
+        )
+        self.first_epoch = 1
+        self.best_miou = -math.inf
+        self.best_epoch = 0
+        self.elapsed_before = 0.0
+        self.saved_epoch = 0
+        self.run_dir = broadcast_object(context, self._prepare_run_dir(resume) if context.is_main else None)
+        self.metrics_log = runs.MetricsLog(self.run_dir / runs.METRICS_LOG)
+        if self.resume_checkpoint is not None:
+            self._restore(self.resume_checkpoint)
+        self.train_model = self._wrap_for_training(self.model)
+
+    # ---- set-up ---------------------------------------------------------------------------------
+    def _load_data(self, config: TrainConfig) -> tuple[CTSlices, TrainConfig]:
+        """The slices, and the config with the dataset name resolved (config.json records it)."""
+        data = Path(config.data) if config.data else None
+        resolved = resolve_dataset(config.dataset, data)
+        slices = load_slices(resolved, data, config.dataset_options)
+        if config.dataset is None and data is None:
+            self.console.print(
+                f"No --dataset/--data given: training on the embedded {resolved} "
+                f"({len(slices)} synthetic CT slices).",
+                soft_wrap=True,
+            )
+        if slices.masks is None:
+            raise CovsegError(f"{slices.source} has no label masks; training needs them")
+        return slices, dataclasses.replace(config, dataset=resolved)
+
+    def _build_loss(self) -> torch.nn.Module:
+        train_ids = set(self.split.train_ids)
+        train_masks = [
+            mask
+            for slice_id, mask in zip(self.slices.ids, self.slices.masks, strict=True)
+            if slice_id in train_ids
+        ]
+        weights = class_weights_from_masks(train_masks, self.config.num_classes, self.config.class_weighting)
+        if weights is not None:
+            shown = ", ".join(
+                f"{name} {weight:.2f}"
+                for name, weight in zip(self.class_names, weights.tolist(), strict=True)
+            )
+            self.console.print(f"cross-entropy class weights: {shown}")
+        return build_loss(self.config.loss, self.config.num_classes, weights)
+
+    @property
+    def class_names(self) -> list[str]:
+        names = list(CLASS_NAMES[: self.config.num_classes])
+        return names + [f"class-{index}" for index in range(len(names), self.config.num_classes)]
+
+    def _prepare_run_dir(self, resume: Path | None) -> Path:
+        run_dir = (
+            Path(resume)
+            if resume is not None
+            else runs.create_run_dir(Path(self.config.out), self.config.model)
+        )
+        self.config.save(run_dir / runs.RUN_CONFIG)
+        if resume is None:
+            self.split.save(run_dir / runs.RUN_SPLIT)
+        return run_dir
+
+    def _wrap_for_training(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.context.enabled:
+            device_ids = [self.context.device] if self.context.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=device_ids)
+        if self.config.compile:
+            model = torch.compile(model)
+        return model
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["training_state"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        runs.restore_rng_state(state["rng"])
+        self.first_epoch = int(checkpoint["epoch"]) + 1
+        self.saved_epoch = int(checkpoint["epoch"])
+        self.best_miou, self.best_epoch = float(state["best_miou"]), int(state["best_epoch"])
+        self.elapsed_before = float(state["elapsed_s"])
+        best_path = self.run_dir / runs.BEST_CHECKPOINT
+        if best_path.is_file():
+            # A kill between saving best.pt and last.pt leaves a best.pt newer than last.pt; it stays
+            # the best on record, so that best.pt and summary.json never disagree.
+            best = load_checkpoint(best_path)
+            best_miou = best["metrics"].get("miou")
+            if best_miou is not None and best_miou > self.best_miou:
+                self.best_miou, self.best_epoch = float(best_miou), int(best["epoch"])
+        if self.context.is_main:
+            self.metrics_log.load(up_to_epoch=self.saved_epoch)
+        self.console.print(
+            f"Resuming {self.run_dir} after epoch {self.saved_epoch} of {self.config.epochs}.", soft_wrap=True
+        )
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def _checkpoint(self, epoch: int, metrics: dict[str, Any], training_state: bool) -> dict[str, Any]:
+        checkpoint: dict[str, Any] = {
+            "model_name": self.config.model,
+            "num_classes": self.config.num_classes,
+            "in_channels": self.config.in_channels,
+            "class_names": self.class_names,
+            "normalisation": self.config.normalisation,
+            "image_size": self.config.image_size,
+            "state_dict": self.model.state_dict(),
+            "epoch": epoch,
+            "metrics": runs.json_safe(metrics),
+            "run_dir": str(self.run_dir),
+            "config": self.config.to_dict(),
+        }
+        if training_state:
+            checkpoint["training_state"] = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "rng": runs.capture_rng_state(),
+                "best_miou": self.best_miou,
+                "best_epoch": self.best_epoch,
+                "elapsed_s": self.elapsed_before + (time.perf_counter() - self.started),
+            }
+        return checkpoint
+
+    def _save_last(self, epoch: int, metrics: dict[str, Any]) -> None:
+        if self.context.is_main:
+            save_checkpoint(
+                self._checkpoint(epoch, metrics, training_state=True), self.run_dir / runs.LAST_CHECKPOINT
+            )
+        self.saved_epoch = epoch
+
+    # ---- the run --------------------------------------------------------------------------------
+    def execute(self) -> Path:
+        config = self.config
+        self.started = time.perf_counter()
+        self.console.print(
+            f"Training {config.model} ({self.params_m:.1f} M parameters) on {self.context.device} "
+            f"x{self.context.world_size}, {self.settings.precision}, recipe {config.recipe}: "
+            f"{len(self.split.train_ids)} training / {len(self.split.val_ids)} validation slices of "
+            f"{config.dataset}, batch {config.batch_size}, {config.epochs} epochs -> {self.run_dir}",
+            soft_wrap=True,
+        )
+        if self.resume_checkpoint is None:
+            self._save_last(0, {})  # resumable from the very start, even if Ctrl-C comes in epoch 1
+        try:
+            with TrainingProgress(
+                self.console, config.epochs, self.first_epoch, self.steps_per_epoch
+            ) as progress:
+                for epoch in range(self.first_epoch, config.epochs + 1):
+                    self._run_epoch(epoch, progress)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.run_dir, self.saved_epoch) from None
+        summary = self._summary()
+        if self.context.is_main:
+            runs.write_json(self.run_dir / runs.SUMMARY, summary)
+        self.console.print(results_table(summary))
+        return self.run_dir
+
+    def _run_epoch(self, epoch: int, progress: TrainingProgress) -> None:
+        self.data.set_epoch(epoch)
+        progress.start_epoch(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        result = train_one_epoch(
+            self.train_model,
+            self.data.train_loader,
+            self.optimizer,
+            self.loss_fn,
+            self.settings,
+            self.scheduler,
+            on_progress=progress.on_steps if self.context.is_main else None,
+        )
+        totals = torch.tensor(
+            [result.loss_sum.item(), result.steps, result.images],
+            dtype=torch.float64,
+            device=self.context.device,
+        )
+        loss_sum, steps, images = all_reduce_sum(self.context, totals).tolist()
+        train_loss = loss_sum / steps
+        if not math.isfinite(train_loss):
+            raise CovsegError(
+                f"the training loss became {train_loss} in epoch {epoch} (--lr {self.config.lr:g}); stopped. "
+                f"{self.run_dir / runs.LAST_CHECKPOINT} keeps epoch {self.saved_epoch}, the last good one; "
+                f"try a lower --lr"
+            )
+        sync_buffers(self.context, self.model)
+        _, metrics = evaluate_model(
+            self.model,
+            self.data.val_loader,
+            self.context.device,
+            self.config.num_classes,
+            self.settings.autocast_dtype,
+        )
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "lr": lr,
+            "images_per_s": images / max(result.seconds, 1e-9),
+            "epoch_time_s": result.seconds,
+            **metrics,
+        }
+        miou = metrics.get("miou", math.nan)
+        is_best = math.isfinite(miou) and miou > self.best_miou
+        if is_best:
+            self.best_miou, self.best_epoch = miou, epoch
+        if self.context.is_main:
+            self.metrics_log.append(record)
+            if is_best:
+                save_checkpoint(
+                    self._checkpoint(epoch, metrics, training_state=False),
+                    self.run_dir / runs.BEST_CHECKPOINT,
+                )
+        if epoch % self.config.checkpoint_every == 0 or epoch == self.config.epochs:
+            self._save_last(epoch, metrics)
+        progress.end_epoch(record, self.best_miou, is_best)
+
+    def _summary(self) -> dict[str, Any]:
+        records = self.metrics_log.records if self.context.is_main else []
+        by_epoch = {record["epoch"]: record for record in records}
+        last = records[-1] if records else {"epoch": 0}
+        speeds = [record["images_per_s"] for record in records[1:] or records]
+        return {
+            "model": self.config.model,
+            "best_epoch": self.best_epoch,
+            "best_metrics": metric_values(by_epoch.get(self.best_epoch, {})),
+            "final_metrics": metric_values(last) if records else {},
+            "epochs_run": last["epoch"],
+            "wall_time_s": self.elapsed_before + (time.perf_counter() - self.started),
+            "train_images_per_s": statistics.median(speeds) if speeds else 0.0,
+            "params_m": self.params_m,
+            "run_dir": str(self.run_dir),
+            "recipe": self.config.recipe,
+            "dataset": self.config.dataset,
+            "device": str(self.context.device),
+            "world_size": self.context.world_size,
+            "precision": self.settings.precision,
+        }

@@ -1,0 +1,107 @@
+"""Data for a training run: the slices, the split and the train/validation loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from covseg.core.entries import CTSlices
+from covseg.core.errors import CovsegError
+from covseg.data.augment import AugmentationConfig
+from covseg.data.dataset import SliceDataset, seed_worker
+from covseg.data.intensity import Normalisation
+from covseg.data.split import Split, make_split
+from covseg.training.config import TrainConfig
+from covseg.training.distributed import DistributedContext
+
+
+@dataclass
+class TrainingData:
+    """The loaders of a run, and the datasets and sampler whose epoch must be set every epoch."""
+
+    train_dataset: SliceDataset
+    train_sampler: DistributedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+    def set_epoch(self, epoch: int) -> None:
+        """A new shuffle and new augmentations for ``epoch``, reproducible from the seed alone."""
+        self.train_sampler.set_epoch(epoch)
+        self.train_dataset.set_epoch(epoch)
+
+
+def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = None) -> Split:
+    """The run's split: ``saved`` (a resumed run's split.json), ``--split FILE``, or seeded from the ids."""
+    path = saved or (Path(config.split_file) if config.split_file else None)
+    if path is None:
+        split = make_split(slices.ids, val_fraction=config.val_fraction, seed=config.seed)
+    else:
+        split = Split.load(path)
+        split.check_ids(slices.ids, slices.source)
+    if not split.train_ids or not split.val_ids:
+        raise CovsegError(
+            f"the split of {len(slices)} slice(s) leaves {len(split.train_ids)} for training and "
+            f"{len(split.val_ids)} for validation; both need at least one (--val-fraction)"
+        )
+    return split
+
+
+def per_process_batch(config: TrainConfig, context: DistributedContext, train_size: int) -> int:
+    """The batch each process takes per step; one-line errors when the global batch cannot work."""
+    if config.batch_size > train_size:
+        raise CovsegError(
+            f"--batch-size {config.batch_size} is larger than the training set "
+            f"({train_size} slices); use --batch-size {train_size} or less"
+        )
+    if config.batch_size % context.world_size:
+        raise CovsegError(
+            f"--batch-size {config.batch_size} must be divisible by the "
+            f"{context.world_size} processes torchrun started"
+        )
+    return config.batch_size // context.world_size
+
+
+def build_training_data(
+    config: TrainConfig, slices: CTSlices, split: Split, context: DistributedContext
+) -> TrainingData:
+    """Datasets decoded once into memory, and loaders that feed the device without stalling it.
+
+    Training: a DistributedSampler (also in one process, so that one process sees exactly the
+    batches N processes see together), whole batches only (a last batch of one slice would break
+    batch norm), pinned memory on CUDA, persistent workers. Validation: each process scores a
+    disjoint slice of the ids (no padding: duplicated slices would skew the confusion matrix that
+    evaluate_model sums over processes).
+    """
+    normalisation = Normalisation.from_dict(config.normalisation)
+    augmentation = AugmentationConfig.from_dict(config.augmentation)
+    batch = per_process_batch(config, context, len(split.train_ids))
+    train_dataset = SliceDataset(
+        slices,
+        split.train_ids,
+        normalisation,
+        image_size=config.image_size,
+        augmentation=augmentation,
+        seed=config.seed,
+    )
+    val_dataset = SliceDataset(slices, split.val_ids, normalisation, image_size=config.image_size)
+    sampler = DistributedSampler(
+        train_dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed
+    )
+    val_shard = Subset(val_dataset, range(context.rank, len(val_dataset), context.world_size))
+    workers = config.workers
+    common = {
+        "num_workers": workers,
+        "pin_memory": context.device.type == "cuda",
+        "persistent_workers": workers > 0,
+        "worker_init_fn": seed_worker if workers > 0 else None,
+        "prefetch_factor": 4 if workers > 0 else None,
+    }
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(
+        train_dataset, batch_size=batch, sampler=sampler, drop_last=True, generator=generator, **common
+    )
+    val_loader = DataLoader(val_shard, batch_size=batch, shuffle=False, **common)
+    return TrainingData(train_dataset, sampler, train_loader, val_loader)

@@ -1,0 +1,346 @@
+"""`covseg benchmark`: every output file, the same numbers everywhere, resuming, failure isolation,
+Slurm array tasks, worker processes and the GPU check script (run on the CPU at toy sizes).
+
+Runs are unet / fcn-resnet50 on tiny phantom slices (1 epoch, 64x64 or 32x32) on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from covseg.benchmark import measure, runner
+from covseg.benchmark.plan import (
+    BenchmarkSettings,
+    Pair,
+    load_plan,
+    make_pairs,
+    parse_models,
+    parse_seeds,
+    prepare_plan,
+    read_record,
+    select_pair,
+)
+from covseg.benchmark.report import COLUMNS, Stat, format_stat
+from covseg.cli import app
+from covseg.core.errors import CovsegError
+from covseg.core.registry import get_registry
+from covseg.plugins import ModelEntry, hookimpl
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+cli = CliRunner()
+RESULT_FILES = ("results.md", "results.csv", "results.json", "miou_per_model.png", "validation_curves.png",
+                "montage.png", "benchmark.json", "split.json")
+
+
+def tiny(size: int, count: int = 8) -> list[str]:
+    """Options of a toy benchmark: few phantom slices drawn at ``size``, 1 epoch, CPU, no workers."""
+    return ["--epochs", "1", "--image-size", str(size), "--batch-size", "4",
+            "--dataset-option", f"count={count}", "--dataset-option", f"size={size}",
+            "--device", "cpu", "--workers", "0"]
+
+
+def build_broken(num_classes: int = 4, in_channels: int = 3, pretrained: bool = False):
+    raise RuntimeError("factory exploded on purpose")
+
+
+def build_one_by_one(num_classes: int = 4, in_channels: int = 3, pretrained: bool = False):
+    return torch.nn.Conv2d(in_channels, num_classes, kernel_size=1)
+
+
+class BenchmarkTestModels:
+    @hookimpl
+    def covseg_models(self):
+        return [ModelEntry("broken-net", build_broken, "Raises when built (test).", family="test"),
+                ModelEntry("one-by-one", build_one_by_one, "One 1x1 convolution (test).", family="test")]
+
+
+@pytest.fixture
+def test_models():
+    """Two extra models in this process's registry; a fresh registry afterwards."""
+    get_registry().register(BenchmarkTestModels(), name="benchmark-test-models", package="covseg-tests")
+    yield
+    get_registry.cache_clear()
+
+
+def table_row(markdown: str, model: str) -> dict[str, str]:
+    """The results.md row of ``model`` as header -> cell."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    headers = [cell.strip() for cell in lines[0].strip("|").split(" | ")]
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if cells[0] == model:
+            return dict(zip(headers, cells, strict=True))
+    raise AssertionError(f"no row for {model} in results.md")
+
+
+def csv_number(text: str) -> float | None:
+    return float(text) if text else None
+
+
+def summary_of(out: Path, run_dir: str) -> dict:
+    return json.loads((out / run_dir / "summary.json").read_text())
+
+
+def run_dirs(out: Path) -> set[Path]:
+    return {path for path in (out / "runs").glob("seed*/*/*") if path.is_dir()}
+
+
+def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and_resumes(
+    tmp_path, test_models
+):
+    out = tmp_path / "bench"
+    args = ["benchmark", "--models", "unet,fcn-resnet50,broken-net", *tiny(64), "--latency-size", "32",
+            "--out", str(out)]
+    first = cli.invoke(app, args)
+    assert first.exit_code == 1, first.output  # the broken model fails; the report is still written
+    for name in RESULT_FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+
+    results = json.loads((out / "results.json").read_text())
+    markdown = (out / "results.md").read_text()
+    rows = {row["model"]: row for row in csv.DictReader((out / "results.csv").open())}
+    by_model = {entry["model"]: entry for entry in results["models"]}
+    assert list(by_model) == ["unet", "fcn-resnet50", "broken-net"]
+    split_file = str(out / "split.json")
+    for model in ("unet", "fcn-resnet50"):
+        entry = by_model[model]
+        assert entry["status"] == "done" and entry["finished_seeds"] == [0]
+        seed = entry["per_seed"][0]
+        summary = summary_of(out, seed["run_dir"])
+        config = json.loads((out / seed["run_dir"] / "config.json").read_text())
+        assert config["split_file"] == split_file and config["epochs"] == 1 and config["image_size"] == 64
+        row = table_row(markdown, model)
+        for column in COLUMNS:
+            if column.source == "measure":
+                continue
+            expected = (summary["best_metrics"] if column.source == "metric" else summary)[column.key]
+            assert seed[column.key] == expected == entry["mean"][column.key], column.key
+            assert row[column.header] == format_stat(Stat.of([expected]), column), column.key
+            assert csv_number(rows[model][column.key]) == expected, column.key
+        measured = entry["measurements"]
+        assert measured["params_m"] == pytest.approx(summary["params_m"])
+        assert measured["gflops"] > 100 and measured["latency_ms"] > 0 and measured["latency_size"] == 32
+        assert row["Params (M)"] == f"{measured['params_m']:.1f}"
+        assert row["ONNX CPU latency (ms)"] == f"{measured['latency_ms']:.1f}"
+        assert row["Validation mIoU"] == f"{summary['best_metrics']['miou']:.4f}"
+        assert row["Status"] == "done"
+        assert rows[model]["reference_miou"] == "0.70-0.72"
+    broken = by_model["broken-net"]
+    assert broken["status"] == "failed" and broken["finished_seeds"] == []
+    assert "factory exploded on purpose" in broken["errors"][0]
+    assert "factory exploded on purpose" in table_row(markdown, "broken-net")["Status"]
+    assert "factory exploded on purpose" in (out / "logs" / "broken-net-seed0.log").read_text()
+    reference = table_row(markdown, "reference study (theirs), each of the 7 models")
+    assert reference["Validation mIoU"] == "0.70-0.72" and reference["Validation accuracy"] == "~0.97"
+    # Both finished runs trained on the one split of the benchmark.
+    for model in ("unet", "fcn-resnet50"):
+        run_split = json.loads((out / by_model[model]["per_seed"][0]["run_dir"] / "split.json").read_text())
+        assert run_split == json.loads((out / "split.json").read_text())
+
+    # A rerun skips the finished pairs: no new run folder, their records and measurements untouched.
+    before = run_dirs(out)
+    records = {name: (out / "jobs" / f"{name}-seed0.json").read_text() for name in ("unet", "fcn-resnet50")}
+    measured_at = (out / "measurements" / "unet.json").stat().st_mtime_ns
+    second = cli.invoke(app, args)
+    assert second.exit_code == 1, second.output
+    assert "skipped: unet-seed0, fcn-resnet50-seed0" in second.output
+    assert run_dirs(out) == before
+    for name, text in records.items():
+        assert (out / "jobs" / f"{name}-seed0.json").read_text() == text
+    assert (out / "measurements" / "unet.json").stat().st_mtime_ns == measured_at
+    assert json.loads((out / "results.json").read_text())["models"][0] == results["models"][0]
+
+
+def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_gathers(tmp_path):
+    out = tmp_path / "shared"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "COVSEG_BENCHMARK_OUT": str(out), "COVSEG_BENCHMARK_MODELS": "unet",
+           "COVSEG_BENCHMARK_SEEDS": "0,1"}
+    script = str(REPO_ROOT / "benchmarks" / "slurm_array.sh")
+    for index in ("0", "1"):  # what sbatch --array=0-1 runs, one task after the other
+        task = subprocess.run(["bash", script, *tiny(32, count=6)],
+                              env={**env, "SLURM_ARRAY_TASK_ID": index}, capture_output=True, text=True,
+                              timeout=300)
+        assert task.returncode == 0, task.stdout + task.stderr
+        assert "--report-only" in task.stdout
+    assert not (out / "results.md").exists()  # array tasks train only; the gather step reports
+    seeds = {seed: read_record(out, Pair("unet", seed)) for seed in (0, 1)}
+    assert all(record.status == "done" for record in seeds.values())
+    assert [record.run_dir.split("/")[:3] for record in seeds.values()] == [
+        ["runs", "seed0", "unet"], ["runs", "seed1", "unet"]]
+
+    # Seed 1 "was cut off" after its last checkpoint: a --jobs 2 rerun over seeds 0..2 skips seed 0,
+    # resumes seed 1 in its own run folder and trains seed 2, in two worker processes.
+    (out / seeds[1].run_dir / "summary.json").unlink()
+    before = run_dirs(out)
+    rerun = cli.invoke(app, ["benchmark", "--models", "unet", "--seeds", "0,1,2", *tiny(32, count=6),
+                             "--jobs", "2", "--latency-size", "0", "--out", str(out)])
+    assert rerun.exit_code == 0, rerun.output
+    assert "skipped: unet-seed0" in rerun.output and "started on CPU worker" in rerun.output
+    new = run_dirs(out) - before
+    assert [path.parent.parent.name for path in new] == ["seed2"]
+    assert read_record(out, Pair("unet", 1)).run_dir == seeds[1].run_dir
+    assert "Resuming" in (out / "logs" / "unet-seed1.log").read_text()
+
+    gathered = cli.invoke(app, ["benchmark", "--report-only", "--latency-size", "0", "--out", str(out)])
+    assert gathered.exit_code == 0, gathered.output
+    entry = json.loads((out / "results.json").read_text())["models"][0]
+    assert entry["finished_seeds"] == [0, 1, 2]
+    values = [summary_of(out, seed["run_dir"])["best_metrics"]["pixel_accuracy"]
+              for seed in entry["per_seed"]]
+    assert entry["mean"]["pixel_accuracy"] == pytest.approx(statistics.mean(values))
+    assert entry["std"]["pixel_accuracy"] == pytest.approx(statistics.stdev(values))
+    cell = table_row((out / "results.md").read_text(), "unet")["Validation accuracy"]
+    assert cell == f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+    assert entry["measurements"]["latency_ms"] is None
+
+
+def test_gpu_check_script_runs_on_the_cpu_at_toy_size(tmp_path, medseg100_dir):
+    out = tmp_path / "gpu-check"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "COVSEG_MEDSEG100": str(medseg100_dir), "GPU_CHECK_MODELS": "unet", "GPU_CHECK_EPOCHS": "1",
+           "GPU_CHECK_IMAGE_SIZE": "32", "GPU_CHECK_LATENCY_SIZE": "0", "GPU_CHECK_DEVICE": "cpu",
+           "GPU_CHECK_WORKERS": "0", "GPU_CHECK_OUT": str(out)}
+    check = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_check.sh")], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "| unet |" in check.stdout  # the table is printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["split"]["train"] == 64 and results["split"]["val"] == 16  # the 80 real slices
+    assert results["models"][0]["status"] == "done"
+
+
+def test_gpu_check_script_names_missing_data(tmp_path):
+    env = {**os.environ, "COVSEG_MEDSEG100": str(tmp_path / "nowhere")}
+    check = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_check.sh")], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2
+    assert f"no MedSeg slices at {tmp_path / 'nowhere'}" in check.stderr
+
+
+# ---- pieces ---------------------------------------------------------------------------------------
+def test_flops_and_params_are_counted_on_the_meta_device(test_models):
+    params_m, gflops = measure.params_and_gflops("one-by-one", size=512)
+    assert params_m * 1e6 == pytest.approx(3 * 4 + 4)
+    assert gflops * 1e9 == pytest.approx(2 * 3 * 4 * 512 * 512)  # a multiply-add is 2 FLOPs
+
+
+def test_mean_and_sample_std_formatting():
+    column = next(column for column in COLUMNS if column.key == "miou")
+    stat = Stat.of([0.70, 0.72, None, math.nan])
+    assert stat.n == 2 and stat.mean == pytest.approx(0.71) and stat.std == pytest.approx(0.0141421356)
+    assert format_stat(stat, column) == "0.7100 ± 0.0141"
+    assert format_stat(Stat.of([0.5]), column) == "0.5000"
+    assert format_stat(Stat.of([]), column) == "n/a"
+    epoch = next(column for column in COLUMNS if column.key == "best_epoch")
+    assert format_stat(Stat.of([12.0]), epoch) == "12"
+
+
+def test_pairs_are_model_major_and_only_pair_checks_its_range():
+    pairs = make_pairs(["unet", "fcn-resnet50"], [0, 1, 2])
+    assert [pair.key for pair in pairs[:4]] == [
+        "unet-seed0", "unet-seed1", "unet-seed2", "fcn-resnet50-seed0"]
+    assert select_pair(pairs, 5) == Pair("fcn-resnet50", 2)
+    with pytest.raises(CovsegError, match=r"--only-pair 6: the plan has 6 pair\(s\).*numbered 0..5"):
+        select_pair(pairs, 6)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0,x", r"--seeds '0,x': expected comma-separated integers"),
+    ("-1", r"--seeds '-1': expected comma-separated integers >= 0"),
+    ("", r"--seeds '': expected"),
+])
+def test_bad_seeds(text, message):
+    with pytest.raises(CovsegError, match=message):
+        parse_seeds(text)
+
+
+def test_models_are_checked_against_the_registry():
+    assert parse_models("unet, unet,fcn-resnet50") == ["unet", "fcn-resnet50"]
+    assert len(parse_models("all")) >= 7
+    with pytest.raises(CovsegError, match=r"--models: unknown model 'unet2'.*Did you mean unet"):
+        parse_models("unet,unet2")
+
+
+def test_a_benchmark_folder_keeps_its_settings(tmp_path):
+    settings = BenchmarkSettings.resolve(epochs=1, image_size=64)
+    plan = prepare_plan(tmp_path, settings, make_pairs(["unet"], [0]))
+    assert load_plan(tmp_path).settings == plan.settings and plan.settings.epochs == 1
+    prepare_plan(tmp_path, settings, make_pairs(["fcn-resnet50"], [1]))
+    assert load_plan(tmp_path).pairs == [Pair("unet", 0), Pair("fcn-resnet50", 1)]
+    with pytest.raises(CovsegError, match=r"holds a benchmark run with --epochs 1, not 2; every pair must"):
+        prepare_plan(tmp_path, BenchmarkSettings.resolve(epochs=2, image_size=64), [])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--report-only"], "holds no benchmark (benchmark.json is missing)"),
+    (["--report-only", "--epochs", "3"], "--report-only reads the settings from"),
+    (["--only-pair", "0", "--jobs", "2"], "--only-pair 0 runs one pair in this process; drop --jobs 2"),
+    (["--jobs", "0"], "--jobs 0: must be at least 1"),
+    (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
+    (["--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["--checkpoint-every", "0", "--device", "cpu"], "--checkpoint-every 0: must be at least 1"),
+    (["--latency-size", "8", "--device", "cpu"], "--latency-size 8: must be 0 (no latency) or at least 32"),
+    (["--models", "nope"], "--models: unknown model 'nope'"),
+    (["--only-pair", "3", "--models", "unet"], "--only-pair 3: the plan has 1 pair(s)"),
+    (["--recipe", "fast"], "--recipe fast: unknown recipe; choose one of reference, default"),
+    (["--data", "no-such-folder", "--models", "unet", "--device", "cpu"], "no-such-folder does not exist"),
+    (["--dataset-option", "count", "--device", "cpu"], "--dataset-option 'count' is not key=value"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, args, message):
+    result = cli.invoke(app, ["benchmark", "--out", str(tmp_path / "bench"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "bench" / "benchmark.json").exists()  # a typo does not lock the folder
+
+
+def test_jobs_take_one_gpu_each_through_cuda_visible_devices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6,7")
+    slots = runner.worker_slots(2, "auto")
+    assert [(slot.device, slot.env["CUDA_VISIBLE_DEVICES"]) for slot in slots] == [
+        ("cuda", "3"), ("cuda", "5")]
+    with pytest.raises(CovsegError, match=r"--jobs 5: this machine has 4 GPU\(s\) and each job takes one"):
+        runner.worker_slots(5, "cuda")
+    with pytest.raises(CovsegError, match=r"--device cuda:1 pins one GPU, but --jobs 2"):
+        runner.worker_slots(2, "cuda:1")
+
+
+def test_cpu_jobs_share_the_cores(monkeypatch):
+    monkeypatch.setattr(runner, "cpu_cores", lambda: 8)
+    slots = runner.worker_slots(3, "cpu")
+    assert [slot.threads for slot in slots] == [2, 2, 2]
+    assert slots[0].env["CUDA_VISIBLE_DEVICES"] == "" and slots[0].env["OMP_NUM_THREADS"] == "2"
+
+
+def test_a_worker_that_dies_is_recorded_as_failed(tmp_path, monkeypatch):
+    plan = prepare_plan(tmp_path, BenchmarkSettings.resolve(epochs=1), make_pairs(["unet"], [0, 1]))
+    monkeypatch.setattr(runner, "worker_command", lambda *args: [
+        sys.executable, "-c", "print('out of memory, pretend'); import os; os._exit(3)"])
+    records = runner.run_pairs(plan, plan.pairs, jobs=2, options=runner.RunOptions(device="cpu"))
+    for record in records:
+        assert record.status == "failed"
+        assert record.error == "worker process exited with code 3; last output: out of memory, pretend"
+        assert read_record(tmp_path, record.pair) == record
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_slurm_script_needs_an_array_task_id(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "SLURM_ARRAY_TASK_ID"}
+    task = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "slurm_array.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert task.returncode != 0 and "run as a Slurm array task" in task.stderr

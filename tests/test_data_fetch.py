@@ -1,0 +1,169 @@
+"""`covseg data fetch` against an HTTP server on 127.0.0.1 serving files the tests make."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from covseg.cli import app
+from covseg.core.errors import CovsegError
+from covseg.data import fetch as fetch_module
+from covseg.data.fetch import RemoteFile, fetch_files
+
+IMAGE = bytes(range(256)) * 4000  # about 1 MB: several chunks
+MASK = b"mask volume" * 1000
+
+
+class _RangeHandler(BaseHTTPRequestHandler):
+    """Serves ``server.files`` by name, with HTTP Range support, and records every request."""
+
+    def do_GET(self) -> None:
+        name = self.path.lstrip("/")
+        self.server.requests.append((name, self.headers.get("Range")))
+        data = self.server.files.get(name)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        requested = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if requested:
+            start = int(requested.group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if name in self.server.cut_once:  # the connection drops half-way, once
+            self.server.cut_once.discard(name)
+            self.wfile.write(data[start:start + (len(data) - start) // 2])
+            return
+        self.wfile.write(data[start:])
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    httpd.files = {"tr_im.nii.gz": IMAGE, "tr_mask.nii.gz": MASK}
+    httpd.requests = []
+    httpd.cut_once = set()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _remote(name: str, data: bytes, **changes) -> RemoteFile:
+    fields = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), **changes}
+    return RemoteFile(name, f"http://unused.invalid/{name}", **fields)
+
+
+def test_downloads_verifies_and_keeps_present_files(server, tmp_path):
+    files = [_remote("tr_im.nii.gz", IMAGE), _remote("tr_mask.nii.gz", MASK)]
+    results = fetch_files(files, tmp_path, base_url=server.url)
+    assert [(result.name, result.status, result.size) for result in results] == [
+        ("tr_im.nii.gz", "downloaded", len(IMAGE)), ("tr_mask.nii.gz", "downloaded", len(MASK))]
+    assert (tmp_path / "tr_im.nii.gz").read_bytes() == IMAGE
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tr_im.nii.gz", "tr_mask.nii.gz"]
+    again = fetch_files(files, tmp_path, base_url=server.url)
+    assert [result.status for result in again] == ["present", "present"] and len(server.requests) == 2
+
+
+def test_resumes_a_partial_download_with_a_range_request(server, tmp_path):
+    (tmp_path / "tr_im.nii.gz.part").write_bytes(IMAGE[:300_000])
+    results = fetch_files([_remote("tr_im.nii.gz", IMAGE)], tmp_path, base_url=server.url)
+    assert results[0].status == "resumed"
+    assert server.requests == [("tr_im.nii.gz", "bytes=300000-")]
+    assert (tmp_path / "tr_im.nii.gz").read_bytes() == IMAGE
+    assert not (tmp_path / "tr_im.nii.gz.part").exists()
+
+
+def test_a_dropped_connection_keeps_the_part_file_for_the_next_run(server, tmp_path):
+    server.cut_once.add("tr_im.nii.gz")
+    files = [_remote("tr_im.nii.gz", IMAGE)]
+    with pytest.raises(CovsegError, match=f"download of tr_im.nii.gz stopped after {len(IMAGE) // 2:,} bytes "
+                                          r".*; run the command again to resume"):
+        fetch_files(files, tmp_path, base_url=server.url)
+    assert not (tmp_path / "tr_im.nii.gz").exists()
+    assert (tmp_path / "tr_im.nii.gz.part").stat().st_size == len(IMAGE) // 2
+    assert fetch_files(files, tmp_path, base_url=server.url)[0].status == "resumed"
+    assert server.requests[-1] == ("tr_im.nii.gz", f"bytes={len(IMAGE) // 2}-")
+    assert (tmp_path / "tr_im.nii.gz").read_bytes() == IMAGE
+
+
+def test_checksum_mismatch_leaves_no_file(server, tmp_path):
+    wrong = _remote("tr_im.nii.gz", IMAGE, sha256="0" * 64)
+    pattern = r"tr_im\.nii\.gz: sha256 [0-9a-f]{64} does not match the known 0{64}; deleted the download"
+    with pytest.raises(CovsegError, match=pattern):
+        fetch_files([wrong], tmp_path, base_url=server.url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_size_leaves_no_file_and_missing_optional_is_skipped(server, tmp_path):
+    with pytest.raises(CovsegError, match="got 11,000 bytes, expected 10; deleted the download"):
+        fetch_files([_remote("tr_mask.nii.gz", MASK, size=10, sha256=None)], tmp_path, base_url=server.url)
+    assert list(tmp_path.iterdir()) == []
+    results = fetch_files([_remote("tr_mask.nii.gz", MASK), RemoteFile("val_im.nii.gz", "x", required=False)],
+                          tmp_path, base_url=server.url)
+    assert [result.status for result in results] == ["downloaded", "skipped"]
+    assert "HTTP 404" in results[1].detail
+    with pytest.raises(CovsegError, match=r"val_im\.nii\.gz: HTTP 404"):
+        fetch_files([RemoteFile("val_im.nii.gz", "x")], tmp_path, base_url=server.url)
+
+
+def test_cli_fetch_against_a_mirror(server, tmp_path, monkeypatch):
+    files = (_remote("tr_im.nii.gz", IMAGE), _remote("tr_mask.nii.gz", MASK),
+             RemoteFile("val_im.nii.gz", "x", required=False))
+    monkeypatch.setattr(fetch_module, "MEDSEG_FILES", files)
+    dest = tmp_path / "medseg"
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(dest), "--url", server.url],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert (dest / "tr_mask.nii.gz").read_bytes() == MASK
+    assert "downloaded" in result.stdout and "optional val_im.nii.gz skipped" in result.stderr
+
+
+def test_cli_fetch_with_the_real_checksums_rejects_a_wrong_mask(server, tmp_path):
+    """The built-in tr_mask.nii.gz entry carries the known size and sha256 of the original."""
+    arguments = ["data", "fetch", "medseg", "--dest", str(tmp_path), "--url", server.url]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: tr_mask.nii.gz: got 11,000 bytes, expected 1,430,936; deleted the download")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tr_im.nii.gz"]
+
+
+def test_offline_says_what_to_download_by_hand(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dest = tmp_path / "medseg"
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(dest),
+                                      "--url", f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach http://127.0.0.1:{port}/tr_im.nii.gz")
+    names = "tr_im.nii.gz, tr_mask.nii.gz, val_im.nii.gz, tr_lungmasks_updated.nii.gz"
+    assert f"download {names} by hand" in lines[0]
+    assert '"MedSeg Covid Dataset 1"' in lines[0] and lines[0].endswith(f"put them in {dest}")
+
+
+def test_only_medseg_can_be_fetched(tmp_path):
+    result = CliRunner().invoke(app, ["data", "fetch", "lidc", "--dest", str(tmp_path)])
+    assert result.exit_code == 2 and "covseg can fetch 'medseg', not 'lidc'" in result.stderr

@@ -1,0 +1,183 @@
+"""`covseg export`: all seven models to ONNX with dynamic batch/H/W, parity with PyTorch, metadata.
+
+Each model is exported once (module-scoped fixture, 64x64 trace on the CPU) and shared by the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+from typer.testing import CliRunner
+
+from covseg import CLASS_NAMES, __version__
+from covseg.checkpoint import save_checkpoint
+from covseg.cli import app
+from covseg.core.errors import CovsegError
+from covseg.core.registry import create_model
+from covseg.data.intensity import Normalisation
+from covseg.export import ExportMetadata, export_model, export_onnx, load_export_source, read_metadata
+from covseg.export.onnx_export import ExportSource
+from covseg.inference.session import OnnxSegmenter
+
+runner = CliRunner()
+MODELS = ["unet", "deeplabv3plus-resnet101", "deeplabv3plus-xception", "fcn-resnet50", "fcn-resnet101",
+          "deeplab-resnet50", "deeplab-resnet101"]
+TOLERANCE = 1e-3
+
+
+@pytest.fixture(params=MODELS)
+def model_name(request) -> str:
+    return request.param
+
+
+def test_every_model_exports_with_dynamic_batch_height_and_width(model_name):
+    source = load_export_source(model_name)
+    result = export_model(source, trace_size=64)
+    # Checked at the trace size and at an odd second size and batch (not divisible by 32).
+    assert [check.shape for check in result.checks] == [(1, 3, 64, 64), (2, 3, 73, 89)]
+    for check in result.checks:
+        assert check.passed and check.max_abs_diff <= TOLERANCE * max(1.0, check.logit_scale)
+    graph = onnx.load_from_string(result.model_bytes).graph
+    dims = [dim.dim_param or dim.dim_value for dim in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    # A third size and batch, run here rather than by the exporter's own check.
+    segmenter = OnnxSegmenter(result.model_bytes, device="cpu")
+    inputs = np.random.default_rng(1).random((3, 3, 40, 100), dtype=np.float32)
+    with torch.inference_mode():
+        expected = source.model(torch.from_numpy(inputs)).numpy()
+    actual = segmenter.logits(inputs)
+    assert actual.shape == (3, 4, 40, 100)
+    assert np.abs(actual - expected).max() <= TOLERANCE * max(1.0, np.abs(expected).max())
+
+
+def test_untrained_export_metadata_round_trips_through_the_file(tmp_path):
+    path, result = export_onnx("unet", tmp_path / "unet.onnx", trace_size=48)
+    metadata = read_metadata(path)
+    assert metadata == result.metadata
+    assert (metadata.model_name, metadata.num_classes, metadata.in_channels) == ("unet", 4, 3)
+    assert metadata.class_names == CLASS_NAMES and metadata.trained is False
+    assert metadata.normalisation == Normalisation() and metadata.covseg_version == __version__
+    props = {prop.key: prop.value for prop in onnx.load(path).metadata_props}
+    assert props["covseg.class_names"] == '["background", "ground-glass", "consolidation", "effusion"]'
+    assert props["covseg.normalisation"] == '{"windows": [[-600.0, 1500.0]]}'
+
+
+def save_unet_checkpoint(path, image_size: int | None, normalisation: Normalisation) -> torch.nn.Module:
+    """Save an untrained (seeded) unet as a covseg checkpoint with the fields training writes."""
+    torch.manual_seed(0)
+    model = create_model("unet")
+    save_checkpoint({"model_name": "unet", "num_classes": 4, "in_channels": 3,
+                     "class_names": list(CLASS_NAMES), "normalisation": normalisation.to_dict(),
+                     "image_size": image_size, "state_dict": model.state_dict(), "epoch": 7,
+                     "metrics": {"miou": 0.6125, "pixel_accuracy": 0.95}, "run_dir": None}, path)
+    return model
+
+
+@pytest.fixture(scope="module")
+def unet_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("checkpoint") / "epoch7.pt"
+    windows = Normalisation(((-600.0, 1500.0), (40.0, 400.0), (400.0, 1800.0)))
+    return path, save_unet_checkpoint(path, 48, windows)
+
+
+def test_checkpoint_export_carries_its_training_settings_and_weights(unet_checkpoint, tmp_path):
+    checkpoint, model = unet_checkpoint
+    result = runner.invoke(app, ["export", str(checkpoint), "--onnx", "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "UNTRAINED" not in result.output
+    metadata = read_metadata(tmp_path / "m.onnx")
+    assert metadata.trained and metadata.source == str(checkpoint) and metadata.epoch == 7
+    assert metadata.val_miou == pytest.approx(0.6125) and metadata.image_size == 48
+    assert metadata.normalisation.windows == ((-600.0, 1500.0), (40.0, 400.0), (400.0, 1800.0))
+    segmenter = OnnxSegmenter(tmp_path / "m.onnx", device="cpu")
+    inputs = np.random.default_rng(2).random((1, 3, 48, 48), dtype=np.float32)
+    with torch.inference_mode():
+        expected = model.eval()(torch.from_numpy(inputs)).numpy()
+    assert np.abs(segmenter.logits(inputs) - expected).max() < 1e-4  # the checkpoint's weights, not new ones
+
+
+def test_cli_warns_for_a_model_name_and_refuses_an_existing_file(tmp_path):
+    out = tmp_path / "unet.onnx"
+    first = runner.invoke(app, ["export", "unet", "--onnx", "--out", str(out), "--image-size", "40"])
+    assert first.exit_code == 0, first.output
+    assert "UNTRAINED unet" in first.output and "1x3x40x40" in first.output and "2x3x49x65" in first.output
+    written = out.stat().st_mtime_ns
+    second = runner.invoke(app, ["export", "unet", "--onnx", "--out", str(out)])
+    assert second.exit_code == 2 and f"{out} exists; pass --overwrite" in second.output
+    assert out.stat().st_mtime_ns == written
+    third = runner.invoke(app, ["export", "unet", "--out", str(out), "--overwrite", "--image-size", "32"])
+    assert third.exit_code == 0, third.output
+
+
+def test_dynamo_exporter_gives_the_same_parity(tmp_path):
+    source = load_export_source("unet")
+    result = export_model(source, trace_size=48, exporter="dynamo")
+    assert all(check.passed for check in result.checks)
+    segmenter = OnnxSegmenter(result.model_bytes, device="cpu")
+    assert segmenter.logits(np.zeros((1, 3, 35, 71), np.float32)).shape == (1, 4, 35, 71)
+
+
+class BakedResize(nn.Module):
+    """The known pitfall: a size read as Python ints is traced as a constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.conv(x), size=(int(x.shape[-2]), int(x.shape[-1])), mode="bilinear")
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_a_resize_baked_in_as_a_constant_fails_the_check_and_writes_nothing(tmp_path):
+    metadata = ExportMetadata("baked", 4, 3, CLASS_NAMES, Normalisation())
+    source = ExportSource(BakedResize().eval(), metadata, "baked")
+    with pytest.raises(CovsegError, match=r"returns shape \[2, 4, 64, 64\] .* its size is not dynamic"):
+        export_model(source, trace_size=64)
+
+
+def test_a_difference_over_the_tolerance_fails_and_writes_nothing(tmp_path):
+    out = tmp_path / "strict.onnx"
+    with pytest.raises(CovsegError, match=r"does not match PyTorch: .* 1e-12\); nothing written"):
+        export_onnx("unet", out, trace_size=40, tolerance=1e-12)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["unett"], "unknown model 'unett'. Did you mean unet?"),
+    (["runs/unet/missing"], "runs/unet/missing does not exist; give a run folder, a .pt checkpoint"),
+    (["unet", "--out", "model.pt"], "--out model.pt: the file name must end in .onnx"),
+    (["unet", "--no-onnx"], "--no-onnx leaves nothing to export"),
+    (["unet", "--image-size", "16", "--out", "x.onnx"], "--image-size 16: models take at least 32x32 pixels"),
+])
+def test_bad_export_input_gets_one_line(tmp_path, monkeypatch, arguments, message):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["export", *arguments])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_a_corrupt_checkpoint_gets_one_line(tmp_path):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["export", str(bad), "--out", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2 and "is not a readable covseg checkpoint" in result.output
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_read_metadata_refuses_files_that_are_not_covseg_exports(tmp_path):
+    text = tmp_path / "notes.onnx"
+    text.write_text("hello, this is not a model\n")
+    with pytest.raises(CovsegError, match="is not an ONNX model"):
+        read_metadata(text)
+    foreign = tmp_path / "foreign.onnx"
+    torch.onnx.export(nn.Conv2d(3, 4, 1), (torch.zeros(1, 3, 8, 8),), foreign, dynamo=False)
+    with pytest.raises(CovsegError, match="has no covseg metadata"):
+        read_metadata(foreign)
