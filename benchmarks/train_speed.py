@@ -19,7 +19,6 @@ cores); a CPU has no bf16 gain, so there b/a stays near 1 (or below, the augment
 from __future__ import annotations
 
 import itertools
-import math
 import platform
 import time
 
@@ -28,12 +27,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from covseg.core.entries import CTSlices
 from covseg.core.registry import create_model, get_registry
 from covseg.data.loading import load_slices
 from covseg.devices import resolve_device
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import DistributedContext
-from covseg.training.loaders import build_training_data, choose_split
+from covseg.training.loaders import TrainingData, build_training_data, choose_split
 from covseg.training.loop import StepSettings, train_one_epoch
 from covseg.training.losses import build_loss
 from covseg.training.optim import build_optimizer
@@ -72,36 +72,42 @@ def reference_loop(name: str, device: torch.device, size: int, steps: int, warmu
     return steps * BATCH / (time.perf_counter() - start)
 
 
+PHANTOM_SLICES = 40
+"""Phantom slices generated once per benchmark run; the loader cycles over them epoch after epoch."""
+
+
+def endless_batches(data: TrainingData):
+    """The training loader epoch after epoch (new shuffle and augmentation each time)."""
+    for epoch in itertools.count():
+        data.set_epoch(epoch)
+        yield from data.train_loader
+
+
 def covseg_loop(
-    name: str, device: torch.device, size: int, steps: int, warmup: int, workers: int, compile_model: bool
+    name: str,
+    slices: CTSlices,
+    device: torch.device,
+    size: int,
+    steps: int,
+    warmup: int,
+    workers: int,
+    compile_model: bool,
 ) -> tuple[float, str]:
     """Images/s of covseg's step over the real, augmented data pipeline; also the precision used."""
-    # Enough phantom slices for `steps` whole batches in the 80 % training split.
-    count = math.ceil((steps * BATCH + 1) / 0.8) + 1
     config = TrainConfig.from_recipe(
-        name,
-        batch_size=BATCH,
-        image_size=size,
-        workers=workers,
-        dataset_options={"count": str(count)},
-        compile=compile_model,
+        name, batch_size=BATCH, image_size=size, workers=workers, compile=compile_model, recalibrate_bn=False
     )
-    slices = load_slices(None, None, config.dataset_options)
-    split = choose_split(config, slices)
     context = DistributedContext(rank=0, world_size=1, local_rank=0, device=device)
-    data = build_training_data(config, slices, split, context)
+    data = build_training_data(config, slices, choose_split(config, slices), context)
     settings = StepSettings.for_device(device, amp=True)
     torch.manual_seed(0)
     model = settings.prepare_model(create_model(name))
     optimizer = build_optimizer(config.optimizer, model, config.lr, config.weight_decay)
     loss_fn = build_loss(config.loss, config.num_classes).to(device)
     step_model = torch.compile(model) if compile_model else model
-    data.set_epoch(0)
-    train_one_epoch(step_model, itertools.islice(data.train_loader, warmup), optimizer, loss_fn, settings)
-    data.set_epoch(1)
-    result = train_one_epoch(
-        step_model, itertools.islice(data.train_loader, steps), optimizer, loss_fn, settings
-    )
+    batches = endless_batches(data)
+    train_one_epoch(step_model, itertools.islice(batches, warmup), optimizer, loss_fn, settings)
+    result = train_one_epoch(step_model, itertools.islice(batches, steps), optimizer, loss_fn, settings)
     return result.images / result.seconds, settings.precision
 
 
@@ -128,9 +134,12 @@ def main(
     table = Table(title=f"training speed, batch {BATCH}, {size}x{size}, {device_name(torch_device)}")
     for column in ("model", "a: reference fp32 eager (img/s)", "b: covseg (img/s)", "b precision", "b/a"):
         table.add_column(column, justify="left" if column == "model" else "right")
+    slices = load_slices(None, None, {"count": str(PHANTOM_SLICES), "size": str(size)})
     for name in names:
         reference = reference_loop(name, torch_device, size, steps, warmup)
-        covseg, precision = covseg_loop(name, torch_device, size, steps, warmup, workers, compile_model)
+        covseg, precision = covseg_loop(
+            name, slices, torch_device, size, steps, warmup, workers, compile_model
+        )
         label = (
             precision
             + (" + compile" if compile_model else "")

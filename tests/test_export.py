@@ -24,8 +24,15 @@ from covseg.export.onnx_export import ExportSource
 from covseg.inference.session import OnnxSegmenter
 
 runner = CliRunner()
-MODELS = ["unet", "deeplabv3plus-resnet101", "deeplabv3plus-xception", "fcn-resnet50", "fcn-resnet101",
-          "deeplab-resnet50", "deeplab-resnet101"]
+MODELS = [
+    "unet",
+    "deeplabv3plus-resnet101",
+    "deeplabv3plus-xception",
+    "fcn-resnet50",
+    "fcn-resnet101",
+    "deeplab-resnet50",
+    "deeplab-resnet101",
+]
 TOLERANCE = 1e-3
 
 
@@ -54,27 +61,58 @@ def test_every_model_exports_with_dynamic_batch_height_and_width(model_name):
     assert np.abs(actual - expected).max() <= TOLERANCE * max(1.0, np.abs(expected).max())
 
 
-def test_untrained_export_metadata_round_trips_through_the_file(tmp_path):
-    path, result = export_onnx("unet", tmp_path / "unet.onnx", trace_size=48)
-    metadata = read_metadata(path)
-    assert metadata == result.metadata
-    assert (metadata.model_name, metadata.num_classes, metadata.in_channels) == ("unet", 4, 3)
-    assert metadata.class_names == CLASS_NAMES and metadata.trained is False
-    assert metadata.normalisation == Normalisation() and metadata.covseg_version == __version__
-    props = {prop.key: prop.value for prop in onnx.load(path).metadata_props}
-    assert props["covseg.class_names"] == '["background", "ground-glass", "consolidation", "effusion"]'
-    assert props["covseg.normalisation"] == '{"windows": [[-600.0, 1500.0]]}'
-
-
 def save_unet_checkpoint(path, image_size: int | None, normalisation: Normalisation) -> torch.nn.Module:
-    """Save an untrained (seeded) unet as a covseg checkpoint with the fields training writes."""
+    """Save an untrained (seeded) unet as a covseg checkpoint with the fields training writes.
+
+    Its head is redrawn with unit variance: a fresh head predicts one class everywhere, which
+    would let label comparisons pass trivially.
+    """
     torch.manual_seed(0)
     model = create_model("unet")
-    save_checkpoint({"model_name": "unet", "num_classes": 4, "in_channels": 3,
-                     "class_names": list(CLASS_NAMES), "normalisation": normalisation.to_dict(),
-                     "image_size": image_size, "state_dict": model.state_dict(), "epoch": 7,
-                     "metrics": {"miou": 0.6125, "pixel_accuracy": 0.95}, "run_dir": None}, path)
+    torch.nn.init.normal_(model.head.weight, std=1.0)
+    save_checkpoint(
+        {
+            "model_name": "unet",
+            "num_classes": 4,
+            "in_channels": 3,
+            "class_names": list(CLASS_NAMES),
+            "normalisation": normalisation.to_dict(),
+            "image_size": image_size,
+            "state_dict": model.state_dict(),
+            "epoch": 7,
+            "metrics": {"miou": 0.6125, "pixel_accuracy": 0.95},
+            "run_dir": None,
+        },
+        path,
+    )
     return model
+
+
+def test_metadata_props_round_trip_and_name_what_is_wrong():
+    metadata = ExportMetadata(
+        "m",
+        2,
+        1,
+        ("background", "lesion"),
+        Normalisation(((40.0, 400.0),)),
+        image_size=96,
+        trained=True,
+        source="runs/m/1",
+        epoch=3,
+        val_miou=0.5,
+        extra={"note": "kept"},
+    )
+    props = metadata.to_props()
+    assert props["covseg.note"] == "kept" and props["covseg.image_size"] == "96"
+    assert ExportMetadata.from_props(props, "m.onnx") == metadata
+    with pytest.raises(
+        CovsegError, match=r"m\.onnx has incomplete covseg metadata: covseg\.class_names missing"
+    ):
+        ExportMetadata.from_props({k: v for k, v in props.items() if k != "covseg.class_names"}, "m.onnx")
+    with pytest.raises(CovsegError, match=r"m\.onnx has malformed covseg metadata"):
+        ExportMetadata.from_props({**props, "covseg.num_classes": "three"}, "m.onnx")
+    with pytest.raises(CovsegError, match=r"m\.onnx has malformed covseg metadata: m: 2 class names for 3"):
+        ExportMetadata.from_props({**props, "covseg.num_classes": "3"}, "m.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +143,14 @@ def test_cli_warns_for_a_model_name_and_refuses_an_existing_file(tmp_path):
     first = runner.invoke(app, ["export", "unet", "--onnx", "--out", str(out), "--image-size", "40"])
     assert first.exit_code == 0, first.output
     assert "UNTRAINED unet" in first.output and "1x3x40x40" in first.output and "2x3x49x65" in first.output
+    metadata = read_metadata(out)  # the metadata round-trips through the file
+    assert metadata == ExportMetadata("unet", 4, 3, CLASS_NAMES, Normalisation())
+    assert (
+        metadata.trained is False and metadata.image_size is None and metadata.covseg_version == __version__
+    )
+    props = {prop.key: prop.value for prop in onnx.load(out).metadata_props}
+    assert props["covseg.class_names"] == '["background", "ground-glass", "consolidation", "effusion"]'
+    assert props["covseg.normalisation"] == '{"windows": [[-600.0, 1500.0]]}'
     written = out.stat().st_mtime_ns
     second = runner.invoke(app, ["export", "unet", "--onnx", "--out", str(out)])
     assert second.exit_code == 2 and f"{out} exists; pass --overwrite" in second.output
@@ -147,13 +193,19 @@ def test_a_difference_over_the_tolerance_fails_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["unett"], "unknown model 'unett'. Did you mean unet?"),
-    (["runs/unet/missing"], "runs/unet/missing does not exist; give a run folder, a .pt checkpoint"),
-    (["unet", "--out", "model.pt"], "--out model.pt: the file name must end in .onnx"),
-    (["unet", "--no-onnx"], "--no-onnx leaves nothing to export"),
-    (["unet", "--image-size", "16", "--out", "x.onnx"], "--image-size 16: models take at least 32x32 pixels"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["unett"], "unknown model 'unett'. Did you mean unet?"),
+        (["runs/unet/missing"], "runs/unet/missing does not exist; give a run folder, a .pt checkpoint"),
+        (["unet", "--out", "model.pt"], "--out model.pt: the file name must end in .onnx"),
+        (["unet", "--no-onnx"], "--no-onnx leaves nothing to export"),
+        (
+            ["unet", "--image-size", "16", "--out", "x.onnx"],
+            "--image-size 16: models take at least 32x32 pixels",
+        ),
+    ],
+)
 def test_bad_export_input_gets_one_line(tmp_path, monkeypatch, arguments, message):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["export", *arguments])

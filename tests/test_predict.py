@@ -21,12 +21,14 @@ from typer.testing import CliRunner
 
 from covseg import CLASS_NAMES
 from covseg.cli import app
+from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.dataset import SliceDataset
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
+from covseg.data.nifti import read_volume
 from covseg.evaluation.runs import load_trained_model
-from covseg.export import ExportMetadata, export_model, export_onnx
+from covseg.export import ExportMetadata, export_model
 from covseg.export.onnx_export import ExportSource, write_export
 from covseg.inference.report import measure_lesions
 from tests.test_export import save_unet_checkpoint
@@ -59,8 +61,15 @@ def foreign_onnx(path, in_channels: int = 3):
     axes = {"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "h", 3: "w"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(IntensityClassifier(in_channels), (torch.zeros(1, in_channels, 8, 8),), path,
-                          dynamo=False, input_names=["x"], output_names=["y"], dynamic_axes=axes)
+        torch.onnx.export(
+            IntensityClassifier(in_channels),
+            (torch.zeros(1, in_channels, 8, 8),),
+            path,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes=axes,
+        )
     return path
 
 
@@ -70,8 +79,18 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     paths = {}
     for name, image_size in (("native", None), ("resized", 48)):
-        metadata = ExportMetadata("intensity", 4, 3, CLASS_NAMES, Normalisation(), image_size=image_size,
-                                  trained=True, source="tests", epoch=1, val_miou=1.0)
+        metadata = ExportMetadata(
+            "intensity",
+            4,
+            3,
+            CLASS_NAMES,
+            Normalisation(),
+            image_size=image_size,
+            trained=True,
+            source="tests",
+            epoch=1,
+            val_miou=1.0,
+        )
         result = export_model(ExportSource(IntensityClassifier().eval(), metadata, name), trace_size=32)
         paths[name] = folder / f"{name}.onnx"
         write_export(result, paths[name])
@@ -98,8 +117,14 @@ def phantom(tmp_path_factory):
     lung[0:50, :, :] = 1
     nib.save(nib.Nifti1Image(lung, affine), folder / "lung.nii.gz")
     stored_affine = nib.load(folder / "scan.nii.gz").affine  # the header keeps it as float32
-    return {"scan": folder / "scan.nii.gz", "lung": folder / "lung.nii.gz", "truth": truth,
-            "lung_mask": lung.astype(bool), "affine": stored_affine, "folder": folder}
+    return {
+        "scan": folder / "scan.nii.gz",
+        "lung": folder / "lung.nii.gz",
+        "truth": truth,
+        "lung_mask": lung.astype(bool),
+        "affine": stored_affine,
+        "folder": folder,
+    }
 
 
 def predict(*arguments: object):
@@ -116,8 +141,18 @@ def assert_one_line_error(result, message: str) -> None:
 
 def test_volume_labels_keep_the_geometry_and_the_report_counts_them(models, phantom, tmp_path):
     out = tmp_path / "out"
-    result = predict(models["native"], phantom["scan"], "--out", out, "--lung-mask", phantom["lung"],
-                     "--device", "cpu", "--batch-size", "3")
+    result = predict(
+        models["native"],
+        phantom["scan"],
+        "--out",
+        out,
+        "--lung-mask",
+        phantom["lung"],
+        "--device",
+        "cpu",
+        "--batch-size",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     assert "onnxruntime provider: CPUExecutionProvider" in result.output
     written = nib.load(out / "scan" / "labels.nii.gz")
@@ -166,7 +201,11 @@ def test_measure_lesions_by_hand():
     lung[0] = True  # 20 lung voxels, holding all ground-glass
     report = measure_lesions("case", "in.nii", "m", labels, CLASS_NAMES, voxel_ml=0.002, lung=lung)
     assert [(m.name, m.voxels) for m in report.classes] == [
-        ("ground-glass", 10), ("consolidation", 0), ("effusion", 3), ("all-lesions", 13)]
+        ("ground-glass", 10),
+        ("consolidation", 0),
+        ("effusion", 3),
+        ("all-lesions", 13),
+    ]
     assert report.measure("ground-glass").volume_ml == pytest.approx(0.02)
     assert report.measure("ground-glass").percent_of_lung == pytest.approx(50.0)
     assert report.measure("effusion").percent_of_lung == 0.0
@@ -177,17 +216,29 @@ def test_measure_lesions_by_hand():
     assert without.measure("ground-glass").percent_of_lung is None
 
 
-def test_a_model_without_covseg_metadata_says_what_is_missing_then_runs_with_options(models, phantom,
-                                                                                      tmp_path):
+def test_a_model_without_covseg_metadata_says_what_is_missing_then_runs_with_options(
+    models, phantom, tmp_path
+):
     missing = predict(models["foreign"], phantom["scan"], "--out", tmp_path)
-    assert_one_line_error(missing, f"{models['foreign']} has no covseg metadata; pass --classes "
-                          "NAME,NAME,... (label 0 first) and --window LEVEL:WIDTH (or lung, mediastinal, "
-                          "bone) or --scale-8bit")
+    assert_one_line_error(
+        missing,
+        f"{models['foreign']} has no covseg metadata; pass --classes "
+        "NAME,NAME,... (label 0 first) and --window LEVEL:WIDTH (or lung, mediastinal, "
+        "bone) or --scale-8bit",
+    )
     half = predict(models["foreign"], phantom["scan"], "--out", tmp_path, "--window", "-600:1500")
     assert_one_line_error(half, "has no covseg metadata; pass --classes NAME,NAME,... (label 0 first)")
     assert not tmp_path.joinpath("scan").exists()
-    done = predict(models["foreign"], phantom["scan"], "--out", tmp_path, "--window", "-600:1500",
-                   "--classes", "bg,ggo,cons,eff")
+    done = predict(
+        models["foreign"],
+        phantom["scan"],
+        "--out",
+        tmp_path,
+        "--window",
+        "-600:1500",
+        "--classes",
+        "bg,ggo,cons,eff",
+    )
     assert done.exit_code == 0, done.output
     labels = np.asarray(nib.load(tmp_path / "scan" / "labels.nii.gz").dataobj)
     np.testing.assert_array_equal(labels, phantom["truth"])
@@ -211,7 +262,8 @@ def test_channels_one_channel_models_take_grayscale_and_alpha_is_dropped(models,
     one_labels = np.asarray(Image.open(tmp_path / "one" / "gray" / "labels.png"))
     three_labels = np.asarray(Image.open(tmp_path / "three" / "alpha" / "labels.png"))
     np.testing.assert_array_equal(one_labels, three_labels)
-    assert one_labels.shape == (40, 50) and set(np.unique(one_labels)) == {1, 2}  # 145/255 nearest class 1, 200/255 class 2
+    # 145/255 is nearest to class 1's intensity, 200/255 to class 2's.
+    assert one_labels.shape == (40, 50) and set(np.unique(one_labels)) == {1, 2}
     colour_one = predict(models["foreign-1ch"], tmp_path / "colour.png", "--out", tmp_path / "c", *options)
     assert_one_line_error(colour_one, "colour.png is a colour image but the model takes 1 (grayscale)")
     two = predict(models["foreign-2ch"], tmp_path / "gray.png", "--out", tmp_path / "two", *options)
@@ -227,12 +279,16 @@ def test_existing_outputs_need_overwrite_and_stale_overlays_go(models, phantom, 
     again = predict(models["native"], phantom["scan"], "--out", tmp_path)
     assert_one_line_error(again, f"{tmp_path / 'scan'} exists (an earlier prediction?); pass --overwrite")
     assert labels.stat().st_mtime_ns == before
-    replaced = predict(models["native"], phantom["scan"], "--out", tmp_path, "--overwrite",
-                       "--overlays", "none")
+    replaced = predict(
+        models["native"], phantom["scan"], "--out", tmp_path, "--overwrite", "--overlays", "none"
+    )
     assert replaced.exit_code == 0, replaced.output
     assert list((tmp_path / "scan" / "overlays").iterdir()) == []
     assert sorted(path.name for path in (tmp_path / "scan").iterdir() if path.is_file()) == [
-        "labels.nii.gz", "report.csv", "report.json"]
+        "labels.nii.gz",
+        "report.csv",
+        "report.json",
+    ]
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -258,8 +314,10 @@ def test_bad_inputs_get_one_line_and_no_output(models, phantom, tmp_path):
         ((native, tmp_path / "notes.txt"), "notes.txt is not an input covseg can read"),
         ((native, tmp_path / "absent.nii.gz"), "absent.nii.gz does not exist"),
         ((native, scan, "--lung-mask", other_shape), "has shape (8, 8, 4) but"),
-        ((native, scan, "--lung-mask", other_shape, "--lung-mask", other_shape),
-         "2 --lung-mask file(s) for 1 NIfTI volume(s)"),
+        (
+            (native, scan, "--lung-mask", other_shape, "--lung-mask", other_shape),
+            "2 --lung-mask file(s) for 1 NIfTI volume(s)",
+        ),
         ((native, scan, "--classes", "a,b,c"), "3 class names for"),
         ((native, scan, "--window", "lung", "--scale-8bit"), "--window and --scale-8bit exclude each other"),
         ((native, scan, "--window", "soft"), "window 'soft' is neither a preset"),
@@ -277,17 +335,40 @@ def test_cuda_asked_for_where_there_is_none(models, phantom, tmp_path):
     assert_one_line_error(result, "--device cuda: no CUDA GPU is usable by onnxruntime on this machine")
 
 
-def test_untrained_unet_checkpoint_exported_on_the_fly(tmp_path, phantom):
+def pytorch_reference(model: nn.Module, images: list[np.ndarray], intensity: str) -> np.ndarray:
+    """Labels through the training input path (SliceDataset at 64x64) and PyTorch, resized back."""
+    ids = [str(index) for index in range(len(images))]
+    masks = [np.zeros(image.shape[:2], np.uint8) for image in images]
+    dataset = SliceDataset(
+        CTSlices(ids, images, masks, intensity, "test"), ids, Normalisation(), image_size=64
+    )
+    with torch.inference_mode():
+        logits = model(torch.stack([dataset[index][0] for index in range(len(ids))]))
+    labels = logits.argmax(1).numpy().astype(np.uint8)
+    return np.stack(
+        [
+            cv2.resize(label, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+            for label, image in zip(labels, images, strict=True)
+        ]
+    )
+
+
+def test_a_checkpoint_is_exported_on_the_fly_and_predicts_like_pytorch(tmp_path, phantom, medseg100_dir):
     checkpoint = tmp_path / "best.pt"
-    save_unet_checkpoint(checkpoint, 64, Normalisation())
-    exported, _ = export_onnx(checkpoint, tmp_path / "unet.onnx", trace_size=64)
-    from_file = predict(exported, phantom["scan"], "--out", tmp_path / "a", "--overlays", "none")
-    on_the_fly = predict(checkpoint, phantom["scan"], "--out", tmp_path / "b", "--overlays", "none")
-    assert from_file.exit_code == 0 and on_the_fly.exit_code == 0, on_the_fly.output
-    assert "exported" in on_the_fly.output and "to ONNX in memory" in on_the_fly.output
-    first = np.asarray(nib.load(tmp_path / "a" / "scan" / "labels.nii.gz").dataobj)
-    second = np.asarray(nib.load(tmp_path / "b" / "scan" / "labels.nii.gz").dataobj)
-    np.testing.assert_array_equal(first, second)
+    model = save_unet_checkpoint(checkpoint, 64, Normalisation()).eval()
+    pngs = [medseg100_dir / "images" / name for name in ("medseg_001.png", "medseg_002.png")]
+    result = predict(checkpoint, phantom["scan"], *pngs, "--out", tmp_path / "out", "--overlays", "none")
+    assert result.exit_code == 0, result.output
+    assert f"exported {checkpoint} to ONNX in memory" in " ".join(result.output.split())
+    labels = np.asarray(nib.load(tmp_path / "out" / "scan" / "labels.nii.gz").dataobj).transpose(2, 1, 0)
+    expected = pytorch_reference(model, list(read_volume(phantom["scan"])[0]), "hu")
+    assert len(np.unique(expected)) >= 2  # not one class everywhere
+    assert (labels == expected).mean() > 0.999
+    images = [np.asarray(Image.open(path)) for path in pngs]
+    for path, reference in zip(pngs, pytorch_reference(model, images, "uint8"), strict=True):
+        predicted = np.asarray(Image.open(tmp_path / "out" / path.stem / "labels.png"))
+        assert predicted.shape == (512, 512) and len(np.unique(reference)) >= 2
+        assert (predicted == reference).mean() > 0.999  # real slices, 512 -> 64 -> 512
 
 
 @pytest.fixture(scope="module")
@@ -301,12 +382,21 @@ def trained_run(medseg100_dir, tmp_path_factory):
         for path in sorted((medseg100_dir / sub).glob("*.png"))[:6]:
             (data / sub / path.name).symlink_to(path)
     runs = tmp_path_factory.mktemp("runs")
-    config = TrainConfig.from_recipe("unet", data=str(data), epochs=1, image_size=64, batch_size=3,
-                                     workers=0, device="cpu", out=str(runs), val_fraction=0.34)
+    config = TrainConfig.from_recipe(
+        "unet",
+        data=str(data),
+        epochs=1,
+        image_size=64,
+        batch_size=3,
+        workers=0,
+        device="cpu",
+        out=str(runs),
+        val_fraction=0.34,
+    )
     return train(config), data
 
 
-def test_real_pngs_with_a_briefly_trained_run_match_pytorch(trained_run, tmp_path):
+def test_real_pngs_with_a_briefly_trained_run(trained_run, tmp_path):
     run_dir, data = trained_run
     result = predict(run_dir, data / "images", "--out", tmp_path, "--batch-size", "4")
     assert result.exit_code == 0, result.output
@@ -318,9 +408,12 @@ def test_real_pngs_with_a_briefly_trained_run_match_pytorch(trained_run, tmp_pat
         assert labels.shape == (512, 512) and labels.max() <= 3
         with torch.inference_mode():
             logits = trained.model(dataset[index][0][None])
-        expected = cv2.resize(logits.argmax(1)[0].numpy().astype(np.uint8), (512, 512),
-                              interpolation=cv2.INTER_NEAREST)
-        assert (labels == expected).mean() > 0.999  # onnxruntime + predict's preprocessing = training's
+        expected = cv2.resize(
+            logits.argmax(1)[0].numpy().astype(np.uint8), (512, 512), interpolation=cv2.INTER_NEAREST
+        )
+        # A one-epoch model may predict one class nearly everywhere: the label-by-label parity with
+        # a model whose labels vary is in test_a_checkpoint_is_exported_on_the_fly_and_predicts_like_pytorch.
+        assert (labels == expected).mean() > 0.999
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["voxel_ml"] is None
         assert [m["voxels"] for m in report["classes"][:3]] == [int((labels == k).sum()) for k in (1, 2, 3)]

@@ -15,6 +15,7 @@ from covseg.checkpoint import load_checkpoint, save_checkpoint
 from covseg.core.errors import CovsegError
 from covseg.data.augment import AugmentationConfig
 from covseg.training import RECIPES, TrainConfig
+from covseg.training.loop import StepSettings, recalibrate_batch_norm
 from covseg.training.losses import SoftDiceLoss, build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler, lr_factor
 from covseg.training.runs import MetricsLog, capture_rng_state, create_run_dir, restore_rng_state
@@ -25,6 +26,7 @@ def test_reference_recipe_is_the_studys_protocol():
     assert (config.batch_size, config.optimizer, config.lr, config.weight_decay) == (8, "adam", 1e-5, 0.0)
     assert (config.scheduler, config.warmup_epochs, config.epochs) == ("none", 0, 1500)
     assert (config.loss, config.class_weighting, config.val_fraction) == ("cross-entropy", "none", 0.2)
+    assert config.recalibrate_bn is False  # the study validated with batch norm's running averages
     assert config.augmentation == AugmentationConfig.reference().to_dict()
     optimizer = build_optimizer(config.optimizer, torch.nn.Conv2d(3, 4, 3), config.lr, config.weight_decay)
     assert type(optimizer) is torch.optim.Adam
@@ -159,3 +161,17 @@ def test_metrics_log_is_strict_json_and_truncates_on_resume(tmp_path):
     resumed.load(up_to_epoch=2)
     assert [record["epoch"] for record in resumed.records] == [1, 2]
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_batch_norm_recalibration_sets_statistics_of_the_current_weights():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.BatchNorm2d(2)).eval()
+    batches = [(torch.rand(4, 3, 8, 8) * 5 + 2, torch.zeros(4, 8, 8, dtype=torch.long)) for _ in range(3)]
+    recalibrate_batch_norm(model, batches, StepSettings.for_device(torch.device("cpu")))
+    with torch.no_grad():
+        features = [model[0](images) for images, _ in batches]
+    expected_mean = torch.stack([feature.mean(dim=(0, 2, 3)) for feature in features]).mean(0)
+    expected_var = torch.stack([feature.var(dim=(0, 2, 3)) for feature in features]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, expected_mean)
+    torch.testing.assert_close(model[1].running_var, expected_var)
+    assert not model.training and model[1].momentum == 0.1  # mode and momentum restored

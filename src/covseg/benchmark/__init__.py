@@ -3,8 +3,9 @@ settings and one split, measured, and reported as results.md / .csv / .json and 
 
 Modules: ``plan`` (pairs, shared settings, the benchmark folder and its jobs index), ``runner``
 (pairs in-process or one worker process per GPU, failures isolated), ``worker`` (the worker
-process), ``measure`` (parameters, GFLOPs, ONNX CPU latency), ``report`` (the numbers and the three
-result files), ``montage`` and ``plots`` (the pictures), ``api`` (:func:`run_benchmark`, :func:`gather`).
+process), ``measure`` (parameters, GFLOPs, ONNX CPU latency), ``hardware`` (CPU/GPU names),
+``report`` (the numbers and the three result files), ``montage`` and ``plots`` (the pictures),
+``api`` (:func:`run_benchmark`, :func:`gather`).
 """
 
 from covseg.benchmark.api import BenchmarkOutcome, gather, run_benchmark

@@ -28,21 +28,36 @@ class ExporterChoice(str, Enum):
 
 @user_errors
 def export(
-    target: str = typer.Argument(..., help="A run folder (its best.pt), a .pt checkpoint, or a model name "
-                                 "(untrained weights, for trying the pipeline)."),
-    onnx: bool = typer.Option(True, "--onnx/--no-onnx",
-                              help="Export to ONNX (the one format; on by default)."),
-    out: Path | None = typer.Option(None, "--out", help="Output file (default: exports/<model>.onnx, "
-                                    "exports/<model>-<run>.onnx for a run)."),
+    target: str = typer.Argument(
+        ...,
+        help="A run folder (its best.pt), a .pt checkpoint, or a model name "
+        "(untrained weights, for trying the pipeline).",
+    ),
+    onnx: bool = typer.Option(
+        True, "--onnx/--no-onnx", help="Export to ONNX (the one format; on by default)."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Output file (default: exports/<model>.onnx, exports/<model>-<run>.onnx for a run).",
+    ),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", min=13, help="ONNX opset version."),
     image_size: int | None = typer.Option(
-        None, "--image-size", help="Square side to trace and check at (a second, odd size is checked "
-        "too; default: the trained image size, else 64)."),
-    exporter: ExporterChoice = typer.Option(ExporterChoice.torchscript, "--exporter",
-                                            help="torchscript (fast) or dynamo (torch.export)."),
-    tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", help="Largest allowed |logit| "
-                                    "difference onnxruntime vs PyTorch (times the largest |logit| "
-                                    "when > 1)."),
+        None,
+        "--image-size",
+        help="Square side to trace and check at (a second, odd size is checked "
+        "too; default: the trained image size, else 64).",
+    ),
+    exporter: ExporterChoice = typer.Option(
+        ExporterChoice.torchscript, "--exporter", help="torchscript (fast) or dynamo (torch.export)."
+    ),
+    tolerance: float = typer.Option(
+        DEFAULT_TOLERANCE,
+        "--tolerance",
+        help="Largest allowed |logit| "
+        "difference onnxruntime vs PyTorch (times the largest |logit| "
+        "when > 1).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Export a trained model to ONNX (dynamic batch, height, width), verified against PyTorch."""
@@ -52,9 +67,12 @@ def export(
     path = out if out is not None else default_export_path(source)
     check_output_path(path, overwrite)
     if not source.metadata.trained:
-        error_console.print(f"[bold yellow]warning:[/] {target} is a model name: exporting an UNTRAINED "
-                            f"{target} (random weights); give a run folder or checkpoint for a trained model",
-                            highlight=False, soft_wrap=True)
+        error_console.print(
+            f"[bold yellow]warning:[/] {target} is a model name: exporting an UNTRAINED "
+            f"{target} (random weights); give a run folder or checkpoint for a trained model",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"exporting {source.metadata.describe()}", highlight=False)
     result = export_model(source, image_size, opset, exporter.value, tolerance)
     write_export(result, path, overwrite)
@@ -62,9 +80,17 @@ def export(
     for column in ("input (N, C, H, W)", "max |logit diff|", "largest |logit|", "allowed", "ok"):
         table.add_column(column, justify="right")
     for check in result.checks:
-        table.add_row("x".join(map(str, check.shape)), f"{check.max_abs_diff:.3g}",
-                      f"{check.logit_scale:.3g}", f"{check.allowed:.3g}", "yes" if check.passed else "no")
+        table.add_row(
+            "x".join(map(str, check.shape)),
+            f"{check.max_abs_diff:.3g}",
+            f"{check.logit_scale:.3g}",
+            f"{check.allowed:.3g}",
+            "yes" if check.passed else "no",
+        )
     console.print(table)
     size_mb = len(result.model_bytes) / 1e6
-    console.print(f"wrote {path} ({size_mb:.1f} MB, opset {opset}, {exporter.value} exporter, "
-                  f"{result.export_seconds:.1f} s; dynamic batch, height and width)", highlight=False)
+    console.print(
+        f"wrote {path} ({size_mb:.1f} MB, opset {opset}, {exporter.value} exporter, "
+        f"{result.export_seconds:.1f} s; dynamic batch, height and width)",
+        highlight=False,
+    )

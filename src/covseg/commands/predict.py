@@ -30,29 +30,47 @@ class OverlayChoice(str, Enum):
 
 @user_errors
 def predict(
-    model: Path = typer.Argument(..., help="An exported .onnx file, or a run folder / .pt checkpoint "
-                                 "(exported to ONNX in memory first)."),
-    inputs: list[Path] = typer.Argument(..., help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF) "
-                                        "or folders of them."),
+    model: Path = typer.Argument(
+        ...,
+        help="An exported .onnx file, or a run folder / .pt checkpoint (exported to ONNX in memory first).",
+    ),
+    inputs: list[Path] = typer.Argument(
+        ..., help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF) or folders of them."
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder; each case writes OUT/<case>/."),
-    device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device",
-                                        help="auto (TensorRT, CUDA, else CPU), cpu or cuda."),
+    device: DeviceChoice = typer.Option(
+        DeviceChoice.auto, "--device", help="auto (TensorRT, CUDA, else CPU), cpu or cuda."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per onnxruntime run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of earlier predictions."),
     classes: str | None = typer.Option(
-        None, "--classes", help="Class names, label 0 first (e.g. background,lesion); needed for an ONNX "
-        "model without covseg metadata, else overrides it."),
+        None,
+        "--classes",
+        help="Class names, label 0 first (e.g. background,lesion); needed for an ONNX "
+        "model without covseg metadata, else overrides it.",
+    ),
     window: str | None = typer.Option(
-        None, "--window", help="HU window(s) for NIfTI volumes: lung, lung,mediastinal,bone or LEVEL:WIDTH "
-        "(e.g. -600:1500). [default: the model's]"),
-    scale_8bit: bool = typer.Option(False, "--scale-8bit", help="Inputs hold 8-bit values 0..255 (also "
-                                    "NIfTI): divide by 255 instead of a HU window."),
+        None,
+        "--window",
+        help="HU window(s) for NIfTI volumes: lung, lung,mediastinal,bone or LEVEL:WIDTH "
+        "(e.g. -600:1500); default: the model's own.",
+    ),
+    scale_8bit: bool = typer.Option(
+        False,
+        "--scale-8bit",
+        help="Inputs hold 8-bit values 0..255 (also NIfTI): divide by 255 instead of a HU window.",
+    ),
     lung_mask: list[Path] = typer.Option(
-        [], "--lung-mask", help="Lung mask NIfTI (non-zero = lung) with the geometry of a volume input; "
-        "one per volume, in input order (repeatable). Adds the share of lung affected."),
-    overlays: OverlayChoice = typer.Option(OverlayChoice.lesions, "--overlays",
-                                           help="Overlay PNGs of volume slices: lesions (slices with a "
-                                           "lesion), all or none."),
+        [],
+        "--lung-mask",
+        help="Lung mask NIfTI (non-zero = lung) with the geometry of a volume input; "
+        "one per volume, in input order (repeatable). Adds the share of lung affected.",
+    ),
+    overlays: OverlayChoice = typer.Option(
+        OverlayChoice.lesions,
+        "--overlays",
+        help="Overlay PNGs of volume slices: lesions (slices with a lesion), all or none.",
+    ),
 ) -> None:
     """Segment CT volumes and slices with onnxruntime; write labels, overlays and lesion reports."""
     cases = discover_cases(inputs)
@@ -63,28 +81,60 @@ def predict(
     threads = f", {cpu_cores()} threads" if not segmenter.on_gpu else ""
     console.print(f"model: {settings.description}", highlight=False)
     if metadata is not None and not metadata.trained:
-        error_console.print(f"[bold yellow]warning:[/] {model} holds UNTRAINED weights (exported from a "
-                            "model name): its labels mean nothing", highlight=False, soft_wrap=True)
+        error_console.print(
+            f"[bold yellow]warning:[/] {model} holds UNTRAINED weights (exported from a "
+            "model name): its labels mean nothing",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"onnxruntime provider: [bold]{segmenter.provider}[/]{threads}")
     summary = Table(title=f"lesions per case (written to {out})")
-    for column, justify in (("case", "left"), ("class", "left"), ("voxels", "right"),
-                            ("volume (ml)", "right"), ("% of lung", "right")):
+    for column, justify in (
+        ("case", "left"),
+        ("class", "left"),
+        ("voxels", "right"),
+        ("volume (ml)", "right"),
+        ("% of lung", "right"),
+    ):
         summary.add_column(column, justify=justify)
     model_label = metadata.model_name if metadata is not None else str(model)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         for case in cases:
             data = read_case(case, settings.scale_8bit)
             task = progress.add_task(case.name, total=len(data.slices))
-            result = run_case(case, segmenter, settings, out, model_label=model_label, batch_size=batch_size,
-                              lung_mask=lung_masks.get(case.name), overlays=overlays.value, data=data,
-                              on_batch=lambda count, task=task: progress.advance(task, count))
+            result = run_case(
+                case,
+                segmenter,
+                settings,
+                out,
+                model_label=model_label,
+                batch_size=batch_size,
+                lung_mask=lung_masks.get(case.name),
+                overlays=overlays.value,
+                data=data,
+                on_batch=lambda count, task=task: progress.advance(task, count),
+            )
             progress.remove_task(task)
             for measure in result.report.classes:
-                summary.add_row(case.name, measure.name, f"{measure.voxels:,}", _number(measure.volume_ml),
-                                _number(measure.percent_of_lung))
-            console.print(f"{case.name}: {result.labels_path}, {len(result.overlay_paths)} overlay(s), "
-                          f"{result.report_paths[0].name} and {result.report_paths[1].name}", highlight=False)
+                summary.add_row(
+                    case.name,
+                    measure.name,
+                    f"{measure.voxels:,}",
+                    _number(measure.volume_ml),
+                    _number(measure.percent_of_lung),
+                )
+            console.print(
+                f"{case.name}: {result.labels_path}, {len(result.overlay_paths)} overlay(s), "
+                f"{result.report_paths[0].name} and {result.report_paths[1].name}",
+                highlight=False,
+            )
     console.print(summary)
 
 

@@ -14,7 +14,7 @@ EXIT_INTERRUPTED = 130
 RESUMABLE_OPTIONS = {"epochs", "device", "workers", "amp", "compile", "checkpoint_every"}
 """Options that may change when a run is resumed; the rest are fixed by the run's config.json."""
 
-RECIPE_HELP = "[default: the recipe's]"
+RECIPE_HELP = "(default: the recipe's)"
 
 
 @user_errors
@@ -52,45 +52,52 @@ def train(
     class_weighting: str | None = typer.Option(
         None, "--class-weighting", help=f"none or sqrt-inverse-frequency (cross-entropy). {RECIPE_HELP}"
     ),
+    recalibrate_bn: bool | None = typer.Option(
+        None,
+        "--recalibrate-bn/--no-recalibrate-bn",
+        help=f"Recompute batch-norm statistics on the training slices before each validation. {RECIPE_HELP}",
+    ),
     image_size: int | None = typer.Option(
         None,
         "--image-size",
-        help="Resize slices to this square side (e.g. 96 for a quick CPU run). [default: native size]",
+        help="Resize slices to this square side (e.g. 96 for a quick CPU run). (default: native size)",
     ),
     window: str | None = typer.Option(
         None,
         "--window",
-        help="HU window(s) for HU data: lung, lung,mediastinal,bone or LEVEL:WIDTH. [default: lung]",
+        help="HU window(s) for HU data: lung, lung,mediastinal,bone or LEVEL:WIDTH. (default: lung)",
     ),
     seed: int | None = typer.Option(
-        None, "--seed", help="Seed of the split, initialisation and augmentation. [default: 0]"
+        None, "--seed", help="Seed of the split, initialisation and augmentation. (default: 0)"
     ),
     val_fraction: float | None = typer.Option(
         None, "--val-fraction", help=f"Validation share. {RECIPE_HELP}"
     ),
     split: Path | None = typer.Option(None, "--split", help="A split.json to use instead of a seeded split."),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N. [default: auto]"),
-    workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes. [default: 4]"),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N. (default: auto)"),
+    workers: int | None = typer.Option(
+        None, "--workers", help="DataLoader worker processes. (default: 4, at most the CPU count)"
+    ),
     out: Path | None = typer.Option(
-        None, "--out", help="Runs go to OUT/<model>/<timestamp>/. [default: runs]"
+        None, "--out", help="Runs go to OUT/<model>/<timestamp>/. (default: runs)"
     ),
     resume: Path | None = typer.Option(None, "--resume", help="Continue a stopped run from its last.pt."),
     pretrained: bool | None = typer.Option(
-        None, "--pretrained/--no-pretrained", help="Start from ImageNet backbone weights. [default: no]"
+        None, "--pretrained/--no-pretrained", help="Start from ImageNet backbone weights. (default: no)"
     ),
     compile: bool | None = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile the model. [default: no]"
+        None, "--compile/--no-compile", help="torch.compile the model. (default: no)"
     ),
     amp: bool | None = typer.Option(
-        None, "--amp/--no-amp", help="bf16 autocast on CUDA (the CPU always runs fp32). [default: on]"
+        None, "--amp/--no-amp", help="bf16 autocast on CUDA (the CPU always runs fp32). (default: on)"
     ),
     deterministic: bool | None = typer.Option(
         None,
         "--deterministic/--no-deterministic",
-        help="Deterministic algorithms (slower on CUDA). [default: off]",
+        help="Deterministic algorithms (slower on CUDA). (default: off)",
     ),
     checkpoint_every: int | None = typer.Option(
-        None, "--checkpoint-every", help="Write last.pt every N epochs (and at the end). [default: 1]"
+        None, "--checkpoint-every", help="Write last.pt every N epochs (and at the end). (default: 1)"
     ),
 ) -> None:
     """Train MODEL; writes runs/<model>/<timestamp>/ (config, split, metrics, best.pt, last.pt, summary).
@@ -124,6 +131,7 @@ def train(
         "warmup_epochs": warmup_epochs,
         "loss": loss,
         "class_weighting": class_weighting,
+        "recalibrate_bn": recalibrate_bn,
         "image_size": image_size,
         "normalisation": Normalisation.parse(window).to_dict() if window else None,
         "seed": seed,

@@ -2,12 +2,19 @@
 
 from covseg.export.metadata import ExportMetadata, read_metadata
 from covseg.export.onnx_export import (
-           ExportResult,
-           ExportSource,
-           export_model,
-           export_onnx,
-           load_export_source,
+    ExportResult,
+    ExportSource,
+    export_model,
+    export_onnx,
+    load_export_source,
 )
 
-__all__ = ["ExportMetadata", "ExportResult", "ExportSource", "export_model", "export_onnx",
-           "load_export_source", "read_metadata"]
+__all__ = [
+    "ExportMetadata",
+    "ExportResult",
+    "ExportSource",
+    "export_model",
+    "export_onnx",
+    "load_export_source",
+    "read_metadata",
+]

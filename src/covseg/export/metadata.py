@@ -28,6 +28,7 @@ class ExportMetadata:
     ``image_size``: the square side the model was trained at (predict resizes slices to it), None
     for native-size training or an untrained export. ``source``: the run folder or checkpoint the
     weights came from (None when untrained). ``val_miou``: validation mIoU of that checkpoint.
+    ``extra``: further ``covseg.*`` keys (named without the prefix), kept through a round trip.
     """
 
     model_name: str
@@ -45,8 +46,9 @@ class ExportMetadata:
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes:
-            raise CovsegError(f"{self.model_name}: {len(self.class_names)} class names for "
-                              f"{self.num_classes} classes")
+            raise CovsegError(
+                f"{self.model_name}: {len(self.class_names)} class names for {self.num_classes} classes"
+            )
 
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` of the ONNX file, all strings."""
@@ -70,16 +72,29 @@ class ExportMetadata:
     @classmethod
     def from_props(cls, props: Mapping[str, str], origin: str) -> ExportMetadata:
         """Inverse of :meth:`to_props`; one-line error naming ``origin`` and the missing or bad key."""
-        values = {key[len(PREFIX):]: value for key, value in props.items() if key.startswith(PREFIX)}
+        values = {key[len(PREFIX) :]: value for key, value in props.items() if key.startswith(PREFIX)}
         missing = [key for key in REQUIRED_KEYS if key not in values]
         if missing:
             keys = ", ".join(PREFIX + key for key in missing)
             raise CovsegError(f"{origin} has incomplete covseg metadata: {keys} missing")
         if values["format"] != FORMAT:
-            raise CovsegError(f"{origin} has covseg metadata of format '{values['format']}'; "
-                              f"this covseg reads '{FORMAT}'")
-        known = {"format", "covseg_version", "model_name", "num_classes", "in_channels", "class_names",
-                 "normalisation", "image_size", "trained", "source", "epoch", "val_miou"}
+            raise CovsegError(
+                f"{origin} has covseg metadata of format '{values['format']}'; this covseg reads '{FORMAT}'"
+            )
+        known = {
+            "format",
+            "covseg_version",
+            "model_name",
+            "num_classes",
+            "in_channels",
+            "class_names",
+            "normalisation",
+            "image_size",
+            "trained",
+            "source",
+            "epoch",
+            "val_miou",
+        }
         try:
             class_names = json.loads(values["class_names"])
             if not (isinstance(class_names, list) and all(isinstance(name, str) for name in class_names)):
@@ -96,7 +111,7 @@ class ExportMetadata:
                 epoch=_optional(values, "epoch", int),
                 val_miou=_optional(values, "val_miou", float),
                 covseg_version=values.get("covseg_version", "unknown"),
-                extra={PREFIX + key: value for key, value in values.items() if key not in known},
+                extra={key: value for key, value in values.items() if key not in known},
             )
         except (ValueError, TypeError, CovsegError) as error:
             message = " ".join(str(error).split())

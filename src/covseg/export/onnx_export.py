@@ -67,8 +67,10 @@ class ParityCheck:
 
     def describe(self) -> str:
         batch, _, height, width = self.shape
-        return (f"batch {batch} at {height}x{width}: max |logit difference| {self.max_abs_diff:.3g} "
-                f"(largest |logit| {self.logit_scale:.3g}, allowed {self.allowed:.3g})")
+        return (
+            f"batch {batch} at {height}x{width}: max |logit difference| {self.max_abs_diff:.3g} "
+            f"(largest |logit| {self.logit_scale:.3g}, allowed {self.allowed:.3g})"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,13 @@ def load_export_source(spec: str | Path) -> ExportSource:
         raise CovsegError(f"{spec} does not exist; give a run folder, a .pt checkpoint or a model name")
     get_registry().model(text)  # unknown names fail here with the close matches
     model = create_model(text, num_classes=len(CLASS_NAMES), in_channels=3, pretrained=False)
-    metadata = ExportMetadata(model_name=text, num_classes=len(CLASS_NAMES), in_channels=3,
-                              class_names=CLASS_NAMES, normalisation=Normalisation())
+    metadata = ExportMetadata(
+        model_name=text,
+        num_classes=len(CLASS_NAMES),
+        in_channels=3,
+        class_names=CLASS_NAMES,
+        normalisation=Normalisation(),
+    )
     return ExportSource(model.eval(), metadata, text)
 
 
@@ -135,21 +142,41 @@ def _torchscript_export(model: torch.nn.Module, example: torch.Tensor, opset: in
     with warnings.catch_warnings():
         # The legacy exporter announces its deprecation on every call; the choice is documented above.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes)
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=axes,
+        )
     return buffer.getvalue()
 
 
 def _dynamo_export(model: torch.nn.Module, example: torch.Tensor, opset: int) -> bytes:
     dims = {axis: torch.export.Dim(name) for axis, name in DYNAMIC_AXES.items()}
-    program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, verbose=False,
-                                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                dynamic_shapes=(dims,))
+    program = torch.onnx.export(
+        model,
+        (example,),
+        dynamo=True,
+        opset_version=opset,
+        verbose=False,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=(dims,),
+    )
     return program.model_proto.SerializeToString()
 
 
-def to_onnx(model: torch.nn.Module, metadata: ExportMetadata, trace_size: int = DEFAULT_TRACE_SIZE,
-            opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> bytes:
+def to_onnx(
+    model: torch.nn.Module,
+    metadata: ExportMetadata,
+    trace_size: int = DEFAULT_TRACE_SIZE,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+) -> bytes:
     """Export ``model`` (eval mode, CPU) with dynamic batch/H/W, attach metadata, run onnx.checker."""
     import onnx
 
@@ -158,8 +185,9 @@ def to_onnx(model: torch.nn.Module, metadata: ExportMetadata, trace_size: int = 
     if trace_size < MIN_SIZE:
         raise CovsegError(f"--image-size {trace_size}: models take at least {MIN_SIZE}x{MIN_SIZE} pixels")
     # batch 2: a batch of 1 could be specialised to a constant by the tracer.
-    example = torch.rand(2, metadata.in_channels, trace_size, trace_size,
-                         generator=torch.Generator().manual_seed(0))
+    example = torch.rand(
+        2, metadata.in_channels, trace_size, trace_size, generator=torch.Generator().manual_seed(0)
+    )
     export = _torchscript_export if exporter == "torchscript" else _dynamo_export
     try:
         with torch.inference_mode(False), torch.no_grad():
@@ -167,8 +195,10 @@ def to_onnx(model: torch.nn.Module, metadata: ExportMetadata, trace_size: int = 
         proto = onnx.load_from_string(data)
     except Exception as error:  # exporters raise many kinds; the user needs one line
         message = " ".join(str(error).split())[:240] or type(error).__name__
-        raise CovsegError(f"{metadata.model_name} could not be exported to ONNX (opset {opset}, "
-                          f"{exporter} exporter): {message}") from None
+        raise CovsegError(
+            f"{metadata.model_name} could not be exported to ONNX (opset {opset}, "
+            f"{exporter} exporter): {message}"
+        ) from None
     del proto.metadata_props[:]
     for key, value in metadata.to_props().items():
         proto.metadata_props.add(key=key, value=value)
@@ -181,8 +211,14 @@ def to_onnx(model: torch.nn.Module, metadata: ExportMetadata, trace_size: int = 
     return proto.SerializeToString()
 
 
-def verify_parity(model: torch.nn.Module, model_bytes: bytes, in_channels: int, trace_size: int,
-                  tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> tuple[ParityCheck, ...]:
+def verify_parity(
+    model: torch.nn.Module,
+    model_bytes: bytes,
+    in_channels: int,
+    trace_size: int,
+    tolerance: float = DEFAULT_TOLERANCE,
+    seed: int = 0,
+) -> tuple[ParityCheck, ...]:
     """Compare onnxruntime (CPU provider) with PyTorch on random inputs in [0, 1] at two sizes.
 
     The allowed difference is ``tolerance`` for logits within +-1 and ``tolerance`` times the
@@ -200,18 +236,26 @@ def verify_parity(model: torch.nn.Module, model_bytes: bytes, in_channels: int, 
             expected = model(torch.from_numpy(inputs)).float().numpy()
         actual = segmenter.logits(inputs)
         if actual.shape != expected.shape:
-            raise CovsegError(f"the ONNX export returns shape {list(actual.shape)} for input {batch}x"
-                              f"{in_channels}x{height}x{width}, PyTorch {list(expected.shape)}: "
-                              "its size is not dynamic")
+            raise CovsegError(
+                f"the ONNX export returns shape {list(actual.shape)} for input {batch}x"
+                f"{in_channels}x{height}x{width}, PyTorch {list(expected.shape)}: "
+                "its size is not dynamic"
+            )
         scale = float(np.abs(expected).max())
         difference = float(np.abs(actual.astype(np.float64) - expected).max())
-        checks.append(ParityCheck((batch, in_channels, height, width), difference, scale,
-                                  tolerance * max(1.0, scale)))
+        checks.append(
+            ParityCheck((batch, in_channels, height, width), difference, scale, tolerance * max(1.0, scale))
+        )
     return tuple(checks)
 
 
-def export_model(source: ExportSource, trace_size: int | None = None, opset: int = DEFAULT_OPSET,
-                 exporter: str = "torchscript", tolerance: float = DEFAULT_TOLERANCE) -> ExportResult:
+def export_model(
+    source: ExportSource,
+    trace_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ExportResult:
     """Export and verify in memory; raises a one-line :class:`CovsegError` when a check fails.
 
     ``trace_size``: the square side traced and checked first; default the trained image size,
@@ -226,8 +270,10 @@ def export_model(source: ExportSource, trace_size: int | None = None, opset: int
     checks = verify_parity(source.model, data, source.metadata.in_channels, size, tolerance)
     failed = [check for check in checks if not check.passed]
     if failed:
-        raise CovsegError(f"the ONNX export of {source.metadata.model_name} does not match PyTorch: "
-                          f"{failed[0].describe()} (--tolerance {tolerance:g}); nothing written")
+        raise CovsegError(
+            f"the ONNX export of {source.metadata.model_name} does not match PyTorch: "
+            f"{failed[0].describe()} (--tolerance {tolerance:g}); nothing written"
+        )
     return ExportResult(data, source.metadata, checks, exporter, opset, seconds)
 
 
@@ -252,9 +298,16 @@ def write_export(result: ExportResult, path: Path, overwrite: bool = False) -> N
     atomic_write(path, lambda temporary: temporary.write_bytes(result.model_bytes))
 
 
-def export_onnx(spec: str | Path, out: Path | None = None, *, trace_size: int | None = None,
-                opset: int = DEFAULT_OPSET, exporter: str = "torchscript",
-                tolerance: float = DEFAULT_TOLERANCE, overwrite: bool = False) -> tuple[Path, ExportResult]:
+def export_onnx(
+    spec: str | Path,
+    out: Path | None = None,
+    *,
+    trace_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+    tolerance: float = DEFAULT_TOLERANCE,
+    overwrite: bool = False,
+) -> tuple[Path, ExportResult]:
     """``covseg export`` as a function: load, export, verify, write; returns (path, result)."""
     source = load_export_source(spec)
     path = Path(out) if out is not None else default_export_path(source)

@@ -13,5 +13,14 @@ from covseg.inference.predict import load_segmenter, predict_slices, resolve_set
 from covseg.inference.report import LesionReport, measure_lesions
 from covseg.inference.session import OnnxSegmenter
 
-__all__ = ["LesionReport", "OnnxSegmenter", "discover_cases", "load_segmenter", "measure_lesions",
-           "predict_slices", "read_case", "resolve_settings", "run_case"]
+__all__ = [
+    "LesionReport",
+    "OnnxSegmenter",
+    "discover_cases",
+    "load_segmenter",
+    "measure_lesions",
+    "predict_slices",
+    "read_case",
+    "resolve_settings",
+    "run_case",
+]

@@ -59,8 +59,10 @@ def pair_lung_masks(cases: Sequence[Case], lung_masks: Sequence[Path]) -> dict[s
         return {}
     volumes = [case for case in cases if case.kind == "volume"]
     if len(lung_masks) != len(volumes):
-        raise CovsegError(f"{len(lung_masks)} --lung-mask file(s) for {len(volumes)} NIfTI volume(s): "
-                          "give one per volume, in the order of the inputs")
+        raise CovsegError(
+            f"{len(lung_masks)} --lung-mask file(s) for {len(volumes)} NIfTI volume(s): "
+            "give one per volume, in the order of the inputs"
+        )
     for path in lung_masks:
         if not Path(path).is_file():
             raise CovsegError(f"--lung-mask {path} does not exist")
@@ -77,25 +79,45 @@ def _overlay_slices(labels: np.ndarray, choice: str) -> list[int]:
     if choice == "none":
         return []
     if choice == "all":  # images always get their overlay unless "none"
-
         return list(range(len(labels)))
     return [int(index) for index in np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1))]
 
 
-def run_case(case: Case, segmenter: OnnxSegmenter, settings: ModelSettings, out: Path, *,
-             model_label: str, batch_size: int = 8, lung_mask: Path | None = None, overlays: str = "lesions",
-             on_batch: Callable[[int], None] | None = None, data: CaseData | None = None) -> CaseResult:
+def run_case(
+    case: Case,
+    segmenter: OnnxSegmenter,
+    settings: ModelSettings,
+    out: Path,
+    *,
+    model_label: str,
+    batch_size: int = 8,
+    lung_mask: Path | None = None,
+    overlays: str = "lesions",
+    on_batch: Callable[[int], None] | None = None,
+    data: CaseData | None = None,
+) -> CaseResult:
     """Predict one case and write its outputs to ``out/<case>/`` (see the module docstring)."""
     data = data or read_case(case, settings.scale_8bit)
     lung = read_lung_mask(lung_mask, data) if lung_mask is not None else None
-    labels = predict_slices(segmenter, data.slices, data.intensity, settings, batch_size, str(case.path),
-                            on_batch)
-    report = measure_lesions(case.name, str(case.path), model_label, labels, settings.class_names,
-                             data.voxel_ml, data.spacing_mm, lung)
+    labels = predict_slices(
+        segmenter, data.slices, data.intensity, settings, batch_size, str(case.path), on_batch
+    )
+    report = measure_lesions(
+        case.name,
+        str(case.path),
+        model_label,
+        labels,
+        settings.class_names,
+        data.voxel_ml,
+        data.spacing_mm,
+        lung,
+    )
     folder = out / case.name
     shown = _overlay_slices(labels, overlays if data.reference is not None or overlays == "none" else "all")
-    pictures = [overlay(normalise_channels(data.slices[index], data.intensity, settings.normalisation),
-                        labels[index]) for index in shown]
+    pictures = [
+        overlay(normalise_channels(data.slices[index], data.intensity, settings.normalisation), labels[index])
+        for index in shown
+    ]
     if data.reference is not None:
         labels_path = folder / "labels.nii.gz"
         write_label_volume(labels, data.reference, labels_path)

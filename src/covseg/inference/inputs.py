@@ -16,11 +16,11 @@ from typing import Literal
 
 import nibabel as nib
 import numpy as np
-from covseg_builtin.datasets.folder import PIL_SUFFIXES, read_pixels
 
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Intensity
 from covseg.data.nifti import is_nifti, nifti_stem, read_volume
+from covseg.data.slice_files import PIL_SUFFIXES, read_pixels
 
 KINDS = "NIfTI volumes (.nii, .nii.gz) or images (" + ", ".join(PIL_SUFFIXES) + ")"
 
@@ -61,8 +61,11 @@ def _natural_key(path: Path) -> list:
 
 
 def _is_input(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and (
-        is_nifti(path) or path.suffix.lower() in PIL_SUFFIXES)
+    return (
+        path.is_file()
+        and not path.name.startswith(".")
+        and (is_nifti(path) or path.suffix.lower() in PIL_SUFFIXES)
+    )
 
 
 def _case_of(path: Path) -> Case:
@@ -89,8 +92,10 @@ def discover_cases(inputs: Sequence[Path]) -> list[Case]:
     seen: dict[str, Path] = {}
     for case in cases:
         if case.name in seen:
-            raise CovsegError(f"{case.path} and {seen[case.name]} would both write to the case folder "
-                              f"'{case.name}'; rename one or predict them separately")
+            raise CovsegError(
+                f"{case.path} and {seen[case.name]} would both write to the case folder "
+                f"'{case.name}'; rename one or predict them separately"
+            )
         seen[case.name] = case.path
     return cases
 
@@ -101,8 +106,9 @@ def read_case(case: Case, scale_8bit: bool = False) -> CaseData:
         pixels = read_pixels(case.path)
         intensity: Intensity = "uint8" if pixels.dtype == np.uint8 else "hu"
         if intensity == "hu" and pixels.ndim != 2:
-            raise CovsegError(f"{case.path} is a colour image of {pixels.dtype} values: Hounsfield "
-                              "slices have one channel")
+            raise CovsegError(
+                f"{case.path} is a colour image of {pixels.dtype} values: Hounsfield slices have one channel"
+            )
         return CaseData(case, pixels[None], intensity, None, None)
     volume, reference = read_volume(case.path)
     eight_bit = scale_8bit or reference.get_data_dtype() == np.uint8
@@ -114,13 +120,17 @@ def read_case(case: Case, scale_8bit: bool = False) -> CaseData:
 def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
     """A lung mask volume (any non-zero voxel is lung) in display order, checked against the case."""
     if data.reference is None:
-        raise CovsegError(f"--lung-mask {path}: lung masks go with NIfTI volumes, not with the image "
-                          f"{data.case.path}")
+        raise CovsegError(
+            f"--lung-mask {path}: lung masks go with NIfTI volumes, not with the image {data.case.path}"
+        )
     mask, reference = read_volume(path)
     if reference.shape[:3] != data.reference.shape[:3]:
-        raise CovsegError(f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.path} has "
-                          f"{data.reference.shape[:3]}")
+        raise CovsegError(
+            f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.path} has "
+            f"{data.reference.shape[:3]}"
+        )
     if not np.allclose(reference.affine, data.reference.affine, atol=1e-3):
-        raise CovsegError(f"--lung-mask {path} has another affine than {data.case.path}: "
-                          "not the same geometry")
+        raise CovsegError(
+            f"--lung-mask {path} has another affine than {data.case.path}: not the same geometry"
+        )
     return mask != 0

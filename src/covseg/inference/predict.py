@@ -38,21 +38,30 @@ def parse_classes(text: str) -> tuple[str, ...]:
     """``--classes background,ground-glass,...`` -> the names, background (label 0) first."""
     names = tuple(part.strip() for part in text.split(","))
     if len(names) < 2 or not all(names) or len(set(names)) != len(names):
-        raise CovsegError(f"--classes {text}: give two or more distinct names separated by commas, "
-                          "label 0 (background) first")
+        raise CovsegError(
+            f"--classes {text}: give two or more distinct names separated by commas, "
+            "label 0 (background) first"
+        )
     return names
 
 
-def resolve_settings(segmenter: OnnxSegmenter, metadata: ExportMetadata | None, classes: str | None = None,
-                     window: str | None = None, scale_8bit: bool = False) -> ModelSettings:
+def resolve_settings(
+    segmenter: OnnxSegmenter,
+    metadata: ExportMetadata | None,
+    classes: str | None = None,
+    window: str | None = None,
+    scale_8bit: bool = False,
+) -> ModelSettings:
     """The model's own metadata, overridden by ``--classes``/``--window``/``--scale-8bit``.
 
     A model without covseg metadata needs ``--classes`` and one of ``--window``/``--scale-8bit``;
     the error names exactly what is missing.
     """
     if window is not None and scale_8bit:
-        raise CovsegError("--window and --scale-8bit exclude each other: HU volumes take a window, "
-                          "8-bit data is divided by 255")
+        raise CovsegError(
+            "--window and --scale-8bit exclude each other: HU volumes take a window, "
+            "8-bit data is divided by 255"
+        )
     if metadata is None:
         missing = []
         if classes is None:
@@ -62,20 +71,31 @@ def resolve_settings(segmenter: OnnxSegmenter, metadata: ExportMetadata | None, 
         if missing:
             raise CovsegError(f"{segmenter.origin} has no covseg metadata; pass {' and '.join(missing)}")
     class_names = parse_classes(classes) if classes is not None else metadata.class_names
-    normalisation = (Normalisation.parse(window) if window is not None
-                     else metadata.normalisation if metadata is not None else Normalisation())
+    normalisation = (
+        Normalisation.parse(window)
+        if window is not None
+        else metadata.normalisation
+        if metadata is not None
+        else Normalisation()
+    )
     if segmenter.num_classes is not None and segmenter.num_classes != len(class_names):
-        raise CovsegError(f"{len(class_names)} class names for {segmenter.origin}, which returns "
-                          f"{segmenter.num_classes} classes")
+        raise CovsegError(
+            f"{len(class_names)} class names for {segmenter.origin}, which returns "
+            f"{segmenter.num_classes} classes"
+        )
     in_channels = segmenter.in_channels or (metadata.in_channels if metadata is not None else None)
     if in_channels is None:
         raise CovsegError(f"{segmenter.origin} does not fix its input channels and has no covseg metadata")
     if in_channels not in (1, 3):
-        raise CovsegError(f"{segmenter.origin} takes {in_channels} input channels; covseg feeds 3 "
-                          "(RGB or HU windows) or 1 (one window, grayscale)")
+        raise CovsegError(
+            f"{segmenter.origin} takes {in_channels} input channels; covseg feeds 3 "
+            "(RGB or HU windows) or 1 (one window, grayscale)"
+        )
     if in_channels == 1 and normalisation.channels != 1:
-        raise CovsegError(f"{segmenter.origin} takes 1 input channel but {normalisation.channels} HU "
-                          "windows were given; use one --window")
+        raise CovsegError(
+            f"{segmenter.origin} takes 1 input channel but {normalisation.channels} HU "
+            "windows were given; use one --window"
+        )
     height, width = segmenter.input.shape[2:]
     if isinstance(height, int) and isinstance(width, int):
         image_size = (height, width)  # a graph with a fixed input size
@@ -104,9 +124,15 @@ def model_input(slice_: np.ndarray, intensity: Intensity, settings: ModelSetting
     return np.ascontiguousarray(np.broadcast_to(channels, (*channels.shape[:2], 3)).transpose(2, 0, 1))
 
 
-def predict_slices(segmenter: OnnxSegmenter, slices: Sequence[np.ndarray], intensity: Intensity,
-                   settings: ModelSettings, batch_size: int = 8, where: str = "input",
-                   on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+def predict_slices(
+    segmenter: OnnxSegmenter,
+    slices: Sequence[np.ndarray],
+    intensity: Intensity,
+    settings: ModelSettings,
+    batch_size: int = 8,
+    where: str = "input",
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Labels (Z, H, W) uint8 at each slice's native size, predicted in batches of ``batch_size``."""
     if batch_size < 1:
         raise CovsegError(f"--batch-size {batch_size}: must be at least 1")
@@ -114,15 +140,17 @@ def predict_slices(segmenter: OnnxSegmenter, slices: Sequence[np.ndarray], inten
     step = fixed_batch or batch_size
     labels = np.zeros((len(slices), *slices[0].shape[:2]), dtype=np.uint8)
     for start in range(0, len(slices), step):
-        chunk = slices[start:start + step]
+        chunk = slices[start : start + step]
         batch = np.stack([model_input(slice_, intensity, settings, where) for slice_ in chunk])
         if fixed_batch and len(batch) < fixed_batch:  # a graph with a fixed batch: pad the last one
             padding = np.zeros((fixed_batch - len(batch), *batch.shape[1:]), batch.dtype)
             batch = np.concatenate([batch, padding])
         predicted = segmenter.labels(batch)[: len(chunk)]
         if predicted.max(initial=0) >= len(settings.class_names):
-            raise CovsegError(f"{segmenter.origin} predicted label {predicted.max()} for "
-                              f"{len(settings.class_names)} classes")
+            raise CovsegError(
+                f"{segmenter.origin} predicted label {predicted.max()} for "
+                f"{len(settings.class_names)} classes"
+            )
         for offset, label in enumerate(predicted):
             height, width = labels.shape[1:]
             if label.shape != (height, width):
@@ -133,8 +161,12 @@ def predict_slices(segmenter: OnnxSegmenter, slices: Sequence[np.ndarray], inten
     return labels
 
 
-def load_segmenter(model: str | Path, device: str = "auto", exporter: str = "torchscript",
-                   log: Callable[[str], None] | None = None) -> tuple[OnnxSegmenter, ExportMetadata | None]:
+def load_segmenter(
+    model: str | Path,
+    device: str = "auto",
+    exporter: str = "torchscript",
+    log: Callable[[str], None] | None = None,
+) -> tuple[OnnxSegmenter, ExportMetadata | None]:
     """An ONNX file, or a run folder / checkpoint exported on the fly (in memory, verified).
 
     Returns the session and the covseg metadata (None for a model without any).
@@ -147,8 +179,10 @@ def load_segmenter(model: str | Path, device: str = "auto", exporter: str = "tor
         result = export_model(source, exporter=exporter)
         if log is not None:
             worst = max(check.max_abs_diff for check in result.checks)
-            log(f"exported {path} to ONNX in memory ({result.exporter} exporter, "
-                f"{result.export_seconds:.1f} s, max |logit difference| vs PyTorch {worst:.2g})")
+            log(
+                f"exported {path} to ONNX in memory ({result.exporter} exporter, "
+                f"{result.export_seconds:.1f} s, max |logit difference| vs PyTorch {worst:.2g})"
+            )
         segmenter = OnnxSegmenter(result.model_bytes, device=device, origin=f"the export of {path}")
         return segmenter, result.metadata
     if not path.is_file():

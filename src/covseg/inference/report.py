@@ -59,9 +59,16 @@ def _share(voxels: int, lung_voxels: int | None) -> float | None:
     return 100.0 * voxels / lung_voxels if lung_voxels else 0.0
 
 
-def measure_lesions(case: str, input_path: str, model: str, labels: np.ndarray, class_names: tuple[str, ...],
-                    voxel_ml: float | None, spacing_mm: tuple[float, ...] | None = None,
-                    lung: np.ndarray | None = None) -> LesionReport:
+def measure_lesions(
+    case: str,
+    input_path: str,
+    model: str,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    voxel_ml: float | None,
+    spacing_mm: tuple[float, ...] | None = None,
+    lung: np.ndarray | None = None,
+) -> LesionReport:
     """Count every non-background class of ``labels`` (and all lesions), with volumes and lung shares."""
     counts = np.bincount(labels.ravel(), minlength=len(class_names))
     inside = np.bincount(labels[lung].ravel(), minlength=len(class_names)) if lung is not None else None
@@ -78,8 +85,17 @@ def measure_lesions(case: str, input_path: str, model: str, labels: np.ndarray, 
     lesion_voxels = int(counts[1:].sum())
     lesion_share = _share(int(inside[1:].sum()), lung_voxels) if inside is not None else None
     classes.append(ClassMeasure(None, ALL_LESIONS, lesion_voxels, volume(lesion_voxels), lesion_share))
-    return LesionReport(case, input_path, model, tuple(labels.shape), spacing_mm, voxel_ml, lung_voxels,
-                        volume(lung_voxels) if lung_voxels is not None else None, tuple(classes))
+    return LesionReport(
+        case,
+        input_path,
+        model,
+        tuple(labels.shape),
+        spacing_mm,
+        voxel_ml,
+        lung_voxels,
+        volume(lung_voxels) if lung_voxels is not None else None,
+        tuple(classes),
+    )
 
 
 def report_csv(report: LesionReport) -> str:
@@ -88,8 +104,16 @@ def report_csv(report: LesionReport) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for measure in report.classes:
-        writer.writerow([report.case, "" if measure.label is None else measure.label, measure.name,
-                         measure.voxels, _cell(measure.volume_ml), _cell(measure.percent_of_lung)])
+        writer.writerow(
+            [
+                report.case,
+                "" if measure.label is None else measure.label,
+                measure.name,
+                measure.voxels,
+                _cell(measure.volume_ml),
+                _cell(measure.percent_of_lung),
+            ]
+        )
     return buffer.getvalue()
 
 

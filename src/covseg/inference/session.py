@@ -76,15 +76,21 @@ def choose_providers(device: str) -> list:
         return ["CPUExecutionProvider"]
     if not cuda_usable():
         if device == "cuda":
-            raise CovsegError("--device cuda: no CUDA GPU is usable by onnxruntime on this machine; "
-                              "use --device cpu or auto")
+            raise CovsegError(
+                "--device cuda: no CUDA GPU is usable by onnxruntime on this machine; "
+                "use --device cpu or auto"
+            )
         return ["CPUExecutionProvider"]
     _preload_cuda_libraries()
     providers: list = []
     if tensorrt_usable():
         cache = Path.home() / ".cache" / "covseg" / "tensorrt"
-        providers.append(("TensorrtExecutionProvider",
-                          {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}))
+        providers.append(
+            (
+                "TensorrtExecutionProvider",
+                {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)},
+            )
+        )
     providers += ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return providers
 
@@ -114,8 +120,9 @@ class OnnxSegmenter:
     messages. ``provider`` is the provider that runs the graph after onnxruntime's own fall-backs.
     """
 
-    def __init__(self, model: Path | bytes, device: str = "auto", threads: int | None = None,
-                 origin: str | None = None):
+    def __init__(
+        self, model: Path | bytes, device: str = "auto", threads: int | None = None, origin: str | None = None
+    ):
         import onnxruntime
 
         self.origin = origin or (str(model) if isinstance(model, Path) else "exported model")
@@ -130,20 +137,26 @@ class OnnxSegmenter:
             raise CovsegError(f"{self.origin} is not an ONNX model onnxruntime can run: {message}") from None
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider not in GPU_PROVIDERS:
-            raise CovsegError(f"--device cuda: onnxruntime could not start its CUDA provider for "
-                              f"{self.origin}")
+            raise CovsegError(
+                f"--device cuda: onnxruntime could not start its CUDA provider for {self.origin}"
+            )
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
-            raise CovsegError(f"{self.origin} takes {len(inputs)} inputs; a segmentation model takes "
-                              "one image")
+            raise CovsegError(
+                f"{self.origin} takes {len(inputs)} inputs; a segmentation model takes one image"
+            )
         self.input = TensorSpec(inputs[0].name, tuple(inputs[0].shape), inputs[0].type)
         self.output = TensorSpec(outputs[0].name, tuple(outputs[0].shape), outputs[0].type)
         if len(self.input.shape) != 4 or self.input.type != "tensor(float)":
-            raise CovsegError(f"{self.origin} takes {self.input.type} of shape {list(self.input.shape)}; "
-                              "covseg feeds float32 (N, C, H, W)")
+            raise CovsegError(
+                f"{self.origin} takes {self.input.type} of shape {list(self.input.shape)}; "
+                "covseg feeds float32 (N, C, H, W)"
+            )
         if len(self.output.shape) != 4:
-            raise CovsegError(f"{self.origin} returns shape {list(self.output.shape)}; "
-                              "covseg expects logits (N, classes, H, W)")
+            raise CovsegError(
+                f"{self.origin} returns shape {list(self.output.shape)}; "
+                "covseg expects logits (N, classes, H, W)"
+            )
         self.on_gpu = self.provider in GPU_PROVIDERS
 
     @property

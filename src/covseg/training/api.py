@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import statistics
 import time
@@ -44,7 +45,7 @@ from covseg.training.distributed import (
     sync_buffers,
 )
 from covseg.training.loaders import build_training_data, choose_split
-from covseg.training.loop import StepSettings, train_one_epoch
+from covseg.training.loop import StepSettings, recalibrate_batch_norm, train_one_epoch
 from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler
 from covseg.training.report import TrainingProgress, results_table
@@ -74,9 +75,14 @@ def train(config: TrainConfig, console: Console | None = None, *, resume: Path |
     config.validate()
     get_registry().model(config.model)  # an unknown model fails before any data is read
     device = resolve_device(config.device)
-    with distributed(device) as context:
-        quiet = Console(quiet=True)
-        return _TrainingRun(config, context, console if context.is_main else quiet, resume).execute()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        with distributed(device) as context:
+            quiet = Console(quiet=True)
+            return _TrainingRun(config, context, console if context.is_main else quiet, resume).execute()
+    finally:  # --deterministic applies to this run only, not to what the caller runs next
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def seed_everything(seed: int) -> None:
@@ -107,6 +113,7 @@ class _TrainingRun:
             )
         seed_everything(config.seed)
         if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
             torch.use_deterministic_algorithms(True, warn_only=True)
         if context.device.type == "cuda":
             torch.backends.cudnn.benchmark = not config.deterministic
@@ -135,6 +142,7 @@ class _TrainingRun:
         self.first_epoch = 1
         self.best_miou = -math.inf
         self.best_epoch = 0
+        self.best_metrics: dict[str, Any] = {}
         self.elapsed_before = 0.0
         self.saved_epoch = 0
         self.run_dir = broadcast_object(context, self._prepare_run_dir(resume) if context.is_main else None)
@@ -209,6 +217,7 @@ class _TrainingRun:
         self.first_epoch = int(checkpoint["epoch"]) + 1
         self.saved_epoch = int(checkpoint["epoch"])
         self.best_miou, self.best_epoch = float(state["best_miou"]), int(state["best_epoch"])
+        self.best_metrics = dict(state["best_metrics"])
         self.elapsed_before = float(state["elapsed_s"])
         best_path = self.run_dir / runs.BEST_CHECKPOINT
         if best_path.is_file():
@@ -218,6 +227,7 @@ class _TrainingRun:
             best_miou = best["metrics"].get("miou")
             if best_miou is not None and best_miou > self.best_miou:
                 self.best_miou, self.best_epoch = float(best_miou), int(best["epoch"])
+                self.best_metrics = dict(best["metrics"])
         if self.context.is_main:
             self.metrics_log.load(up_to_epoch=self.saved_epoch)
         self.console.print(
@@ -246,6 +256,7 @@ class _TrainingRun:
                 "rng": runs.capture_rng_state(),
                 "best_miou": self.best_miou,
                 "best_epoch": self.best_epoch,
+                "best_metrics": self.best_metrics,
                 "elapsed_s": self.elapsed_before + (time.perf_counter() - self.started),
             }
         return checkpoint
@@ -310,6 +321,8 @@ class _TrainingRun:
                 f"{self.run_dir / runs.LAST_CHECKPOINT} keeps epoch {self.saved_epoch}, the last good one; "
                 f"try a lower --lr"
             )
+        if self.data.calibration_loader is not None:
+            recalibrate_batch_norm(self.model, self.data.calibration_loader, self.settings)
         sync_buffers(self.context, self.model)
         _, metrics = evaluate_model(
             self.model,
@@ -329,7 +342,7 @@ class _TrainingRun:
         miou = metrics.get("miou", math.nan)
         is_best = math.isfinite(miou) and miou > self.best_miou
         if is_best:
-            self.best_miou, self.best_epoch = miou, epoch
+            self.best_miou, self.best_epoch, self.best_metrics = miou, epoch, runs.json_safe(metrics)
         if self.context.is_main:
             self.metrics_log.append(record)
             if is_best:
@@ -343,13 +356,12 @@ class _TrainingRun:
 
     def _summary(self) -> dict[str, Any]:
         records = self.metrics_log.records if self.context.is_main else []
-        by_epoch = {record["epoch"]: record for record in records}
         last = records[-1] if records else {"epoch": 0}
         speeds = [record["images_per_s"] for record in records[1:] or records]
         return {
             "model": self.config.model,
             "best_epoch": self.best_epoch,
-            "best_metrics": metric_values(by_epoch.get(self.best_epoch, {})),
+            "best_metrics": self.best_metrics,
             "final_metrics": metric_values(last) if records else {},
             "epochs_run": last["epoch"],
             "wall_time_s": self.elapsed_before + (time.perf_counter() - self.started),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,9 @@ class TrainConfig:
     scheduler: str = "warmup-cosine"
     warmup_epochs: int = 5
     loss: str = "cross-entropy+dice"
-    class_weighting: str = "none"
+    class_weighting: str = "sqrt-inverse-frequency"
     augmentation: dict[str, Any] = field(default_factory=_default_augmentation)
+    recalibrate_bn: bool = True
     normalisation: dict[str, Any] = field(default_factory=_default_normalisation)
     image_size: int | None = None
     seed: int = 0
@@ -67,7 +69,7 @@ class TrainConfig:
     in_channels: int = 3
     pretrained: bool = False
     device: str = "auto"
-    workers: int = 4
+    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     amp: bool = True
     compile: bool = False
     deterministic: bool = False

@@ -17,6 +17,9 @@ from covseg.data.split import Split, make_split
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import DistributedContext
 
+CALIBRATION_SLICES = 256
+"""Training slices whose activations set the batch-norm statistics before validation."""
+
 
 @dataclass
 class TrainingData:
@@ -26,6 +29,8 @@ class TrainingData:
     train_sampler: DistributedSampler
     train_loader: DataLoader
     val_loader: DataLoader
+    calibration_loader: DataLoader | None
+    """Un-augmented training slices (at most :data:`CALIBRATION_SLICES`) for precise batch norm."""
 
     def set_epoch(self, epoch: int) -> None:
         """A new shuffle and new augmentations for ``epoch``, reproducible from the seed alone."""
@@ -104,4 +109,12 @@ def build_training_data(
         train_dataset, batch_size=batch, sampler=sampler, drop_last=True, generator=generator, **common
     )
     val_loader = DataLoader(val_shard, batch_size=batch, shuffle=False, **common)
-    return TrainingData(train_dataset, sampler, train_loader, val_loader)
+    calibration_loader = None
+    if config.recalibrate_bn:
+        # Every process recomputes the statistics on the same slices, so all end up equal.
+        calibration_ids = split.train_ids[:CALIBRATION_SLICES]
+        calibration = SliceDataset(slices, calibration_ids, normalisation, image_size=config.image_size)
+        calibration_loader = DataLoader(
+            calibration, batch_size=batch, shuffle=False, drop_last=True, **common
+        )
+    return TrainingData(train_dataset, sampler, train_loader, val_loader, calibration_loader)

@@ -105,3 +105,16 @@ def train_one_epoch(
     return EpochResult(
         loss_sum=loss_sum, steps=steps, images=images_seen, seconds=time.perf_counter() - start
     )
+
+
+def recalibrate_batch_norm(
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], settings: StepSettings
+) -> None:
+    """Recompute batch-norm running statistics of the current weights over ``loader``.
+
+    ``torch.optim.swa_utils.update_bn`` averages the batch statistics over the whole pass, so eval
+    mode then normalises with statistics of these weights rather than a lagging running average.
+    """
+    images = (settings.to_device(images, masks)[0] for images, masks in loader)
+    with settings.autocast():
+        torch.optim.swa_utils.update_bn(images, model)
