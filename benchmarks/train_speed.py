@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import platform
 import time
+from pathlib import Path
 
 import torch
 import typer
@@ -114,7 +115,16 @@ def covseg_loop(
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    return f"CPU {model}, {torch.get_num_threads()} threads"
 
 
 def main(

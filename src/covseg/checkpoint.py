@@ -34,10 +34,18 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(handle)
     try:
         write(Path(temporary))
+        # mkstemp creates the file 0600; give it the permissions a plain open() would have.
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:

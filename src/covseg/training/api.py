@@ -293,6 +293,7 @@ class _TrainingRun:
         if self.context.is_main:
             runs.write_json(self.run_dir / runs.SUMMARY, summary)
         self.console.print(results_table(summary))
+        self.console.print(f"Run folder: {self.run_dir}", soft_wrap=True)
         return self.run_dir
 
     def _run_epoch(self, epoch: int, progress: TrainingProgress) -> None:

@@ -97,24 +97,27 @@ def build_training_data(
     )
     val_shard = Subset(val_dataset, range(context.rank, len(val_dataset), context.world_size))
     workers = config.workers
-    common = {
-        "num_workers": workers,
-        "pin_memory": context.device.type == "cuda",
-        "persistent_workers": workers > 0,
-        "worker_init_fn": seed_worker if workers > 0 else None,
-        "prefetch_factor": 4 if workers > 0 else None,
-    }
+    pin_memory = context.device.type == "cuda"
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
-        train_dataset, batch_size=batch, sampler=sampler, drop_last=True, generator=generator, **common
+        train_dataset,
+        batch_size=batch,
+        sampler=sampler,
+        drop_last=True,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
     )
-    val_loader = DataLoader(val_shard, batch_size=batch, shuffle=False, **common)
+    # Validation and calibration slices are not augmented (a copy from memory per slice): the main
+    # process loads them; persistent workers for them would only hold more processes and memory.
+    val_loader = DataLoader(val_shard, batch_size=batch, shuffle=False, pin_memory=pin_memory)
     calibration_loader = None
     if config.recalibrate_bn:
         # Every process recomputes the statistics on the same slices, so all end up equal.
         calibration_ids = split.train_ids[:CALIBRATION_SLICES]
         calibration = SliceDataset(slices, calibration_ids, normalisation, image_size=config.image_size)
-        calibration_loader = DataLoader(
-            calibration, batch_size=batch, shuffle=False, drop_last=True, **common
-        )
+        calibration_loader = DataLoader(calibration, batch_size=batch, drop_last=True, pin_memory=pin_memory)
     return TrainingData(train_dataset, sampler, train_loader, val_loader, calibration_loader)

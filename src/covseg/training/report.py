@@ -108,6 +108,6 @@ def results_table(summary: dict[str, Any]) -> Table:
         table.add_row(key, format_metric(best.get(key)), format_metric(final.get(key)))
     table.caption = (
         f"{summary['params_m']:.1f} M parameters, {summary['train_images_per_s']:.1f} training img/s, "
-        f"{summary['wall_time_s']:.0f} s; run folder {summary['run_dir']}"
+        f"{summary['wall_time_s']:.0f} s"
     )
     return table
