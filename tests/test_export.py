@@ -22,17 +22,10 @@ from covseg.data.intensity import Normalisation
 from covseg.export import ExportMetadata, export_model, export_onnx, load_export_source, read_metadata
 from covseg.export.onnx_export import ExportSource
 from covseg.inference.session import OnnxSegmenter
+from tests.test_models import MODEL_NAMES
 
 runner = CliRunner()
-MODELS = [
-    "unet",
-    "deeplabv3plus-resnet101",
-    "deeplabv3plus-xception",
-    "fcn-resnet50",
-    "fcn-resnet101",
-    "deeplab-resnet50",
-    "deeplab-resnet101",
-]
+MODELS = MODEL_NAMES
 TOLERANCE = 1e-3
 
 

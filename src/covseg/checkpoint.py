@@ -14,6 +14,7 @@ A checkpoint is a dict of tensors and plain values:
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -40,6 +41,23 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def read_json_object(path: Path, missing: str = "") -> dict[str, Any]:
+    """A JSON file holding an object, as a dict; one-line errors naming the file.
+
+    ``missing`` is appended to the message for a file that does not exist (e.g. what it means).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CovsegError(f"{path} does not exist{missing}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CovsegError(f"{path} is not readable JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise CovsegError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
 
 
 def _current_umask() -> int:

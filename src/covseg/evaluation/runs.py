@@ -6,7 +6,6 @@ same two forms (``runs/unet/20250101-120000/`` or ``.../best.pt``) with the same
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import torch
 
-from covseg.checkpoint import model_from_checkpoint
+from covseg.checkpoint import model_from_checkpoint, read_json_object
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Normalisation
@@ -71,16 +70,7 @@ def run_dir_of(checkpoint_path: Path) -> Path | None:
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     """A run's config.json as a dict; one-line error when it is missing or not a JSON object."""
-    path = Path(run_dir) / RUN_CONFIG
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CovsegError(f"{path} does not exist; {run_dir} is not a covseg run folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CovsegError(f"{path} is not readable JSON: {error}") from None
-    if not isinstance(config, dict):
-        raise CovsegError(f"{path} must hold a JSON object, not {type(config).__name__}")
-    return config
+    return read_json_object(Path(run_dir) / RUN_CONFIG, f"; {run_dir} is not a covseg run folder")
 
 
 def load_trained_model(path: Path, device: torch.device | str = "cpu") -> TrainedModel:

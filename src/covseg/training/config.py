@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from covseg import __version__
-from covseg.checkpoint import atomic_write
+from covseg.checkpoint import atomic_write, read_json_object
 from covseg.core.errors import CovsegError
 from covseg.training.losses import CLASS_WEIGHTINGS, LOSSES
 from covseg.training.optim import OPTIMIZERS, SCHEDULERS
@@ -164,12 +164,5 @@ class TrainConfig:
     def load(cls, path: Path) -> TrainConfig:
         """Read a config.json written by :meth:`save`."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CovsegError(f"{path} does not exist") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CovsegError(f"{path} is not readable JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise CovsegError(f"{path} must hold a JSON object")
+        data = read_json_object(path)
         return cls.from_dict(data, source=str(path))
