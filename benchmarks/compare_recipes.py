@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from covseg.data.options import parse_dataset_options
+from covseg.terminal import SafeConsole
 from covseg.training import TrainConfig, train
 
-console = Console()
+console = SafeConsole()
 COLUMNS = ("miou", "lesion_miou", "iou/ground-glass", "iou/consolidation", "iou/effusion", "pixel_accuracy")
 
 
@@ -54,7 +54,7 @@ def main(
             seed=seed,
             out=str(out / recipe),
         )
-        run_dir = train(config, Console(quiet=True))
+        run_dir = train(config, SafeConsole(quiet=True))
         results[recipe] = json.loads((run_dir / "summary.json").read_text())
         console.print(f"{recipe}: {run_dir}")
     first = results["reference"]

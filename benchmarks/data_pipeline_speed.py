@@ -26,7 +26,6 @@ import time
 import cv2
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
@@ -34,8 +33,9 @@ from covseg.data.augment import AugmentationConfig
 from covseg.data.dataset import SliceDataset, seed_worker
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
+from covseg.terminal import SafeConsole
 
-console = Console()
+console = SafeConsole()
 
 
 def _cpu_seconds(pids: list[int]) -> float:

@@ -25,14 +25,14 @@ import numpy as np
 import onnxruntime
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from covseg.core.registry import create_model
 from covseg.export.onnx_export import export_model, load_export_source
 from covseg.inference.session import OnnxSegmenter, cpu_cores
+from covseg.terminal import SafeConsole
 
-console = Console(width=160)  # the table is wide; keep it whole when piped to a file
+console = SafeConsole(width=160)  # the table is wide; keep it whole when piped to a file
 DEFAULT_MODELS = (
     "unet,deeplabv3plus-resnet101,deeplabv3plus-xception,fcn-resnet50,fcn-resnet101,"
     "deeplab-resnet50,deeplab-resnet101"

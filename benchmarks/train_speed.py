@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from covseg.core.entries import CTSlices
 from covseg.core.registry import create_model, get_registry
 from covseg.data.loading import load_slices
 from covseg.devices import resolve_device
+from covseg.terminal import SafeConsole
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import DistributedContext
 from covseg.training.loaders import TrainingData, build_training_data, choose_split
@@ -39,7 +39,7 @@ from covseg.training.loop import StepSettings, train_one_epoch
 from covseg.training.losses import build_loss
 from covseg.training.optim import build_optimizer
 
-console = Console()
+console = SafeConsole()
 BATCH = 8
 
 

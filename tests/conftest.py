@@ -4,7 +4,11 @@ without them, and fail when ``COVSEG_REQUIRE_DATA=1`` (set by .ci/run)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,3 +36,65 @@ def medseg100_dir() -> Path:
             pytest.fail(message + "; COVSEG_REQUIRE_DATA=1 makes them required")
         pytest.skip(message)
     return path
+
+
+def _mount_tmpfs(folder: Path, options: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                            capture_output=True, check=False)
+    return result.returncode == 0
+
+
+def _unmount(folder: Path) -> None:
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+class _FullDiskFile(io.BufferedWriter):
+    """A file whose every write fails as on a full disk."""
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.fixture
+def full_disk(tmp_path, monkeypatch) -> Path:
+    """A folder on a full disk: a tiny tmpfs filled up when this process may mount one (root on
+    Linux), else covseg's writer is patched so that every write fails with ENOSPC."""
+    folder = tmp_path / "full"
+    if _mount_tmpfs(folder, "size=64k"):
+        filler = folder / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+        try:
+            yield folder
+        finally:
+            _unmount(folder)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    import covseg.files
+
+    monkeypatch.setattr(covseg.files, "_open_for_write",
+                        lambda path: _FullDiskFile(io.FileIO(path, "xb")))
+    yield folder
+
+
+@pytest.fixture
+def read_only_folder(tmp_path) -> Path:
+    """A folder nobody can write into, root included: a read-only tmpfs where mounting is allowed,
+    else a folder without write permission (skipped for root, who may write there anyway)."""
+    folder = tmp_path / "read-only"
+    if _mount_tmpfs(folder, "ro,size=64k"):
+        try:
+            yield folder
+        finally:
+            _unmount(folder)
+        return
+    if os.geteuid() == 0:
+        pytest.skip("cannot mount a read-only tmpfs, and root writes into read-only folders")
+    folder.chmod(0o500)
+    try:
+        yield folder
+    finally:
+        folder.chmod(0o700)

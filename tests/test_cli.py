@@ -67,7 +67,7 @@ def test_a_plugin_that_fails_to_import_does_not_take_the_cli_down(tmp_path):
     models = subprocess.run([COVSEG, "models"], capture_output=True, text=True, env=env, check=False)
     assert models.returncode == 0, models.stderr
     assert all(name in models.stdout for name in MODEL_NAMES)
-    assert "1 plugin(s) failed to load: broken (covseg-broken)" in " ".join(models.stdout.split())
+    assert "1 plugin(s) failed to load: broken (covseg-broken)" in " ".join(models.stderr.split())
 
     plugins = subprocess.run([COVSEG, "plugins"], capture_output=True, text=True, env=env, check=False)
     assert plugins.returncode == 0, plugins.stderr

@@ -47,9 +47,9 @@ def test_save_and_load_round_trip(tmp_path):
 
 @pytest.mark.parametrize(("content", "message"), [
     (None, "does not exist"),
-    ("{not json", "is not JSON"),
+    ("{not json", "is not valid JSON"),
     ('{"train_ids": []}', "is not a covseg split"),
-    ('{"format": "covseg-split-1", "train_ids": ["a"]}', "is malformed"),
+    ('{"format": "covseg-split-1", "train_ids": ["a"]}', "'val_ids' must be a list"),
     ('{"format": "covseg-split-1", "train_ids": ["a"], "val_ids": ["a"], "seed": 0, "val_fraction": 0.5}',
      "puts 'a' in both train and validation"),
 ])

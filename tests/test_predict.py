@@ -27,7 +27,7 @@ from covseg.data.dataset import SliceDataset
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
 from covseg.data.nifti import read_volume
-from covseg.evaluation.runs import load_trained_model
+from covseg.evaluation.trained import load_trained_model
 from covseg.export import ExportMetadata, export_model
 from covseg.export.onnx_export import ExportSource, write_export
 from covseg.inference.report import measure_lesions

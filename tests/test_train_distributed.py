@@ -28,7 +28,7 @@ from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
 from covseg.data.split import Split
 from covseg.evaluation.evaluate import evaluate_model
-from covseg.evaluation.runs import load_trained_model
+from covseg.evaluation.trained import load_trained_model
 from covseg.training import TrainConfig, train
 from covseg.training.distributed import DistributedContext
 from covseg.training.loaders import build_training_data, choose_split

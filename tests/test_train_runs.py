@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from covseg.checkpoint import load_checkpoint
 from covseg.cli import app
-from covseg.evaluation.runs import load_trained_model
+from covseg.evaluation.trained import load_trained_model
 from covseg.training import TrainConfig, TrainingInterrupted, train
 from covseg.training import api as training_api
 

@@ -14,11 +14,12 @@ from torch.nn import functional as F
 from covseg.checkpoint import load_checkpoint, save_checkpoint
 from covseg.core.errors import CovsegError
 from covseg.data.augment import AugmentationConfig
+from covseg.runs import MetricsLog, create_run_dir
 from covseg.training import RECIPES, TrainConfig
 from covseg.training.loop import StepSettings, recalibrate_batch_norm
 from covseg.training.losses import SoftDiceLoss, build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler, lr_factor
-from covseg.training.runs import MetricsLog, capture_rng_state, create_run_dir, restore_rng_state
+from covseg.training.state import capture_rng_state, restore_rng_state
 
 
 def test_reference_recipe_is_the_studys_protocol():

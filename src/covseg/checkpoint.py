@@ -14,61 +14,20 @@ A checkpoint is a dict of tensors and plain values:
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from covseg.core.errors import CovsegError
+from covseg.files import atomic_write, one_line
 
 FORMAT = "covseg-checkpoint-1"
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(temporary_path)`` then rename it onto ``path``: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        # mkstemp creates the file 0600; give it the permissions a plain open() would have.
-        os.chmod(temporary, 0o666 & ~_current_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def read_json_object(path: Path, missing: str = "") -> dict[str, Any]:
-    """A JSON file holding an object, as a dict; one-line errors naming the file.
-
-    ``missing`` is appended to the message for a file that does not exist (e.g. what it means).
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CovsegError(f"{path} does not exist{missing}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CovsegError(f"{path} is not readable JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise CovsegError(f"{path} must hold a JSON object, not {type(data).__name__}")
-    return data
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
     """Save atomically (temporary file in the same folder, then rename)."""
-    atomic_write(Path(path), lambda temporary: torch.save({"format": FORMAT, **checkpoint}, temporary))
+    atomic_write(Path(path), lambda handle: torch.save({"format": FORMAT, **checkpoint}, handle))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -79,8 +38,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors alike
-        message = " ".join(str(error).split())[:160]
-        raise CovsegError(f"{path} is not a readable covseg checkpoint: {message}") from error
+        raise CovsegError(f"{path} is not a readable covseg checkpoint: {one_line(error)}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CovsegError(f"{path} is not a covseg checkpoint (no '{FORMAT}' format tag)")
     return checkpoint

@@ -9,6 +9,7 @@ from covseg.commands import benchmark as benchmark_command
 from covseg.commands import data as data_command
 from covseg.commands import plugins
 from covseg.commands import train as train_command
+from covseg.commands._common import handle_termination
 from covseg.commands.evaluate import evaluate as evaluate_command
 from covseg.commands.export import export as export_command
 from covseg.commands.predict import predict as predict_command
@@ -46,4 +47,5 @@ def _root(
 
 
 def main() -> None:
+    handle_termination()
     app()

@@ -44,6 +44,6 @@ def side_by_side(image: np.ndarray, truth: np.ndarray | None, prediction: np.nda
 
 def save_png(picture: np.ndarray, path: Path) -> None:
     """Write an RGB picture atomically."""
-    from covseg.checkpoint import atomic_write
+    from covseg.files import atomic_write
 
-    atomic_write(Path(path), lambda temporary: Image.fromarray(picture).save(temporary, format="PNG"))
+    atomic_write(Path(path), lambda handle: Image.fromarray(picture).save(handle, format="PNG"))

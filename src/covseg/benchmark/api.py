@@ -36,6 +36,7 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.split import Split
 from covseg.devices import resolve_device
+from covseg.terminal import SafeConsole, styled
 
 LOG_WIDTH = 160
 
@@ -67,7 +68,7 @@ def run_benchmark(
     skipped; a pair that stopped part-way is resumed from its last.pt; a failing pair is recorded and
     the others still run.
     """
-    console = console or Console()
+    console = console or SafeConsole()
     options = options or RunOptions()
     if latency_size < 0 or 0 < latency_size < 32:
         raise CovsegError(f"--latency-size {latency_size}: must be 0 (no latency) or at least 32")
@@ -104,7 +105,7 @@ def gather(
     slices: CTSlices | None = None,
 ) -> BenchmarkResults:
     """Read every pair's outcome, measure each model once, write results.md/.csv/.json and the plots."""
-    console = console or Console()
+    console = console or SafeConsole()
     results = collect_results(plan)
     for result in results.models:
         run_dir = results.first_run(result)
@@ -113,7 +114,7 @@ def gather(
             try:
                 result.measurements = measure_model(plan.out, result.model, run_dir, latency_size)
             except Exception as error:  # a model that cannot even be built was reported as failed already
-                console.print(f"[yellow]{result.model}: not measured: {one_line(error)}[/]", highlight=False)
+                console.print(styled(f"{result.model}: not measured: {one_line(error)}", "yellow"))
     paths = results.write()
     paths.append(plot_miou(results, plan.out / MIOU_PLOT))
     paths.append(plot_curves(results, plan.out / CURVES_PLOT))
@@ -125,12 +126,12 @@ def gather(
                                     resolve_device(device))
         paths.append(plot_montage(montage, plan.out / MONTAGE_PLOT))
         for model, reason in montage.skipped.items():
-            console.print(f"[yellow]{model}: not in the montage: {reason}[/]", highlight=False)
+            console.print(styled(f"{model}: not in the montage: {reason}", "yellow"))
     # Logs and pipes get 80 columns by default, too few for the table: give them room.
-    wide = console if console.is_terminal else Console(file=console.file, width=LOG_WIDTH)
+    wide = console if console.is_terminal else SafeConsole(file=console.file, width=LOG_WIDTH)
     wide.print(results.rich_table())
     for result in results.models:
         for error in result.errors:
-            console.print(f"[red]{result.model} {error}[/]", highlight=False, soft_wrap=True)
+            console.print(styled(f"{result.model} {error}", "red"), soft_wrap=True)
     console.print("Wrote " + ", ".join(str(path) for path in paths), highlight=False, soft_wrap=True)
     return results

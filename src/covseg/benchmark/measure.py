@@ -15,7 +15,6 @@ they depend on, so a rerun or a ``--report-only`` does not measure again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -27,8 +26,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from covseg import CLASS_NAMES
 from covseg.benchmark.hardware import cpu_name
+from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
-from covseg.training.runs import write_json
+from covseg.files import one_line, read_json_object, write_json
 
 FLOPS_SIZE = 512
 DEFAULT_LATENCY_SIZE = 256
@@ -104,8 +104,6 @@ def measure_model(out: Path, model_name: str, run_dir: Path | None, latency_size
     ``latency_size`` 0 skips the latency. An export or onnxruntime failure is kept as
     ``latency_error`` rather than stopping the report: the other figures still stand.
     """
-    from covseg.benchmark.runner import one_line
-
     cache = Path(out) / MEASUREMENTS_DIR / f"{model_name}.json"
     source = str(run_dir) if run_dir is not None and latency_size > 0 else None
     cached = _read_cache(cache)
@@ -129,6 +127,6 @@ def _read_cache(path: Path) -> ModelMeasurements | None:
     if not path.is_file():
         return None
     try:
-        return ModelMeasurements(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        return ModelMeasurements(**read_json_object(path))
+    except (CovsegError, TypeError):
         return None  # an unreadable or older cache is simply measured again

@@ -14,7 +14,7 @@ from covseg.data.dataset import SliceDataset
 from covseg.data.intensity import Normalisation
 from covseg.data.split import Split
 from covseg.evaluation.evaluate import predict_labels
-from covseg.evaluation.runs import load_trained_model
+from covseg.evaluation.trained import load_trained_model
 
 MONTAGE_SLICES = 4
 

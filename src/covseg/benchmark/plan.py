@@ -17,7 +17,6 @@ A pair is finished when its run has a summary.json; finished pairs are never run
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -30,8 +29,9 @@ from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.data.loading import load_slices
 from covseg.data.split import Split, make_split
+from covseg.files import read_json, write_json
+from covseg.runs import LAST_CHECKPOINT, RUN_CONFIG, SUMMARY
 from covseg.training.config import TrainConfig
-from covseg.training.runs import LAST_CHECKPOINT, RUN_CONFIG, SUMMARY, write_json
 
 FORMAT = "covseg-benchmark-1"
 SETTINGS_FILE = "benchmark.json"
@@ -221,13 +221,6 @@ def select_pair(pairs: Sequence[Pair], index: int) -> Pair:
 
 
 # ---- the benchmark folder -----------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CovsegError(f"{path} is not readable JSON: {error}") from None
-
-
 def load_plan(out: Path) -> Plan:
     """The plan a benchmark folder records; one-line error when ``out`` is not one."""
     out = Path(out)
@@ -235,7 +228,7 @@ def load_plan(out: Path) -> Plan:
     if not path.is_file():
         raise CovsegError(f"--out {out} holds no benchmark ({SETTINGS_FILE} is missing); "
                           "run `covseg benchmark --out DIR` first")
-    record = _read_json(path)
+    record = read_json(path)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CovsegError(f"{path} is not a covseg benchmark settings file (no '{FORMAT}' format tag)")
     settings = BenchmarkSettings.from_dict(record, path)
@@ -350,7 +343,7 @@ def read_record(out: Path, pair: Pair) -> JobRecord | None:
     path = record_path(out, pair)
     if not path.is_file():
         return None
-    return _record_from(_read_json(path), path)
+    return _record_from(read_json(path), path)
 
 
 def _record_from(data: Any, path: Path) -> JobRecord:
@@ -368,7 +361,7 @@ def read_records(out: Path) -> list[JobRecord]:
     folder = Path(out) / JOBS_DIR
     if not folder.is_dir():
         return []
-    return [_record_from(_read_json(path), path) for path in sorted(folder.glob("*.json"))]
+    return [_record_from(read_json(path), path) for path in sorted(folder.glob("*.json"))]
 
 
 def _pair_runs(out: Path, pair: Pair) -> list[Path]:

@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from covseg import CLASS_NAMES
 from covseg.benchmark.montage import Montage
 from covseg.benchmark.report import REFERENCE_STUDY, BenchmarkResults
-from covseg.checkpoint import atomic_write
+from covseg.files import atomic_write
 from covseg.visualize import CLASS_COLOURS, overlay, to_gray_uint8
 
 REFERENCE_BAND = (0.70, 0.72)
@@ -25,7 +25,7 @@ DPI = 120
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=DPI,
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=DPI,
                                                         bbox_inches="tight"))
     return path
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,9 +32,9 @@ from covseg.benchmark.plan import (
     finished_run,
     read_record,
 )
-from covseg.checkpoint import atomic_write
 from covseg.data.split import Split
-from covseg.training.runs import METRICS_LOG, SUMMARY, write_json
+from covseg.files import write_json, write_text
+from covseg.runs import read_metrics, read_summary
 
 RESULTS_MD = "results.md"
 RESULTS_CSV = "results.csv"
@@ -333,7 +332,7 @@ class BenchmarkResults:
         """Write results.md, results.csv and results.json atomically; returns their paths."""
         paths = [self.out / RESULTS_MD, self.out / RESULTS_CSV, self.out / RESULTS_JSON]
         for path, text in zip(paths[:2], (self.markdown(), self.csv_text()), strict=True):
-            atomic_write(path, lambda temporary, text=text: temporary.write_text(text, encoding="utf-8"))
+            write_text(path, text)
         write_json(paths[2], self.to_dict())
         return paths
 
@@ -360,11 +359,14 @@ def _csv_number(value: float | None) -> str:
 # ---- gathering -----------------------------------------------------------------------------------
 def read_curve(run_dir: Path) -> list[tuple[int, float | None]]:
     """(epoch, validation mIoU) of every epoch in a run's metrics.jsonl."""
-    path = Path(run_dir) / METRICS_LOG
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(int(record["epoch"]), record.get("miou")) for record in records]
+    return [(int(record["epoch"]), _number(record.get("miou"))) for record in read_metrics(run_dir)]
+
+
+def _number(value: object) -> float | None:
+    """A metric value from a run file: a finite float, or None (null, missing or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _seed_result(plan: Plan, model: str, seed: int) -> SeedResult:
@@ -374,12 +376,13 @@ def _seed_result(plan: Plan, model: str, seed: int) -> SeedResult:
     if run_dir is None:
         status = record.status if record is not None else PENDING
         return SeedResult(seed, status, record.run_dir if record else None, record.error if record else None)
-    summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
-    best = summary.get("best_metrics") or {}
+    summary = read_summary(run_dir)
+    best = summary.get("best_metrics")
+    best = best if isinstance(best, dict) else {}
     values: dict[str, float | None] = {}
     for column in RUN_COLUMNS:
         value = best.get(column.key) if column.source == "metric" else summary.get(column.key)
-        values[column.key] = float(value) if value is not None else None
+        values[column.key] = _number(value)
     relative = record.run_dir if record is not None and record.run_dir else str(run_dir)
     return SeedResult(seed, DONE, relative, None, values, summary.get("device"), summary.get("precision"),
                       record.hardware if record is not None else None, read_curve(run_dir))

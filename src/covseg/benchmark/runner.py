@@ -10,7 +10,6 @@ out of memory) is recorded the same way by the parent.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import queue
 import signal
@@ -41,11 +40,12 @@ from covseg.benchmark.plan import (
     unfinished_run,
     write_record,
 )
-from covseg.checkpoint import atomic_write
 from covseg.core.errors import CovsegError
 from covseg.devices import resolve_device
+from covseg.files import one_line, write_text
 from covseg.inference.session import cpu_cores
-from covseg.training.runs import RUN_CONFIG, SUMMARY
+from covseg.runs import RUN_CONFIG, read_summary
+from covseg.terminal import SafeConsole, join, styled
 
 
 @dataclass(frozen=True)
@@ -109,14 +109,6 @@ def worker_slots(jobs: int, device: str) -> list[WorkerSlot]:
     return [WorkerSlot(f"CPU worker {index}", "cpu", env, threads) for index in range(jobs)]
 
 
-def one_line(error: BaseException) -> str:
-    """An exception as one line: CovsegError's own message, else its type and message."""
-    message = " ".join(str(error).split())
-    if isinstance(error, CovsegError):
-        return message
-    return f"{type(error).__name__}: {message[:300] or 'no message'}"
-
-
 def run_pair(plan: Plan, pair: Pair, options: RunOptions | None = None,
              console: Console | None = None) -> JobRecord:
     """Train one pair in this process (resuming a run that stopped part-way) and record the outcome.
@@ -126,7 +118,7 @@ def run_pair(plan: Plan, pair: Pair, options: RunOptions | None = None,
     """
     from covseg.training import TrainConfig, train
 
-    console = console or Console()
+    console = console or SafeConsole()
     options = options or RunOptions()
     out = plan.out
     resume = unfinished_run(out, pair)
@@ -147,7 +139,7 @@ def run_pair(plan: Plan, pair: Pair, options: RunOptions | None = None,
     except Exception as error:  # one failing model must not stop the others
         text = "".join(traceback.format_exception(error))
         log = log_path(out, pair)
-        atomic_write(log, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+        write_text(log, text)
         failed = _failed(record, out, pair, before, one_line(error))
         write_record(out, failed)
         return failed
@@ -168,12 +160,12 @@ def _failed(record: JobRecord, out: Path, pair: Pair, before: Path | None, error
 def run_pairs(plan: Plan, pairs: Sequence[Pair], *, jobs: int = 1, options: RunOptions | None = None,
               console: Console | None = None) -> list[JobRecord]:
     """Run ``pairs``: in this process for ``jobs`` 1, else in ``jobs`` worker processes at a time."""
-    console = console or Console()
+    console = console or SafeConsole()
     options = options or RunOptions()
     if jobs == 1:
         records = []
         for number, pair in enumerate(pairs, start=1):
-            console.rule(f"[bold]{pair.model}[/] seed {pair.seed} ({number}/{len(pairs)})")
+            console.rule(join(styled(pair.model, "bold"), f" seed {pair.seed} ({number}/{len(pairs)})"))
             records.append(run_pair(plan, pair, options, console))
             _announce(console, plan, records[-1])
         return records
@@ -222,8 +214,8 @@ def _run_worker(plan: Plan, pair: Pair, slot: WorkerSlot, options: RunOptions, c
                 running: set[subprocess.Popen], lock: threading.Lock) -> JobRecord:
     log = log_path(plan.out, pair)
     log.parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]{pair.model}[/] seed {pair.seed}: started on {slot.name} (output: {log})",
-                  highlight=False)
+    started = f" seed {pair.seed}: started on {slot.name} (output: {log})"
+    console.print(join(styled(pair.model, "bold"), started))
     env = {**os.environ, **slot.env}
     with log.open("w", encoding="utf-8") as output:
         process = subprocess.Popen(worker_command(plan, pair, slot, options), env=env, stdout=output,
@@ -261,13 +253,13 @@ def _last_line(log: Path) -> str:
 
 
 def _announce(console: Console, plan: Plan, record: JobRecord) -> None:
-    name = f"[bold]{record.model}[/] seed {record.seed}"
+    name = join(styled(record.model, "bold"), f" seed {record.seed}: ")
     if record.status == DONE and record.run_dir:
-        summary = json.loads((plan.out / record.run_dir / SUMMARY).read_text(encoding="utf-8"))
+        summary = read_summary(plan.out / record.run_dir)
         miou = summary.get("best_metrics", {}).get("miou")
         shown = f"{miou:.4f}" if isinstance(miou, float) else "n/a"
-        console.print(f"{name}: [green]done[/], best validation mIoU {shown} "
-                      f"(epoch {summary.get('best_epoch')}) in {summary.get('wall_time_s', 0.0):.0f} s",
+        console.print(join(name, styled("done", "green"), f", best validation mIoU {shown} "
+                           f"(epoch {summary.get('best_epoch')}) in {summary.get('wall_time_s', 0.0):.0f} s"),
                       highlight=False)
     else:
-        console.print(f"{name}: [red]failed[/]: {record.error}", highlight=False, soft_wrap=True)
+        console.print(join(name, styled("failed", "red"), f": {record.error}"), soft_wrap=True)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.console import Console
-
 from covseg.benchmark.plan import DONE, Pair, load_plan
 from covseg.benchmark.runner import RunOptions, run_pair
 from covseg.core.errors import CovsegError
+from covseg.terminal import SafeConsole
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of this worker")
     args = parser.parse_args(argv)
-    console = Console()
+    console = SafeConsole()
     if args.threads:
         import torch
 

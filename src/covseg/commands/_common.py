@@ -1,18 +1,32 @@
-"""What every command shares: the rich consoles and the one-line handling of user errors."""
+"""What every command shares: the consoles and the one boundary where faults become one line.
+
+:func:`user_errors` wraps each command. Whatever goes wrong below it ends as ``error: ...`` on one
+line of stderr with exit code 2, never a traceback:
+
+- :class:`CovsegError`: bad input, with the message the code wrote;
+- :class:`OSError`: disk full, read-only folder, permission denied, a folder where a file was
+  expected, ... named with the path the operating system gave;
+- :class:`MemoryError`: says so, with the advice to use smaller images or batches.
+
+SIGTERM (what Slurm and Kubernetes send before killing a job at its time limit) is turned into
+``KeyboardInterrupt`` by :func:`handle_termination`, so it stops a command exactly like Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
+from types import FrameType
 from typing import ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
 from covseg.core.errors import CovsegError
+from covseg.files import describe_os_error
+from covseg.terminal import console, error_console, join, styled
 
-console = Console()
-error_console = Console(stderr=True)
+__all__ = ["EXIT_USER_ERROR", "console", "error_console", "fail", "user_errors", "warn"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -22,12 +36,17 @@ EXIT_USER_ERROR = 2
 
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on one line to stderr and return the exit to raise."""
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    error_console.print(join(styled("error:", "bold red"), " ", message), soft_wrap=True)
     return typer.Exit(EXIT_USER_ERROR)
 
 
+def warn(message: str) -> None:
+    """Print ``warning: message`` on one line to stderr."""
+    error_console.print(join(styled("warning:", "bold yellow"), " ", message), soft_wrap=True)
+
+
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn :class:`CovsegError` raised by a command into one line on stderr and exit code 2."""
+    """Turn the faults a user can fix into one line on stderr and exit code 2 (see the module doc)."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -35,5 +54,18 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except CovsegError as error:
             raise fail(str(error)) from None
+        except OSError as error:
+            raise fail(describe_os_error(error, action="use")) from None
+        except MemoryError:
+            raise fail("out of memory; use a smaller --image-size or --batch-size") from None
 
     return wrapper
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def handle_termination() -> None:
+    """Make SIGTERM stop the process like Ctrl-C (KeyboardInterrupt), so runs stay resumable."""
+    signal.signal(signal.SIGTERM, _terminate)

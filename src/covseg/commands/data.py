@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from covseg import CLASS_NAMES
-from covseg.commands._common import console, error_console, user_errors
+from covseg.commands._common import console, error_console, user_errors, warn
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
@@ -124,6 +124,5 @@ def fetch(
     console.print(table)
     for result in results:
         if result.status == "skipped":
-            error_console.print(f"[yellow]warning:[/] optional {result.name} skipped: {result.detail}",
-                                highlight=False, soft_wrap=True)
+            warn(f"optional {result.name} skipped: {result.detail}")
     console.print(f"read it with: covseg data info {dest}", highlight=False)

@@ -13,15 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from covseg.commands._common import console, user_errors
+from covseg.commands._common import console, user_errors, warn
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.data.dataset import SliceDataset
 from covseg.data.options import parse_dataset_options
 from covseg.devices import resolve_device
 from covseg.evaluation.evaluate import evaluate_model
-from covseg.evaluation.runs import EvaluationData, TrainedModel, load_evaluation_data, load_trained_model
-from covseg.training.runs import write_json
+from covseg.evaluation.trained import EvaluationData, TrainedModel, load_evaluation_data, load_trained_model
+from covseg.files import write_json
+from covseg.terminal import join, styled
 from covseg.visualize import CLASS_COLOURS, save_png, side_by_side
 
 
@@ -66,8 +67,7 @@ def evaluate(
                                  image_size=trained.image_size)
     if len({image.shape[:2] for image in slice_dataset.images}) > 1:
         batch_size = 1  # native sizes differ and the run did not resize: slices cannot share a batch
-        console.print("[yellow]slices differ in size and the model was trained at native size: "
-                      "evaluating one slice at a time[/]")
+        warn("slices differ in size and the model was trained at native size: evaluating one slice at a time")
     loader = torch.utils.data.DataLoader(slice_dataset, batch_size=batch_size, shuffle=False,
                                          pin_memory=torch_device.type == "cuda")
     writer = PredictionWriter(save_predictions, source.ids) if save_predictions is not None else None
@@ -137,11 +137,11 @@ def png_names(ids: list[str]) -> list[str]:
     return names
 
 
-def describe_evaluation(trained: TrainedModel, source: EvaluationData, device: torch.device) -> str:
+def describe_evaluation(trained: TrainedModel, source: EvaluationData, device: torch.device) -> Text:
     size = f"{trained.image_size}x{trained.image_size}" if trained.image_size else "native size"
     epoch = trained.checkpoint.get("epoch")
     at_epoch = f" (epoch {epoch})" if epoch is not None else ""
-    return (f"[bold]{trained.model_name}[/] from {trained.checkpoint_path}{at_epoch} "
+    return join(styled(trained.model_name, "bold"), f" from {trained.checkpoint_path}{at_epoch} "
             f"on {source.description}, {source.split}: {len(source.ids)} slice(s) at {size}, "
             f"{trained.normalisation.describe()}; device {device}")
 

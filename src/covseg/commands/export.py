@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from covseg.commands._common import console, error_console, user_errors
+from covseg.commands._common import console, user_errors, warn
 from covseg.core.errors import CovsegError
 from covseg.export.onnx_export import (
     DEFAULT_OPSET,
@@ -67,12 +67,8 @@ def export(
     path = out if out is not None else default_export_path(source)
     check_output_path(path, overwrite)
     if not source.metadata.trained:
-        error_console.print(
-            f"[bold yellow]warning:[/] {target} is a model name: exporting an UNTRAINED "
-            f"{target} (random weights); give a run folder or checkpoint for a trained model",
-            highlight=False,
-            soft_wrap=True,
-        )
+        warn(f"{target} is a model name: exporting an UNTRAINED {target} (random weights); "
+             "give a run folder or checkpoint for a trained model")
     console.print(f"exporting {source.metadata.describe()}", highlight=False)
     result = export_model(source, image_size, opset, exporter.value, tolerance)
     write_export(result, path, overwrite)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from covseg.commands._common import console, user_errors
+from covseg.commands._common import console, user_errors, warn
 from covseg.core.registry import get_registry
 
 
@@ -64,4 +64,4 @@ def _warn_failures() -> None:
     failures = get_registry().failures
     if failures:
         names = ", ".join(f"{failure.name} ({failure.package})" for failure in failures)
-        console.print(f"[yellow]{len(failures)} plugin(s) failed to load: {names}; see `covseg plugins`[/]")
+        warn(f"{len(failures)} plugin(s) failed to load: {names}; see `covseg plugins`")

@@ -9,11 +9,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from covseg.commands._common import console, error_console, user_errors
+from covseg.commands._common import console, user_errors, warn
 from covseg.inference.cases import check_outputs, pair_lung_masks, run_case
 from covseg.inference.inputs import discover_cases, read_case
 from covseg.inference.predict import load_segmenter, resolve_settings
 from covseg.inference.session import cpu_cores
+from covseg.terminal import join, styled
 
 
 class DeviceChoice(str, Enum):
@@ -81,13 +82,8 @@ def predict(
     threads = f", {cpu_cores()} threads" if not segmenter.on_gpu else ""
     console.print(f"model: {settings.description}", highlight=False)
     if metadata is not None and not metadata.trained:
-        error_console.print(
-            f"[bold yellow]warning:[/] {model} holds UNTRAINED weights (exported from a "
-            "model name): its labels mean nothing",
-            highlight=False,
-            soft_wrap=True,
-        )
-    console.print(f"onnxruntime provider: [bold]{segmenter.provider}[/]{threads}")
+        warn(f"{model} holds UNTRAINED weights (exported from a model name): its labels mean nothing")
+    console.print(join("onnxruntime provider: ", styled(segmenter.provider, "bold"), threads))
     summary = Table(title=f"lesions per case (written to {out})")
     for column, justify in (
         ("case", "left"),

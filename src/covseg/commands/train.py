@@ -176,8 +176,9 @@ def train(
 
 def _resume_config(run_dir: Path, model: str | None, given: set[str], overrides: dict):
     """The stopped run's config.json with the few options that may change on resume."""
+    from covseg.runs import RUN_CONFIG
     from covseg.training import TrainConfig
-    from covseg.training.runs import RUN_CONFIG, load_resume_checkpoint
+    from covseg.training.state import load_resume_checkpoint
 
     load_resume_checkpoint(run_dir)  # one-line error for a folder that is not a run
     config = TrainConfig.load(run_dir / RUN_CONFIG)

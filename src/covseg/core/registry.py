@@ -14,6 +14,7 @@ import pluggy
 from covseg.core import hookspecs
 from covseg.core.entries import DatasetEntry, MetricEntry, ModelEntry
 from covseg.core.errors import CovsegError
+from covseg.files import one_line
 
 EntryT = TypeVar("EntryT", ModelEntry, DatasetEntry, MetricEntry)
 
@@ -80,7 +81,7 @@ class Registry:
             plugin = entry_point.load()
             self.manager.register(plugin, name=f"{package}:{entry_point.name}")
         except Exception as error:  # any import error must be isolated
-            self.failures.append(PluginFailure(entry_point.name, package, version, _one_line(error)))
+            self.failures.append(PluginFailure(entry_point.name, package, version, one_line(error)))
             return
         module = plugin.__name__ if isinstance(plugin, ModuleType) else entry_point.value
         info = PluginInfo(entry_point.name, module, package, version)
@@ -106,7 +107,7 @@ class Registry:
                 entries = list(impl.function())
             except Exception as error:  # a failing hook must not hide the others
                 self.failures.append(
-                    PluginFailure(info.name, info.package, info.version, _one_line(error))
+                    PluginFailure(info.name, info.package, info.version, one_line(error))
                 )
                 continue
             for entry in entries:
@@ -151,11 +152,6 @@ class Registry:
 
     def metrics(self) -> list[MetricEntry]:
         return [provided.entry for provided in self.provided("metric")]
-
-
-def _one_line(error: BaseException) -> str:
-    message = " ".join(str(error).split()) or "no message"
-    return f"{type(error).__name__}: {message}"
 
 
 @cache

@@ -33,6 +33,8 @@ from rich.progress import (
 
 from covseg import __version__
 from covseg.core.errors import CovsegError
+from covseg.files import ONE_LINE_LIMIT, one_line
+from covseg.terminal import SafeConsole
 
 CONNECT_TIMEOUT_S = 10.0
 CHUNK_BYTES = 1 << 20
@@ -107,7 +109,7 @@ def _open(url: str, offset: int, timeout: float):
         raise _NotServed(f"HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise _Unreachable(" ".join(str(reason).split()) or type(error).__name__) from None
+        raise _Unreachable(" ".join(str(reason).split())[:ONE_LINE_LIMIT] or type(error).__name__) from None
 
 
 def _download(url: str, part: Path, remote: RemoteFile, progress: Progress, timeout: float) -> bool:
@@ -139,7 +141,7 @@ def _download(url: str, part: Path, remote: RemoteFile, progress: Progress, time
                     written += len(block)
                     progress.update(task, completed=written)
         except (TimeoutError, OSError, http.client.HTTPException) as error:
-            raise _interrupted(remote, written, " ".join(str(error).split())) from None
+            raise _interrupted(remote, written, one_line(error)) from None
     if length is not None and written < total:
         raise _interrupted(remote, written, f"the server sent {written - start:,} of {int(length):,} bytes")
     return start > 0
@@ -169,7 +171,7 @@ def fetch_files(files: Sequence[RemoteFile], dest: Path, base_url: str | None = 
     results = []
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=console or Console(stderr=True)) as progress:
+    with Progress(*columns, console=console or SafeConsole(stderr=True)) as progress:
         for remote in files:
             target, part = dest / remote.name, dest / f"{remote.name}.part"
             if target.is_file() and _matches(target, remote):

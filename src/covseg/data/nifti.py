@@ -19,7 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from covseg.checkpoint import atomic_write
+from covseg.files import one_line, write_bytes
 from covseg.core.errors import CovsegError
 from covseg.data.labels import to_labels
 
@@ -51,7 +51,7 @@ def display_to_raw(volume: np.ndarray) -> np.ndarray:
 
 
 def _reason(error: BaseException) -> str:
-    message = " ".join(str(error).split()) or type(error).__name__
+    message = one_line(error)
     if isinstance(error, EOFError | zlib.error | gzip.BadGzipFile):
         return f"corrupt or truncated gzip ({message})"
     return message
@@ -137,4 +137,4 @@ def write_label_volume(labels: np.ndarray, reference: nib.Nifti1Image, path: Pat
     data = output.to_bytes()
     if path.name.lower().endswith(".gz"):
         data = gzip.compress(data, compresslevel=6)
-    atomic_write(path, lambda temporary: temporary.write_bytes(data))
+    write_bytes(path, data)

@@ -8,7 +8,6 @@ benchmark read it back (``Split.load``), so all three use the identical validati
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from covseg.checkpoint import atomic_write
+from covseg.files import read_json_object, write_json
 from covseg.core.errors import CovsegError
 
 FORMAT = "covseg-split-1"
@@ -33,25 +32,23 @@ class Split:
 
     def save(self, path: Path) -> None:
         """Write the split as JSON, atomically."""
-        text = json.dumps({"format": FORMAT, **asdict(self)}, indent=1)
-        atomic_write(Path(path), lambda temporary: temporary.write_text(text + "\n", encoding="utf-8"))
+        write_json(path, {"format": FORMAT, **asdict(self)})
 
     @classmethod
     def load(cls, path: Path) -> Split:
         """Read a split file written by :meth:`save`; one-line errors name the file."""
         path = Path(path)
-        if not path.is_file():
-            raise CovsegError(f"split file {path} does not exist")
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CovsegError(f"split file {path} is not JSON: {error}") from None
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
+        record = read_json_object(path, " (give the split.json of a run or benchmark)")
+        if record.get("format") != FORMAT:
             raise CovsegError(f"split file {path} is not a covseg split (no '{FORMAT}' format tag)")
+        for key in ("train_ids", "val_ids"):
+            ids = record.get(key)
+            if not isinstance(ids, list) or not all(isinstance(name, str) for name in ids):
+                raise CovsegError(f"split file {path}: '{key}' must be a list of slice id strings")
         try:
             split = cls(
-                train_ids=[str(name) for name in record["train_ids"]],
-                val_ids=[str(name) for name in record["val_ids"]],
+                train_ids=list(record["train_ids"]),
+                val_ids=list(record["val_ids"]),
                 seed=int(record["seed"]),
                 val_fraction=float(record["val_fraction"]),
             )

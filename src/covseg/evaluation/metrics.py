@@ -8,6 +8,7 @@ import numpy as np
 
 from covseg.core.errors import CovsegError
 from covseg.core.registry import Registry, get_registry
+from covseg.files import one_line
 
 
 def compute_metrics(confusion: np.ndarray, registry: Registry | None = None) -> dict[str, float]:
@@ -31,10 +32,9 @@ def compute_metrics(confusion: np.ndarray, registry: Registry | None = None) -> 
         try:
             value = entry.compute(confusion.copy())
         except Exception as error:  # any plugin bug: report which plugin broke, in one line
-            message = " ".join(str(error).split())[:160]
             raise CovsegError(
                 f"metric '{entry.name}' of plugin {plugin.package} ({plugin.module}) failed: "
-                f"{type(error).__name__}: {message}"
+                f"{one_line(error)}"
             ) from error
         if isinstance(value, Mapping):
             for key, item in value.items():

@@ -15,6 +15,7 @@ from pathlib import Path
 from covseg import __version__
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Normalisation
+from covseg.files import one_line
 
 FORMAT = "covseg-onnx-1"
 PREFIX = "covseg."
@@ -114,8 +115,7 @@ class ExportMetadata:
                 extra={key: value for key, value in values.items() if key not in known},
             )
         except (ValueError, TypeError, CovsegError) as error:
-            message = " ".join(str(error).split())
-            raise CovsegError(f"{origin} has malformed covseg metadata: {message}") from None
+            raise CovsegError(f"{origin} has malformed covseg metadata: {one_line(error)}") from None
 
     def describe(self) -> str:
         """One line for logs: model, weights and how input is normalised."""
@@ -150,8 +150,7 @@ def read_metadata_props(path: Path) -> dict[str, str]:
     try:
         model = onnx.load(path, load_external_data=False)
     except (DecodeError, OSError, ValueError, RuntimeError) as error:
-        message = " ".join(str(error).split())[:160] or type(error).__name__
-        raise CovsegError(f"{path} is not an ONNX model: {message}") from None
+        raise CovsegError(f"{path} is not an ONNX model: {one_line(error)}") from None
     if not model.graph.node and not model.graph.input:
         raise CovsegError(f"{path} is not an ONNX model: it holds no graph")
     return {prop.key: prop.value for prop in model.metadata_props}

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from covseg import CLASS_NAMES
-from covseg.checkpoint import atomic_write
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Normalisation
 from covseg.export.metadata import ExportMetadata
+from covseg.files import one_line, write_bytes
 
 Exporter = Literal["torchscript", "dynamo"]
 EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
@@ -88,7 +88,7 @@ class ExportResult:
 def load_export_source(spec: str | Path) -> ExportSource:
     """A run folder or checkpoint (its trained weights) or a registered model name (untrained)."""
     from covseg.core.registry import create_model, get_registry
-    from covseg.evaluation.runs import load_trained_model
+    from covseg.evaluation.trained import load_trained_model
 
     path = Path(spec)
     if path.exists():
@@ -194,10 +194,9 @@ def to_onnx(
             data = export(model.eval().float().cpu(), example, opset)
         proto = onnx.load_from_string(data)
     except Exception as error:  # exporters raise many kinds; the user needs one line
-        message = " ".join(str(error).split())[:240] or type(error).__name__
         raise CovsegError(
             f"{metadata.model_name} could not be exported to ONNX (opset {opset}, "
-            f"{exporter} exporter): {message}"
+            f"{exporter} exporter): {one_line(error)}"
         ) from None
     del proto.metadata_props[:]
     for key, value in metadata.to_props().items():
@@ -206,8 +205,9 @@ def to_onnx(
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as error:
-        message = " ".join(str(error).split())[:240]
-        raise CovsegError(f"the ONNX export of {metadata.model_name} fails onnx.checker: {message}") from None
+        raise CovsegError(
+            f"the ONNX export of {metadata.model_name} fails onnx.checker: {one_line(error)}"
+        ) from None
     return proto.SerializeToString()
 
 
@@ -295,7 +295,7 @@ def check_output_path(path: Path, overwrite: bool) -> None:
 def write_export(result: ExportResult, path: Path, overwrite: bool = False) -> None:
     """Write a checked export atomically (temporary file, then rename)."""
     check_output_path(path, overwrite)
-    atomic_write(path, lambda temporary: temporary.write_bytes(result.model_bytes))
+    write_bytes(path, result.model_bytes)
 
 
 def export_onnx(

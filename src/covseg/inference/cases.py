@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from covseg.checkpoint import atomic_write
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import normalise_channels
 from covseg.data.nifti import write_label_volume
+from covseg.files import atomic_write
 from covseg.inference.inputs import Case, CaseData, read_case, read_lung_mask
 from covseg.inference.predict import ModelSettings, predict_slices
 from covseg.inference.report import LesionReport, measure_lesions, write_report
@@ -70,7 +70,7 @@ def pair_lung_masks(cases: Sequence[Case], lung_masks: Sequence[Path]) -> dict[s
 
 
 def _write_png_labels(labels: np.ndarray, path: Path) -> None:
-    atomic_write(path, lambda temporary: Image.fromarray(labels).save(temporary, format="PNG"))
+    atomic_write(path, lambda handle: Image.fromarray(labels).save(handle, format="PNG"))
 
 
 def _overlay_slices(labels: np.ndarray, choice: str) -> list[int]:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from covseg.checkpoint import atomic_write
+from covseg.files import write_json, write_text
 
 CSV_COLUMNS = ("case", "label", "class", "voxels", "volume_ml", "percent_of_lung")
 ALL_LESIONS = "all-lesions"
@@ -124,8 +123,6 @@ def _cell(value: float | None) -> str:
 def write_report(report: LesionReport, folder: Path) -> tuple[Path, Path]:
     """``report.json`` and ``report.csv`` in ``folder``, each written atomically."""
     json_path, csv_path = folder / "report.json", folder / "report.csv"
-    text = json.dumps(report.to_dict(), indent=2) + "\n"
-    atomic_write(json_path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-    rows = report_csv(report)
-    atomic_write(csv_path, lambda temporary: temporary.write_text(rows, encoding="utf-8"))
+    write_json(json_path, report.to_dict())
+    write_text(csv_path, report_csv(report))
     return json_path, csv_path

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from covseg.core.errors import CovsegError
+from covseg.files import one_line
 
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -133,8 +134,9 @@ class OnnxSegmenter:
         try:
             self.session = onnxruntime.InferenceSession(source, session_options(threads), providers=providers)
         except Exception as error:  # onnxruntime raises its own untyped errors
-            message = " ".join(str(error).split())[:200]
-            raise CovsegError(f"{self.origin} is not an ONNX model onnxruntime can run: {message}") from None
+            raise CovsegError(
+                f"{self.origin} is not an ONNX model onnxruntime can run: {one_line(error)}"
+            ) from None
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider not in GPU_PROVIDERS:
             raise CovsegError(

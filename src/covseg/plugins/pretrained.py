@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import torch
 
 from covseg.core.errors import CovsegError
+from covseg.files import one_line
 
 WEIGHTS_DIR_VARIABLE = "COVSEG_WEIGHTS_DIR"
 _HUB_HOST = "huggingface.co"
@@ -99,5 +100,4 @@ def _load_or_explain(what: str, build: Callable[[], T]) -> T:
     except CovsegError:
         raise
     except Exception as error:  # download and file errors of two libraries
-        message = " ".join(str(error).split())[:200]
-        raise CovsegError(f"cannot load ImageNet weights for {what}: {message}") from error
+        raise CovsegError(f"cannot load ImageNet weights for {what}: {one_line(error)}") from None

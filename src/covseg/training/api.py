@@ -27,7 +27,7 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from covseg import CLASS_NAMES
+from covseg import CLASS_NAMES, runs
 from covseg.checkpoint import load_checkpoint, save_checkpoint
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
@@ -35,7 +35,8 @@ from covseg.core.registry import create_model, get_registry
 from covseg.data.loading import load_slices, resolve_dataset
 from covseg.devices import resolve_device
 from covseg.evaluation.evaluate import evaluate_model
-from covseg.training import runs
+from covseg.files import json_safe, write_json
+from covseg.terminal import SafeConsole
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import (
     DistributedContext,
@@ -49,6 +50,7 @@ from covseg.training.loop import StepSettings, recalibrate_batch_norm, train_one
 from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler
 from covseg.training.report import TrainingProgress, results_table
+from covseg.training.state import capture_rng_state, load_resume_checkpoint, restore_rng_state
 
 RECORD_KEYS = ("epoch", "train_loss", "lr", "images_per_s", "epoch_time_s")
 """metrics.jsonl keys that are not validation metrics; every other key of a record is one."""
@@ -71,7 +73,7 @@ def train(config: TrainConfig, console: Console | None = None, *, resume: Path |
     epochs). Raises :class:`CovsegError` (one line) for bad input and for a NaN loss (the last
     good checkpoint is kept), :class:`TrainingInterrupted` on Ctrl-C.
     """
-    console = console or Console()
+    console = console or SafeConsole()
     config.validate()
     get_registry().model(config.model)  # an unknown model fails before any data is read
     device = resolve_device(config.device)
@@ -79,7 +81,7 @@ def train(config: TrainConfig, console: Console | None = None, *, resume: Path |
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         with distributed(device) as context:
-            quiet = Console(quiet=True)
+            quiet = SafeConsole(quiet=True)
             return _TrainingRun(config, context, console if context.is_main else quiet, resume).execute()
     finally:  # --deterministic applies to this run only, not to what the caller runs next
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
@@ -105,7 +107,7 @@ class _TrainingRun:
     ):
         self.context = context
         self.console = console
-        self.resume_checkpoint = runs.load_resume_checkpoint(resume) if resume is not None else None
+        self.resume_checkpoint = load_resume_checkpoint(resume) if resume is not None else None
         if self.resume_checkpoint is not None and self.resume_checkpoint["model_name"] != config.model:
             raise CovsegError(
                 f"--resume {resume}: the run trained {self.resume_checkpoint['model_name']}, "
@@ -213,7 +215,7 @@ class _TrainingRun:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        runs.restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"])
         self.first_epoch = int(checkpoint["epoch"]) + 1
         self.saved_epoch = int(checkpoint["epoch"])
         self.best_miou, self.best_epoch = float(state["best_miou"]), int(state["best_epoch"])
@@ -245,7 +247,7 @@ class _TrainingRun:
             "image_size": self.config.image_size,
             "state_dict": self.model.state_dict(),
             "epoch": epoch,
-            "metrics": runs.json_safe(metrics),
+            "metrics": json_safe(metrics),
             "run_dir": str(self.run_dir),
             "config": self.config.to_dict(),
         }
@@ -253,7 +255,7 @@ class _TrainingRun:
             checkpoint["training_state"] = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "rng": runs.capture_rng_state(),
+                "rng": capture_rng_state(),
                 "best_miou": self.best_miou,
                 "best_epoch": self.best_epoch,
                 "best_metrics": self.best_metrics,
@@ -291,7 +293,7 @@ class _TrainingRun:
             raise TrainingInterrupted(self.run_dir, self.saved_epoch) from None
         summary = self._summary()
         if self.context.is_main:
-            runs.write_json(self.run_dir / runs.SUMMARY, summary)
+            write_json(self.run_dir / runs.SUMMARY, summary)
         self.console.print(results_table(summary))
         self.console.print(f"Run folder: {self.run_dir}", soft_wrap=True)
         return self.run_dir
@@ -343,7 +345,7 @@ class _TrainingRun:
         miou = metrics.get("miou", math.nan)
         is_best = math.isfinite(miou) and miou > self.best_miou
         if is_best:
-            self.best_miou, self.best_epoch, self.best_metrics = miou, epoch, runs.json_safe(metrics)
+            self.best_miou, self.best_epoch, self.best_metrics = miou, epoch, json_safe(metrics)
         if self.context.is_main:
             self.metrics_log.append(record)
             if is_best:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from covseg import __version__
-from covseg.checkpoint import atomic_write, read_json_object
 from covseg.core.errors import CovsegError
+from covseg.files import read_json_object, write_json
 from covseg.training.losses import CLASS_WEIGHTINGS, LOSSES
 from covseg.training.optim import OPTIMIZERS, SCHEDULERS
 from covseg.training.recipes import get_recipe
@@ -157,8 +156,7 @@ class TrainConfig:
 
     def save(self, path: Path) -> None:
         """Write config.json atomically."""
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
-        atomic_write(Path(path), lambda temporary: temporary.write_text(text, encoding="utf-8"))
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

@@ -16,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 HEADLINE_METRICS = ("miou", "lesion_miou", "pixel_accuracy", "mean_lesion_dice")
 
@@ -86,13 +87,15 @@ class TrainingProgress:
             best=format_metric(best_miou),
         )
         if is_best or epoch % self.print_every == 0 or epoch == self.total_epochs:
-            marker = " [green](best)[/]" if is_best else ""
-            self.console.print(
+            line = Text(
                 f"epoch {epoch}/{self.total_epochs}  loss {record['train_loss']:.4f}  "
                 f"mIoU {format_metric(record.get('miou'))}  "
                 f"lesion mIoU {format_metric(record.get('lesion_miou'))}  "
-                f"{record['images_per_s']:.1f} img/s{marker}"
+                f"{record['images_per_s']:.1f} img/s"
             )
+            if is_best:
+                line.append(" (best)", style="green")
+            self.console.print(line)
 
 
 def results_table(summary: dict[str, Any]) -> Table:

@@ -13,17 +13,14 @@ from typing import Any
 
 import torch
 
-from covseg.checkpoint import model_from_checkpoint, read_json_object
+from covseg.checkpoint import model_from_checkpoint
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
 from covseg.data.split import Split
-
-RUN_CONFIG = "config.json"
-RUN_SPLIT = "split.json"
-BEST_CHECKPOINT = "best.pt"
-LAST_CHECKPOINT = "last.pt"
+from covseg.files import one_line
+from covseg.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, RUN_SPLIT, read_run_config
 
 
 @dataclass
@@ -68,11 +65,6 @@ def run_dir_of(checkpoint_path: Path) -> Path | None:
     return folder if (folder / RUN_CONFIG).is_file() else None
 
 
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """A run's config.json as a dict; one-line error when it is missing or not a JSON object."""
-    return read_json_object(Path(run_dir) / RUN_CONFIG, f"; {run_dir} is not a covseg run folder")
-
-
 def load_trained_model(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
     """Rebuild the trained model of a run folder (its best.pt) or of a checkpoint file, on ``device``.
 
@@ -90,8 +82,7 @@ def load_trained_model(path: Path, device: torch.device | str = "cpu") -> Traine
     except KeyError as error:
         raise CovsegError(f"{checkpoint_path} lacks the checkpoint field {error}") from None
     except RuntimeError as error:  # load_state_dict: missing, unexpected or mis-shaped weights
-        message = " ".join(str(error).split())[:200]
-        raise CovsegError(f"{checkpoint_path}: its weights do not fit its model: {message}") from None
+        raise CovsegError(f"{checkpoint_path}: its weights do not fit its model: {one_line(error)}") from None
     run_dir = run_dir_of(checkpoint_path)
     config = read_run_config(run_dir) if run_dir is not None else None
     num_classes = int(checkpoint["num_classes"])
