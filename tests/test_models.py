@@ -59,3 +59,25 @@ def test_each_builtin_name_is_spelled_out_once_in_its_plugin_module():
                         aliases.update({alias: name.value for alias in ast.literal_eval(keyword.value)})
     assert sorted(names) == sorted(MODEL_NAMES)
     assert aliases == ALIASES
+
+
+def test_an_old_checkpoint_under_the_studys_name_still_loads(tmp_path):
+    from covseg.checkpoint import save_checkpoint
+    from covseg.data.intensity import Normalisation
+    from covseg.evaluation.trained import load_trained_model
+
+    torch.manual_seed(3)
+    weights = create_model("deeplabv3-resnet50", num_classes=2).state_dict()
+    path = tmp_path / "best.pt"
+    save_checkpoint({"model_name": "deeplab-resnet50", "num_classes": 2, "in_channels": 3,
+                     "normalisation": Normalisation().to_dict(), "state_dict": weights}, path)
+    trained = load_trained_model(path)
+    assert trained.model_name == "deeplab-resnet50"
+    loaded = trained.model.state_dict()
+    assert all(torch.equal(loaded[key], weights[key]) for key in weights)
+
+
+def test_benchmark_models_accept_the_studys_names():
+    from covseg.benchmark.plan import parse_models
+
+    assert parse_models("unet,deeplab-resnet101") == ["unet", "deeplab-resnet101"]
