@@ -34,13 +34,8 @@ def test_the_studys_names_resolve_to_the_canonical_models(alias, name):
     provided = get_registry().get("model", alias)
     assert provided.entry.name == name
     assert provided.entry.aliases == (alias,)
+    assert provided.entry is get_registry().model(name), "the same entry, so the same factory"
     assert alias not in {entry.name for entry in get_registry().models()}, "an alias is not a second model"
-    torch.manual_seed(0)
-    by_alias = create_model(alias, num_classes=2).state_dict()
-    torch.manual_seed(0)
-    by_name = create_model(name, num_classes=2).state_dict()
-    assert by_alias.keys() == by_name.keys()
-    assert all(torch.equal(by_alias[key], by_name[key]) for key in by_name)
 
 
 def test_each_builtin_name_is_spelled_out_once_in_its_plugin_module():

@@ -4,6 +4,7 @@ listing without importing torch."""
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import logging
 import os
@@ -215,3 +216,37 @@ def test_trace_switch_writes_to_stderr_in_a_real_run():
     quiet = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
                            env={**os.environ, "COVSEG_TRACE_PLUGINS": "0"})
     assert quiet.stderr == ""
+
+
+# ---- the public surface -------------------------------------------------------------------------
+def _covseg_imports(path: Path) -> list[str]:
+    modules = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules.append(node.module)
+        elif isinstance(node, ast.Import):
+            modules.extend(alias.name for alias in node.names)
+    return [module for module in modules if module.split(".")[0] == "covseg"]
+
+
+@pytest.mark.parametrize("folder", [
+    "plugins_builtin/covseg_builtin/models",
+    "plugins_builtin/covseg_builtin/metrics",
+    "examples/covseg-plugin-example/src",
+])
+def test_plugins_import_only_the_public_surface(folder):
+    # covseg.plugins (and its submodules) is the whole plugin surface; the rest is internal.
+    files = sorted((REPO_ROOT / folder).rglob("*.py"))
+    assert files
+    for path in files:
+        for module in _covseg_imports(path):
+            assert module == "covseg.plugins" or module.startswith("covseg.plugins."), (path, module)
+
+
+def test_the_public_surface_exports_what_it_lists():
+    import covseg.plugins as surface
+
+    assert all(hasattr(surface, name) for name in surface.__all__)
+    assert {"hookimpl", "ModelEntry", "CLASS_NAMES", "check_known", "read_pixels", "read_volume"} <= set(
+        surface.__all__
+    )
