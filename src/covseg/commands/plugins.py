@@ -12,9 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from covseg.commands._common import console, user_errors, warn
+from covseg.core.calls import build_model
 from covseg.core.discovery import DISABLE_VARIABLE
 from covseg.core.errors import CovsegError
-from covseg.core.registry import KINDS, Provided, Registry, build_model, get_registry
+from covseg.core.registry import KINDS, Provided, Registry, get_registry
 from covseg.terminal import join, styled
 
 PARAMS_HELP = "Also count each model's parameters (builds each model on the meta device: slower)."

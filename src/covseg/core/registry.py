@@ -6,7 +6,7 @@ a hook that raises or returns something that is not an entry, are recorded as
 :class:`PluginFailure` (one line naming the package) while the other plugins keep working. Two
 plugins offering one name are a :class:`Conflict`: listed, and refused only when that name is used,
 with the ``COVSEG_DISABLE_PLUGINS`` setting that resolves it. Calling into a plugin later (a model
-factory, a dataset loader) goes through :func:`plugin_call`, which turns its faults into one
+factory, a dataset loader) goes through :mod:`covseg.core.calls`, which turns its faults into one
 :class:`~covseg.core.errors.CovsegError` naming the entry and its package.
 
 ``COVSEG_TRACE_PLUGINS=1`` logs plugin loading and every hook call (pluggy's hook-call monitoring)
@@ -15,21 +15,20 @@ to the ``covseg.plugins`` logger, on stderr unless logging is configured otherwi
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib.metadata
 import logging
-import os
-import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 import pluggy
 
 from covseg.core import hookspecs
+from covseg.core.calls import a_value as _a
+from covseg.core.calls import build_model, error_text
 from covseg.core.discovery import (
     DISABLE_VARIABLE,
     PluginSource,
@@ -39,13 +38,13 @@ from covseg.core.discovery import (
 )
 from covseg.core.entries import DatasetEntry, MetricEntry, ModelEntry
 from covseg.core.errors import CovsegError
-from covseg.files import describe_os_error, one_line
+from covseg.core.tracing import enable_tracing, trace_requested
+from covseg.files import one_line
 
 if TYPE_CHECKING:
     import torch
 
 EntryT = TypeVar("EntryT", ModelEntry, DatasetEntry, MetricEntry)
-TRACE_VARIABLE = "COVSEG_TRACE_PLUGINS"
 logger = logging.getLogger("covseg.plugins")
 
 
@@ -118,12 +117,6 @@ class Conflict:
     providers: tuple[Provided, ...]
 
 
-def trace_requested(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``$COVSEG_TRACE_PLUGINS`` asks for tracing (anything but empty, 0, false, no, off)."""
-    value = (os.environ if environ is None else environ).get(TRACE_VARIABLE, "")
-    return value.strip().lower() not in ("", "0", "false", "no", "off")
-
-
 class Registry:
     """All plugins of the ``covseg`` entry-point group and what they offer.
 
@@ -147,7 +140,7 @@ class Registry:
         self._registered: list[tuple[object, PluginInfo]] = []
         self._provided: dict[str, list[Provided]] = {}
         if trace_requested() if trace is None else trace:
-            _enable_tracing(self.manager)
+            enable_tracing(self.manager)
         if entry_points is None:
             sources = installed_sources()
         else:
@@ -189,7 +182,7 @@ class Registry:
         self._provided.clear()
 
     def _fail(self, name: str, package: str, version: str, error: BaseException, stage: str) -> None:
-        failure = PluginFailure(name, package, version, _error_text(error), stage)
+        failure = PluginFailure(name, package, version, error_text(error), stage)
         logger.debug("%s", failure.line())
         self.failures.append(failure)
 
@@ -319,111 +312,12 @@ def _entries_of(returned: object, spec: _Kind) -> tuple[list, str]:
     return entries, f"returned {len(wrong)} item(s) that are not {expected}, e.g. {_a(wrong[0])}"
 
 
-def _a(value: object) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
-
-
-def _enable_tracing(manager: pluggy.PluginManager) -> None:
-    """Log every hook call with the plugins it reaches and what they returned (pluggy monitoring).
-
-    Where logging is not configured, the ``covseg.plugins`` logger gets a handler on stderr.
-    """
-    if logger.getEffectiveLevel() > logging.DEBUG:
-        logger.setLevel(logging.DEBUG)
-    if not logger.hasHandlers():
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        logger.addHandler(handler)
-
-    def before(hook_name: str, hook_impls: list, kwargs: Mapping[str, Any]) -> None:
-        plugins = ", ".join(impl.plugin_name for impl in hook_impls) or "no plugin"
-        logger.debug("calling %s on %s", hook_name, plugins)
-
-    def after(outcome: pluggy.Result, hook_name: str, hook_impls: list, kwargs: Mapping[str, Any]) -> None:
-        plugins = ", ".join(impl.plugin_name for impl in hook_impls) or "no plugin"
-        if outcome.exception is not None:
-            logger.debug("%s on %s raised %s", hook_name, plugins, one_line(outcome.exception))
-            return
-        names = [getattr(entry, "name", type(entry).__name__) for result in outcome.get_result()
-                 for entry in (result if isinstance(result, (list, tuple)) else [result])]
-        logger.debug("%s on %s returned %s", hook_name, plugins, ", ".join(map(str, names)) or "nothing")
-
-    manager.add_hookcall_monitoring(before, after)
 
 
 @cache
 def get_registry() -> Registry:
     """The process-wide registry of installed plugins, loaded once on first use."""
     return Registry()
-
-
-@contextlib.contextmanager
-def plugin_call(provided: Provided, action: str) -> Iterator[None]:
-    """Run a plugin's function (a factory, a loader): its faults become one line naming the entry
-    and its package, e.g. ``model 'x' (covseg-x 1.0) failed to build: RuntimeError: ...``.
-
-    CovsegError (already a one-line message), MemoryError and KeyboardInterrupt pass unchanged.
-    """
-    try:
-        yield
-    except (CovsegError, MemoryError, KeyboardInterrupt):
-        raise
-    except (Exception, SystemExit) as error:
-        raise CovsegError(f"{_named(provided)} failed {action}: {_error_text(error)}") from error
-
-
-def _named(provided: Provided) -> str:
-    plugin = provided.plugin
-    return f"{provided.kind} '{provided.entry.name}' ({f'{plugin.package} {plugin.version}'.strip()})"
-
-
-def _error_text(error: BaseException) -> str:
-    if isinstance(error, SystemExit):
-        return f"called sys.exit({error.code!r})"
-    if isinstance(error, OSError):
-        return describe_os_error(error, action="use")  # names the file the system named
-    return one_line(error)
-
-
-def build_model(
-    provided: Provided[ModelEntry], num_classes: int = 4, in_channels: int = 3, pretrained: bool = False
-) -> torch.nn.Module:
-    """Call a model entry's factory, guarded: a factory that raises, or returns something that is not
-    a ``torch.nn.Module``, is one CovsegError naming the model and its package. The module's first
-    eager forward is checked too: logits must be a tensor (N, num_classes, H, W) for input
-    (N, in_channels, H, W), else CovsegError, naming the model and package again.
-    """
-    import torch
-
-    with plugin_call(provided, "to build"):
-        factory = provided.entry.factory
-        model = factory(num_classes=num_classes, in_channels=in_channels, pretrained=pretrained)
-    if not isinstance(model, torch.nn.Module):
-        raise CovsegError(f"{_named(provided)}: its factory returned {_a(model)}, not a torch.nn.Module")
-    _check_first_forward(model, provided, num_classes)
-    return model
-
-
-def _check_first_forward(model: torch.nn.Module, provided: Provided, num_classes: int) -> None:
-    """Check the logits of the first eager forward, then remove the check (no cost afterwards)."""
-    import torch
-
-    def check(module: torch.nn.Module, args: tuple, output: object) -> None:
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
-            return  # checked on the first plain call instead; tracers must not see Python checks
-        if not args or not isinstance(args[0], torch.Tensor) or args[0].ndim != 4:
-            return
-        inputs = args[0]
-        expected = (inputs.shape[0], num_classes, *inputs.shape[2:])
-        if not isinstance(output, torch.Tensor):
-            raise CovsegError(f"{_named(provided)} returned {_a(output)}, not a logits tensor "
-                              f"(N, num_classes, H, W) = {expected}")
-        if tuple(output.shape) != expected:
-            raise CovsegError(f"{_named(provided)} returned logits of shape {tuple(output.shape)} for "
-                              f"input {tuple(inputs.shape)}; expected (N, num_classes, H, W) = {expected}")
-        handle.remove()
-
-    handle = model.register_forward_hook(check)
 
 
 def create_model(

@@ -9,7 +9,8 @@ import numpy as np
 
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
-from covseg.core.registry import get_registry, plugin_call
+from covseg.core.calls import plugin_call
+from covseg.core.registry import get_registry
 from covseg.data.labels import NUM_CLASSES
 from covseg.data.nifti import is_nifti
 
