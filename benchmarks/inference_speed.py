@@ -9,7 +9,7 @@ benchmark input beside the float32 noise floor (PyTorch fp32 vs the same network
 deep untrained ResNets are ill-conditioned, and there onnxruntime's logits are no further from the
 float64 result than PyTorch's own.
 
-    python benchmarks/inference_speed.py --size 64 --models unet,deeplab-resnet101
+    python benchmarks/inference_speed.py --size 64 --models unet,deeplabv3-resnet101
     python benchmarks/inference_speed.py --device cuda --size 512 --batch 8   # on a GPU machine
 """
 
@@ -35,7 +35,7 @@ from covseg.terminal import SafeConsole
 console = SafeConsole(width=160)  # the table is wide; keep it whole when piped to a file
 DEFAULT_MODELS = (
     "unet,deeplabv3plus-resnet101,deeplabv3plus-xception,fcn-resnet50,fcn-resnet101,"
-    "deeplab-resnet50,deeplab-resnet101"
+    "deeplabv3-resnet50,deeplabv3-resnet101"
 )
 
 

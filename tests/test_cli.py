@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from covseg import __version__
 from covseg.cli import app
+from tests.fake_plugins import write_distribution
 from tests.test_models import MODEL_NAMES
 
 runner = CliRunner()
@@ -24,22 +24,56 @@ def test_version():
     assert result.stdout.strip() == f"covseg {__version__}"
 
 
-def test_models_lists_the_seven_with_family_and_size():
-    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+def _model_rows(stdout: str) -> dict[str, tuple[str, str]]:
+    """`covseg models` by model name: (the model cell's text, the description cell's text); rows
+    are separated by blank lines, the second column starts where its heading does."""
+    lines = stdout.splitlines()
+    column = next(line for line in lines if line.lstrip().startswith("model ")).index("description")
+    rows: dict[str, tuple[str, str]] = {}
+    cells: list[list[str]] = []
+    for line in [*lines, ""]:
+        if not line.strip() or "─" in line:
+            if cells:
+                left = " ".join(" ".join(text for text, _ in cells).split())
+                rows[left.split()[0]] = (left, " ".join(" ".join(text for _, text in cells).split()))
+            cells = []
+        elif not line.lstrip().startswith("model "):
+            cells.append((line[:column], line[column:]))
+    return rows
+
+
+def test_models_lists_name_aliases_family_and_provider_at_80_columns():
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 3}
-    for name in MODEL_NAMES:
-        assert name in rows, f"{name} missing from `covseg models`"
-    cells = [cell.strip() for cell in rows["fcn-resnet50"].split("│")]
-    assert cells[2] == "fcn" and cells[3] == "32.9" and cells[4] == "covseg"
-    assert [cell.strip() for cell in rows["unet"].split("│")][3] == "31.0"
+    assert max(len(line.rstrip()) for line in result.stdout.splitlines()) <= 80
+    rows = _model_rows(result.stdout)
+    assert set(MODEL_NAMES) <= set(rows)
+    model, description = rows["deeplabv3-resnet50"]
+    assert model == "deeplabv3-resnet50 alias deeplab-resnet50 family deeplabv3"
+    assert description == ("DeepLab V3 (torchvision) on a dilated ResNet-50 backbone, ASPP, output stride 8. "
+                           "covseg_builtin.models.torchvision_segmentation (covseg)")
+    assert rows["unet"][0] == "unet family unet"
+    assert "params" not in result.stdout  # nothing is built unless asked
+    assert result.stderr == ""
+
+
+def test_models_params_counts_each_model_on_the_meta_device():
+    result = runner.invoke(app, ["models", "--params"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    rows = _model_rows(result.stdout)
+    assert rows["fcn-resnet50"][0] == "fcn-resnet50 family fcn 32.9 M params"
+    assert rows["unet"][0] == "unet family unet 31.0 M params"
 
 
 def test_plugins_lists_the_builtin_plugins_with_versions():
-    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    assert "covseg_builtin.models.deeplabv3plus" in result.stdout
-    assert f"│ {__version__}" in result.stdout
+    assert max(len(line.rstrip()) for line in result.stdout.splitlines()) <= 80
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    row = lines.index("torchvision-segmentation covseg_builtin.models.torchvision_segmentation")
+    assert lines[row + 1] == f"covseg {__version__} models: deeplabv3-resnet101, deeplabv3-resnet50,"
+    assert lines[row + 2] == "fcn-resnet101, fcn-resnet50"
+    assert "segmentation covseg_builtin.metrics.segmentation" in lines
 
 
 def test_installed_command_runs_as_a_subprocess():
@@ -53,24 +87,22 @@ def test_installed_command_runs_as_a_subprocess():
 
 def test_a_plugin_that_fails_to_import_does_not_take_the_cli_down(tmp_path):
     # A real installed distribution (a .dist-info on sys.path) whose entry point cannot import.
-    dist_info = tmp_path / "covseg_broken-0.3.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: covseg-broken\nVersion: 0.3\n")
-    (dist_info / "entry_points.txt").write_text("[covseg]\nbroken = covseg_broken_plugin\n")
-    (tmp_path / "covseg_broken_plugin.py").write_text(
-        textwrap.dedent("""
-            import a_module_that_is_not_installed
-        """)
-    )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "250"}
+    write_distribution(tmp_path, "covseg-broken", "0.3",
+                       {"covseg_broken_plugin": "import a_module_that_is_not_installed\n"},
+                       {"broken": "covseg_broken_plugin"})
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "100"}
+    line = ("warning: plugin broken (covseg-broken 0.3) failed at import: ModuleNotFoundError: No module "
+            "named 'a_module_that_is_not_installed'")
 
     models = subprocess.run([COVSEG, "models"], capture_output=True, text=True, env=env, check=False)
     assert models.returncode == 0, models.stderr
     assert all(name in models.stdout for name in MODEL_NAMES)
-    assert "1 plugin(s) failed to load: broken (covseg-broken)" in " ".join(models.stderr.split())
+    assert models.stderr.splitlines() == [line]
 
     plugins = subprocess.run([COVSEG, "plugins"], capture_output=True, text=True, env=env, check=False)
     assert plugins.returncode == 0, plugins.stderr
-    failure_row = next(line for line in plugins.stdout.splitlines() if "covseg-broken" in line)
-    assert "0.3" in failure_row
-    assert "ModuleNotFoundError" in failure_row and "a_module_that_is_not_installed" in failure_row
+    lines = plugins.stdout.splitlines()
+    failure = next(index for index, text in enumerate(lines) if text.startswith(" broken "))
+    assert "failed at import: ModuleNotFoundError" in lines[failure]
+    assert "covseg-broken 0.3" in lines[failure + 1]
+    assert plugins.stderr.splitlines() == [line]

@@ -33,9 +33,19 @@ def installed_example():
 
 def test_models_lists_the_plugin_model_with_its_package(installed_example):
     result = subprocess.run([COVSEG, "models"], capture_output=True, text=True, check=True,
-                            env={**os.environ, "COLUMNS": "250"})
-    row = next(line for line in result.stdout.splitlines() if "unet-lite" in line)
-    assert "covseg-unet-lite" in row and "covseg_unet_lite.plugin" in row
+                            env={**os.environ, "COLUMNS": "120"})
+    lines = result.stdout.splitlines()
+    row = next(index for index, line in enumerate(lines) if line.split()[:1] == ["unet-lite"])
+    assert "Two-level UNet, 16-64 channels (example plugin)." in lines[row]
+    assert "family unet" in lines[row + 1]
+    assert "covseg_unet_lite.plugin (covseg-unet-lite)" in lines[row + 1]
+    assert result.stderr == ""
+
+
+def test_the_plugin_module_imports_no_torch(installed_example):
+    script = "import sys, covseg_unet_lite.plugin; print(sorted({'torch', 'timm'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_plugin_model_runs_forward_backward_and_an_optimizer_step(installed_example):

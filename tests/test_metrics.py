@@ -135,7 +135,7 @@ def test_builtin_metrics_are_registered_through_the_entry_point():
     builtin = {"miou", "lesion_miou", "pixel_accuracy", "iou", "dice", "mean_lesion_dice"}
     assert builtin <= set(provided)
     for name in builtin:
-        assert provided[name].plugin.name == "segmentation-metrics"
+        assert provided[name].plugin.name == "segmentation"
         assert provided[name].plugin.module == "covseg_builtin.metrics.segmentation"
         assert provided[name].plugin.package == "covseg"
 

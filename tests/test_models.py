@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,9 +16,11 @@ MODEL_NAMES = [
     "deeplabv3plus-xception",
     "fcn-resnet50",
     "fcn-resnet101",
-    "deeplab-resnet50",
-    "deeplab-resnet101",
+    "deeplabv3-resnet50",
+    "deeplabv3-resnet101",
 ]
+ALIASES = {"deeplab-resnet50": "deeplabv3-resnet50", "deeplab-resnet101": "deeplabv3-resnet101"}
+"""The reference study's names, kept as aliases of the canonical ones."""
 ODD_SIZES = [(97, 131), (33, 50)]  # not divisible by 32; the second near the 32-pixel minimum
 
 
@@ -24,46 +29,50 @@ def test_the_seven_models_are_registered():
     assert set(MODEL_NAMES) <= names
 
 
-@pytest.fixture(scope="module", params=MODEL_NAMES)
-def model_and_name(request):
-    torch.manual_seed(0)
-    return create_model(request.param, num_classes=4), request.param
+@pytest.mark.parametrize(("alias", "name"), ALIASES.items())
+def test_the_studys_names_resolve_to_the_canonical_models(alias, name):
+    provided = get_registry().get("model", alias)
+    assert provided.entry.name == name
+    assert provided.entry.aliases == (alias,)
+    assert provided.entry is get_registry().model(name), "the same entry, so the same factory"
+    assert alias not in {entry.name for entry in get_registry().models()}, "an alias is not a second model"
 
 
-def test_shape_contract_in_eval_mode_at_odd_sizes_batch_one_and_two(model_and_name):
-    model, _ = model_and_name
-    model.eval()
-    with torch.no_grad():
-        for height, width in ODD_SIZES:
-            inputs = torch.randn(2, 3, height, width)
-            both = model(inputs)
-            first = model(inputs[:1])
-            assert isinstance(both, torch.Tensor)
-            assert both.shape == (2, 4, height, width)
-            assert first.shape == (1, 4, height, width)
-            assert torch.isfinite(both).all()
-            # Eval mode: a sample's logits do not depend on what else is in the batch (up to
-            # float rounding, which grows with the logits of untrained deep networks).
-            scale = float(both.abs().max())
-            torch.testing.assert_close(first, both[:1], rtol=1e-3, atol=1e-3 * scale)
+def test_each_builtin_name_is_spelled_out_once_in_its_plugin_module():
+    # `grep NAME plugins_builtin` finds the entry: every ModelEntry names its model and aliases as
+    # string literals, none is built from pieces, and each is said once.
+    root = Path(__file__).resolve().parents[1] / "plugins_builtin" / "covseg_builtin" / "models"
+    names, aliases = [], {}
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ModelEntry":
+                name = node.args[0]
+                assert isinstance(name, ast.Constant), f"{path.name}:{node.lineno}: name is not a literal"
+                names.append(name.value)
+                for keyword in node.keywords:
+                    if keyword.arg == "aliases":
+                        aliases.update({alias: name.value for alias in ast.literal_eval(keyword.value)})
+    assert sorted(names) == sorted(MODEL_NAMES)
+    assert aliases == ALIASES
 
 
-def test_backward_pass_reaches_every_trainable_parameter(model_and_name):
-    model, name = model_and_name
-    model.train()
-    height, width = ODD_SIZES[1]
-    logits = model(torch.randn(2, 3, height, width))
-    assert logits.shape == (2, 4, height, width)
-    target = torch.randint(0, 4, (2, height, width))
-    torch.nn.functional.cross_entropy(logits, target).backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert not missing, f"{name}: no gradient for {missing[:5]}"
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    model.zero_grad(set_to_none=True)
+def test_an_old_checkpoint_under_the_studys_name_still_loads(tmp_path):
+    from covseg.checkpoint import save_checkpoint
+    from covseg.data.intensity import Normalisation
+    from covseg.evaluation.trained import load_trained_model
+
+    torch.manual_seed(3)
+    weights = create_model("deeplabv3-resnet50", num_classes=2).state_dict()
+    path = tmp_path / "best.pt"
+    save_checkpoint({"model_name": "deeplab-resnet50", "num_classes": 2, "in_channels": 3,
+                     "normalisation": Normalisation().to_dict(), "state_dict": weights}, path)
+    trained = load_trained_model(path)
+    assert trained.model_name == "deeplab-resnet50"
+    loaded = trained.model.state_dict()
+    assert all(torch.equal(loaded[key], weights[key]) for key in weights)
 
 
-@pytest.mark.parametrize("name", ["unet", "fcn-resnet50", "deeplabv3plus-resnet101"])
-def test_other_class_and_channel_counts(name):
-    model = create_model(name, num_classes=2, in_channels=1).eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 1, 48, 64)).shape == (1, 2, 48, 64)
+def test_benchmark_models_accept_the_studys_names():
+    from covseg.benchmark.plan import parse_models
+
+    assert parse_models("unet,deeplab-resnet101") == ["unet", "deeplab-resnet101"]

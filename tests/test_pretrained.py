@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import pickle
 import threading
 import time
 from pathlib import Path
@@ -86,13 +87,42 @@ def test_torchvision_backbone_weights_download_from_local_server(offline_hub, we
     url, state = weights_server
     monkeypatch.setattr(ResNet50_Weights.IMAGENET1K_V1.value, "url", url)
 
-    model = create_model("deeplab-resnet50", pretrained=True)
+    model = create_model("deeplabv3-resnet50", pretrained=True)
 
     backbone = model.model.backbone
     torch.testing.assert_close(backbone.conv1.weight, state["conv1.weight"])
     torch.testing.assert_close(backbone.layer3[0].conv2.weight, state["layer3.0.conv2.weight"])
     cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
     assert cached.is_file(), "torchvision's loader keeps the download in the user's cache"
+
+
+class _RunsCode:
+    """Unpickling this calls open(marker, "w"): a stand-in for any code a crafted file could run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_crafted_pickle_in_torchs_cache_is_refused_without_running(offline_hub):
+    marker = offline_hub / "code-ran"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet50_Weights.IMAGENET1K_V1.url).name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(pickle.dumps(_RunsCode(marker), protocol=2))
+    pickle.loads(cached.read_bytes()).close()  # the file does run code when unpickled ...
+    assert marker.exists()
+    marker.unlink()
+
+    with pytest.raises(CovsegError) as raised:  # ... and covseg does not unpickle it
+        create_model("fcn-resnet50", pretrained=True)
+
+    assert str(raised.value) == (
+        f"refusing {cached}: it is not a plain weights file (loading it would run code); "
+        "delete it to download it again, or train without --pretrained"
+    )
+    assert not marker.exists()
 
 
 def test_models_without_pretrained_weights_say_so():

@@ -1,2 +1,4 @@
-"""covseg's built-in plugins. Each module is registered through the ``covseg`` entry-point group
-in covseg's pyproject.toml, exactly as a third-party plugin registers itself."""
+"""covseg's built-in plugins, written as a third party writes one: they import only
+:mod:`covseg.plugins`, and each plugin module is announced in the ``covseg`` entry-point group of
+covseg's pyproject.toml (the one list of them). A source checkout run without installed metadata
+finds the same modules by walking this package (:mod:`covseg.core.discovery`)."""

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covseg import CLASS_NAMES
-from covseg.plugins import MetricEntry, hookimpl
+from covseg.plugins import CLASS_NAMES, MetricEntry, hookimpl
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:

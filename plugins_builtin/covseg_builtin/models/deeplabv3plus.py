@@ -1,53 +1,23 @@
-"""DeepLab V3+ (Chen et al., 2018) on timm encoders, output stride 16.
-
-The encoder's stride-16 features go through ASPP (torchvision's), are up-sampled to the stride-4
-low-level features, joined with them after a 1x1 reduction to 48 channels, refined by two 3x3
-convolutions, classified and up-sampled to the input size.
-"""
+"""Plugin: DeepLab V3+ on timm encoders (network in networks/deeplabv3plus.py, imported when built)."""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torchvision.models.segmentation.deeplabv3 import ASPP
+from functools import partial
+from typing import TYPE_CHECKING
 
 from covseg.plugins import ModelEntry, hookimpl
-from covseg.plugins.layers import ConvBNReLU, resize_to
-from covseg.plugins.pretrained import create_timm_model
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
-class DeepLabV3Plus(nn.Module):
-    def __init__(self, encoder: nn.Module, num_classes: int, aspp_rates: tuple[int, int, int] = (6, 12, 18)):
-        super().__init__()
-        self.encoder = encoder
-        low_channels, high_channels = encoder.feature_info.channels()
-        self.aspp = ASPP(high_channels, list(aspp_rates), out_channels=256)
-        self.low_level = ConvBNReLU(low_channels, 48, kernel_size=1)
-        self.decoder = nn.Sequential(ConvBNReLU(256 + 48, 256), ConvBNReLU(256, 256))
-        self.classifier = nn.Conv2d(256, num_classes, kernel_size=1)
+def build_deeplabv3plus(
+    encoder_name: str, num_classes: int = 4, in_channels: int = 3, pretrained: bool = False
+) -> nn.Module:
+    """DeepLab V3+ on the timm encoder ``encoder_name`` (``resnet101``, ``xception65``)."""
+    from covseg_builtin.models.networks.deeplabv3plus import deeplabv3plus
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low, high = self.encoder(x)
-        low = self.low_level(low)
-        high = resize_to(self.aspp(high), low)
-        logits = self.classifier(self.decoder(torch.cat([high, low], dim=1)))
-        return resize_to(logits, x)
-
-
-def _factory(timm_name: str):
-    def build(num_classes: int = 4, in_channels: int = 3, pretrained: bool = False) -> nn.Module:
-        # out_indices (1, 4): the stride-4 low-level features and the last (stride-16) stage.
-        encoder = create_timm_model(
-            timm_name,
-            pretrained=pretrained,
-            features_only=True,
-            out_indices=(1, 4),
-            output_stride=16,
-            in_chans=in_channels,
-        )
-        return DeepLabV3Plus(encoder, num_classes)
-
-    return build
+    return deeplabv3plus(encoder_name, num_classes, in_channels, pretrained)
 
 
 @hookimpl
@@ -55,14 +25,14 @@ def covseg_models() -> list[ModelEntry]:
     return [
         ModelEntry(
             "deeplabv3plus-resnet101",
-            _factory("resnet101"),
+            partial(build_deeplabv3plus, "resnet101"),
             "DeepLab V3+ on a ResNet-101 encoder (timm), ASPP, low-level skip, output stride 16.",
-            "deeplabv3plus",
+            family="deeplabv3plus",
         ),
         ModelEntry(
             "deeplabv3plus-xception",
-            _factory("xception65"),
+            partial(build_deeplabv3plus, "xception65"),
             "DeepLab V3+ on aligned Xception-65 (timm), as in the paper, output stride 16.",
-            "deeplabv3plus",
+            family="deeplabv3plus",
         ),
     ]

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from covseg import CLASS_NAMES
 from covseg.commands._common import console, error_console, user_errors, warn
+from covseg.commands.plugins import warn_plugin_problems
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
@@ -37,6 +38,7 @@ def list_datasets() -> None:
         needs_path = "yes" if entry.needs_path else "no"
         table.add_row(entry.name, needs_path, provided.plugin.module, entry.description)
     console.print(table)
+    warn_plugin_problems()
 
 
 @app.command("info")

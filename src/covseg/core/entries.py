@@ -6,6 +6,7 @@ These records are the whole contract between covseg and a plugin. The hook speci
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,22 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+# What users type: --models splits on commas and COVSEG_DISABLE_PLUGINS too, run folders are named
+# after models, and terminals show names as they are; so no spaces, commas, slashes or markup.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def _check_name(kind: str, name: object) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"{kind} name {name!r} is not a name: use letters, digits and . _ + - (e.g. 'unet-lite')"
+        )
+
+
+def _check_callable(kind: str, name: str, field_name: str, value: object) -> None:
+    if not callable(value):
+        raise TypeError(f"{kind} '{name}': {field_name} is a {type(value).__name__}, not a function")
 
 
 class ModelFactory(Protocol):
@@ -30,13 +47,37 @@ class ModelEntry:
 
     ``factory(num_classes, in_channels, pretrained)`` returns a ``torch.nn.Module`` whose forward
     takes a float tensor (N, in_channels, H, W) of any H, W >= 32 and returns logits
-    (N, num_classes, H, W). ``pretrained=True`` loads ImageNet weights for the backbone.
+    (N, num_classes, H, W). ``pretrained=True`` loads ImageNet weights for the backbone. The
+    factory imports torch and the network code itself: listing models must not import them.
+
+    ``aliases`` are further names that resolve to this model everywhere a model name is accepted
+    (older names, so that old runs and scripts keep working); ``covseg models`` lists them.
+
+    Raises ``ValueError``/``TypeError`` for a name that is not a name or a factory that is not
+    callable.
     """
 
     name: str
     factory: ModelFactory
     description: str
     family: str
+    aliases: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        _check_name("model", self.name)
+        _check_callable("model", self.name, "factory", self.factory)
+        if isinstance(self.aliases, str):
+            raise TypeError(f"model '{self.name}': aliases must be a tuple of names, not a string")
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        for alias in self.aliases:
+            _check_name("model alias", alias)
+        if self.name in self.aliases:
+            raise ValueError(f"model '{self.name}' lists its own name as an alias")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name and the aliases."""
+        return (self.name, *self.aliases)
 
 
 @dataclass
@@ -80,6 +121,14 @@ class DatasetEntry:
     description: str
     needs_path: bool = True
 
+    def __post_init__(self) -> None:
+        _check_name("dataset", self.name)
+        _check_callable("dataset", self.name, "load", self.load)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
+
 
 @dataclass(frozen=True)
 class MetricEntry:
@@ -95,6 +144,14 @@ class MetricEntry:
     description: str
     higher_is_better: bool = True
     tags: Sequence[str] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        _check_name("metric", self.name)
+        _check_callable("metric", self.name, "compute", self.compute)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
 
 
 Entry = ModelEntry | DatasetEntry | MetricEntry

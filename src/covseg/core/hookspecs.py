@@ -11,8 +11,17 @@ group of its package::
 After ``pip install``, covseg finds it: ``covseg plugins`` lists it and ``covseg models`` lists its
 models. covseg's own seven models, datasets and metrics are registered in exactly this way.
 
-Each hook returns a list of entries; a plugin implements only the hooks it needs. Names must be
-unique across all installed plugins: covseg refuses a name offered twice and names both packages.
+Import only :mod:`covseg.plugins` from covseg (the public plugin surface; the rest is internal),
+and nothing heavy at import time: covseg imports every plugin module at every start, also for
+``covseg models`` and ``covseg plugins``, which import no torch. Import torch, timm, torchvision,
+:mod:`covseg.plugins.layers` and your network code inside the factory or loader.
+
+Each hook returns a list of entries; a plugin implements only the hooks it needs. A plugin cannot
+take covseg down: a failing import (``sys.exit`` included), a hook that raises or returns
+something else than entries, a factory or loader that raises, are each reported in one line naming
+the package, and the other plugins keep working. A name (or model alias) offered by two plugins is
+refused when used, naming both packages; ``COVSEG_DISABLE_PLUGINS=plugin,...`` disables one.
+``COVSEG_TRACE_PLUGINS=1`` logs every hook call.
 """
 
 from __future__ import annotations
@@ -34,16 +43,21 @@ def covseg_models() -> list[ModelEntry]:
 
     Each :class:`~covseg.plugins.ModelEntry` carries a ``name`` (lower case, dashes, what users
     type: ``covseg train NAME``), a ``factory(num_classes=4, in_channels=3, pretrained=False)``
-    that returns a ``torch.nn.Module``, a one-line ``description`` and a ``family``.
+    that returns a ``torch.nn.Module``, a one-line ``description``, a ``family`` and optional
+    ``aliases`` (older names that keep working). Spell each entry out, one ``ModelEntry`` per
+    name, so that ``grep NAME`` finds it.
 
     The module must take (N, in_channels, H, W) for any H, W >= 32, also sizes not divisible by 32,
-    and return logits (N, num_classes, H, W) as a plain tensor (not a dict). Build it lazily in the
-    factory: covseg calls this hook at every start, so it must be cheap and import nothing heavy
-    beyond torch. Example::
+    and return logits (N, num_classes, H, W) as a plain tensor (not a dict); covseg checks the
+    first forward. Build it in the factory: covseg calls this hook at every start, so the hook and
+    the plugin module must import nothing heavy (no torch, timm or torchvision at import time).
+    Example::
 
-        from covseg.plugins import ModelEntry, hookimpl
+        from covseg.plugins import CovsegError, ModelEntry, hookimpl
 
         def build_tiny(num_classes=4, in_channels=3, pretrained=False):
+            import torch  # here, not at the top: listing models must not import torch
+
             if pretrained:
                 raise CovsegError("tiny-net has no pretrained weights")
             return torch.nn.Conv2d(in_channels, num_classes, 3, padding=1)
@@ -64,7 +78,10 @@ def covseg_datasets() -> list[DatasetEntry]:
     Hounsfield units (``intensity="hu"``) or 8-bit (``intensity="uint8"``), with uint8 label masks
     0 background, 1 ground-glass, 2 consolidation, 3 effusion. covseg does the rest (intensity
     window, resizing, augmentation, split). Bad input raises
-    :class:`~covseg.plugins.CovsegError` with one line naming the file. Example::
+    :class:`~covseg.plugins.CovsegError` with one line naming the file; any other exception is
+    reported as a fault of the plugin, naming the dataset and package. ``covseg.plugins`` has the
+    readers (``read_pixels``, ``read_volume``, ...) and option helpers (``check_known``,
+    ``int_option``). Import nothing heavy at import time. Example::
 
         @hookimpl
         def covseg_datasets():
@@ -84,7 +101,8 @@ def covseg_metrics() -> list[MetricEntry]:
     Each :class:`~covseg.plugins.MetricEntry` carries a ``name``, a ``compute(confusion)`` function,
     a one-line ``description`` and ``higher_is_better``. ``confusion`` is a (C, C) integer array
     summed over the whole validation set, rows the true class, columns the prediction; ``compute``
-    returns a float, or a mapping of floats (reported as ``name/key``). Example::
+    returns a float, or a mapping of floats (reported as ``name/key``). Import nothing heavy at
+    import time. Example::
 
         @hookimpl
         def covseg_metrics():
@@ -93,3 +111,9 @@ def covseg_metrics() -> list[MetricEntry]:
         def effusion_recall(confusion):
             return float(confusion[3, 3] / max(confusion[3].sum(), 1))
     """
+
+
+HOOK_NAMES: tuple[str, ...] = tuple(
+    name for name, value in list(globals().items()) if hasattr(value, f"{PROJECT_NAME}_spec")
+)
+"""The hooks above, by name: what a plugin module defines."""

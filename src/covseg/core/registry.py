@@ -1,49 +1,99 @@
-"""Finds plugins through the ``covseg`` entry-point group and looks up their entries by name."""
+"""The registry: loads the plugins, collects their entries and looks them up by name.
+
+No plugin can take covseg down. Each plugin is imported on its own, each hook is called per plugin,
+and what they return is checked, so a plugin that fails to import (even by calling ``sys.exit``),
+a hook that raises or returns something that is not an entry, are recorded as
+:class:`PluginFailure` (one line naming the package) while the other plugins keep working. Two
+plugins offering one name are a :class:`Conflict`: listed, and refused only when that name is used,
+with the ``COVSEG_DISABLE_PLUGINS`` setting that resolves it. Calling into a plugin later (a model
+factory, a dataset loader) goes through :mod:`covseg.core.calls`, which turns its faults into one
+:class:`~covseg.core.errors.CovsegError` naming the entry and its package.
+
+``COVSEG_TRACE_PLUGINS=1`` logs plugin loading and every hook call (pluggy's hook-call monitoring)
+to the ``covseg.plugins`` logger, on stderr unless logging is configured otherwise.
+"""
 
 from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 import pluggy
 
 from covseg.core import hookspecs
+from covseg.core.calls import a_value as _a
+from covseg.core.calls import build_model, error_text
+from covseg.core.discovery import (
+    DISABLE_VARIABLE,
+    PluginSource,
+    disabled_names,
+    installed_sources,
+    matches,
+)
 from covseg.core.entries import DatasetEntry, MetricEntry, ModelEntry
 from covseg.core.errors import CovsegError
+from covseg.core.tracing import enable_tracing, trace_requested
 from covseg.files import one_line
 
+if TYPE_CHECKING:
+    import torch
+
 EntryT = TypeVar("EntryT", ModelEntry, DatasetEntry, MetricEntry)
+logger = logging.getLogger("covseg.plugins")
+
+
+class _Kind(NamedTuple):
+    hook: str
+    entry_type: type
+    listing: str
+
 
 # What each kind of entry is called for users, the hook that yields it, and the command listing it.
 _KINDS = {
-    "model": ("covseg_models", "covseg models"),
-    "dataset": ("covseg_datasets", "covseg data list"),
-    "metric": ("covseg_metrics", "covseg plugins"),
+    "model": _Kind("covseg_models", ModelEntry, "covseg models"),
+    "dataset": _Kind("covseg_datasets", DatasetEntry, "covseg data list"),
+    "metric": _Kind("covseg_metrics", MetricEntry, "covseg plugins"),
 }
+KINDS = tuple(_KINDS)
 
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """A loaded plugin: its entry-point name, module and the distribution that installed it."""
+    """A plugin: its entry-point name, module and the distribution that installed it."""
 
     name: str
     module: str
     package: str
     version: str
 
+    @property
+    def label(self) -> str:
+        """``name (package version)``, how messages name a plugin."""
+        return f"{self.name} ({f'{self.package} {self.version}'.strip()})"
+
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that could not be loaded or whose hook raised; the rest of covseg keeps working."""
+    """A plugin that could not be imported, or whose hook raised or returned something else than
+    entries; the rest of covseg keeps working. ``stage`` is ``import`` or the hook's name."""
 
     name: str
     package: str
     version: str
     error: str
+    stage: str = "import"
+
+    def line(self) -> str:
+        """The failure as one line: which plugin, of which package, where, and the error."""
+        where = "at import" if self.stage == "import" else f"in {self.stage}"
+        package = f"{self.package} {self.version}".strip()
+        return f"plugin {self.name} ({package}) failed {where}: {self.error}"
 
 
 @dataclass(frozen=True)
@@ -53,87 +103,179 @@ class Provided(Generic[EntryT]):
     entry: EntryT
     plugin: PluginInfo
 
+    @property
+    def kind(self) -> str:
+        return next(kind for kind, spec in _KINDS.items() if isinstance(self.entry, spec.entry_type))
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One name offered by more than one entry (names and model aliases share one name space)."""
+
+    kind: str
+    name: str
+    providers: tuple[Provided, ...]
+
 
 class Registry:
     """All plugins of the ``covseg`` entry-point group and what they offer.
 
-    pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails to import; covseg
-    loads entry points one by one instead so that one broken plugin cannot take the CLI down.
+    ``entry_points`` replaces the installed ones (tests: ``Registry(entry_points=[])`` starts
+    empty); ``disabled`` replaces ``$COVSEG_DISABLE_PLUGINS``; ``trace`` replaces
+    ``$COVSEG_TRACE_PLUGINS``.
     """
 
-    def __init__(self, entry_points: list[importlib.metadata.EntryPoint] | None = None) -> None:
+    def __init__(
+        self,
+        entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+        disabled: Iterable[str] | None = None,
+        trace: bool | None = None,
+    ) -> None:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.manager.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
         self.failures: list[PluginFailure] = []
-        self._info_by_plugin: dict[int, PluginInfo] = {}
-        self._entries: dict[str, dict[str, Provided]] = {}
+        self.disabled: list[PluginInfo] = []
+        self.unmatched_disabled: list[str] = []
+        self._registered: list[tuple[object, PluginInfo]] = []
+        self._provided: dict[str, list[Provided]] = {}
+        if trace_requested() if trace is None else trace:
+            enable_tracing(self.manager)
         if entry_points is None:
-            entry_points = list(importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP))
-        for entry_point in entry_points:
-            self._load(entry_point)
+            sources = installed_sources()
+        else:
+            sources = [PluginSource.from_entry_point(entry_point) for entry_point in entry_points]
+        disabled_items = disabled_names() if disabled is None else list(disabled)
+        for source in sources:
+            if any(matches(source, item) for item in disabled_items):
+                self.disabled.append(PluginInfo(source.name, source.module, source.package, source.version))
+                logger.debug("plugin %s (%s) disabled by %s", source.name, source.package, DISABLE_VARIABLE)
+                continue
+            self._load(source)
+        self.unmatched_disabled = [
+            item for item in disabled_items if not any(matches(source, item) for source in sources)
+        ]
 
-    def _load(self, entry_point: importlib.metadata.EntryPoint) -> None:
-        dist = entry_point.dist
-        package = dist.metadata["Name"] if dist else "?"
-        version = dist.version if dist else "?"
+    # ---- loading ------------------------------------------------------------------------------
+    def _load(self, source: PluginSource) -> None:
         try:
-            plugin = entry_point.load()
-            self.manager.register(plugin, name=f"{package}:{entry_point.name}")
-        except Exception as error:  # any import error must be isolated
-            self.failures.append(PluginFailure(entry_point.name, package, version, one_line(error)))
+            plugin = source.entry_point.load()
+        except (Exception, SystemExit) as error:  # any import fault, sys.exit included, is isolated
+            self._fail(source.name, source.package, source.version, error, "import")
             return
-        module = plugin.__name__ if isinstance(plugin, ModuleType) else entry_point.value
-        info = PluginInfo(entry_point.name, module, package, version)
-        self.plugins.append(info)
-        self._info_by_plugin[id(plugin)] = info
+        module = plugin.__name__ if isinstance(plugin, ModuleType) else source.module
+        self._add(plugin, PluginInfo(source.name, module, source.package, source.version))
 
     def register(self, plugin: object, name: str, package: str = "<local>") -> None:
         """Register a plugin object directly (tests and notebooks); it behaves like an entry point."""
-        self.manager.register(plugin, name=name)
-        info = PluginInfo(name, getattr(plugin, "__name__", name), package, "")
-        self.plugins.append(info)
-        self._info_by_plugin[id(plugin)] = info
-        self._entries.clear()
+        self._add(plugin, PluginInfo(name, getattr(plugin, "__name__", name), package, ""))
 
-    def _collect(self, kind: str) -> dict[str, Provided]:
-        if kind in self._entries:
-            return self._entries[kind]
-        hook_name, _ = _KINDS[kind]
-        found: dict[str, Provided] = {}
-        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-            info = self._info_by_plugin[id(impl.plugin)]
-            try:
-                entries = list(impl.function())
-            except Exception as error:  # a failing hook must not hide the others
-                self.failures.append(
-                    PluginFailure(info.name, info.package, info.version, one_line(error))
-                )
+    def _add(self, plugin: object, info: PluginInfo) -> None:
+        try:
+            self.manager.register(plugin, name=f"{info.package}:{info.name}")
+        except (Exception, SystemExit) as error:  # e.g. a hook with arguments no spec has
+            self._fail(info.name, info.package, info.version, error, "import")
+            return
+        logger.debug("loaded plugin %s from %s", info.label, info.module)
+        self.plugins.append(info)
+        self._registered.append((plugin, info))
+        self._provided.clear()
+
+    def _fail(self, name: str, package: str, version: str, error: BaseException, stage: str) -> None:
+        failure = PluginFailure(name, package, version, error_text(error), stage)
+        logger.debug("%s", failure.line())
+        self.failures.append(failure)
+
+    # ---- collecting entries -------------------------------------------------------------------
+    def _collect(self, kind: str) -> list[Provided]:
+        if kind in self._provided:
+            return self._provided[kind]
+        spec = _KINDS[kind]
+        found: list[Provided] = []
+        for plugin, info in self._registered:
+            implementations = getattr(self.manager.hook, spec.hook).get_hookimpls()
+            if not any(implementation.plugin is plugin for implementation in implementations):
                 continue
-            for entry in entries:
-                if entry.name in found:
-                    other = found[entry.name].plugin
-                    raise CovsegError(
-                        f"{kind} name '{entry.name}' is offered twice: by {other.package} "
-                        f"({other.module}) and by {info.package} ({info.module}); uninstall one"
-                    )
-                found[entry.name] = Provided(entry, info)
-        self._entries[kind] = dict(sorted(found.items()))
-        return self._entries[kind]
+            others = [other for other, _ in self._registered if other is not plugin]
+            try:
+                # Through pluggy (not impl.function()) so that its hook-call monitoring sees it.
+                results = self.manager.subset_hook_caller(spec.hook, remove_plugins=others)()
+            except (Exception, SystemExit) as error:  # a failing hook must not hide the others
+                self._fail(info.name, info.package, info.version, error, spec.hook)
+                continue
+            entries, problem = _entries_of(results[0] if results else None, spec)
+            if problem:
+                self.failures.append(PluginFailure(info.name, info.package, info.version, problem, spec.hook))
+            found.extend(Provided(entry, info) for entry in entries)
+        found.sort(key=lambda provided: (provided.entry.name, provided.plugin.package, provided.plugin.name))
+        self._provided[kind] = found
+        return found
 
     def provided(self, kind: str) -> list[Provided]:
-        """Every entry of a kind ("model", "dataset" or "metric") with its plugin, sorted by name."""
-        return list(self._collect(kind).values())
+        """Every entry of a kind ("model", "dataset" or "metric") with its plugin, sorted by name.
 
+        Entries whose name is in conflict are all listed; :meth:`conflicts` says which.
+        """
+        return list(self._collect(kind))
+
+    def _by_name(self, kind: str) -> dict[str, list[Provided]]:
+        names: dict[str, list[Provided]] = {}
+        for provided in self._collect(kind):
+            for name in provided.entry.names:
+                names.setdefault(name, []).append(provided)
+        return names
+
+    def conflicts(self, kind: str) -> list[Conflict]:
+        """Names of a kind that more than one entry offers (as a name or a model alias)."""
+        return [
+            Conflict(kind, name, tuple(providers))
+            for name, providers in sorted(self._by_name(kind).items())
+            if len(providers) > 1
+        ]
+
+    def conflict_message(self, conflict: Conflict) -> str:
+        """One line naming the plugins and packages that offer the name, and how to disable one."""
+        plugins = list(dict.fromkeys(provided.plugin for provided in conflict.providers))
+        if len(plugins) == 1:
+            offered = f"offered twice by {plugins[0].label}"
+        else:
+            offered = "offered by " + " and by ".join(plugin.label for plugin in plugins)
+        settings = " or ".join(f"{DISABLE_VARIABLE}={self.disable_key(plugin)}" for plugin in plugins)
+        return f"{conflict.kind} name '{conflict.name}' is {offered}; disable one with {settings}"
+
+    def disable_key(self, plugin: PluginInfo) -> str:
+        """What ``COVSEG_DISABLE_PLUGINS`` takes to disable this plugin and no other."""
+        same_name = [other for other in (*self.plugins, *self.disabled) if other.name == plugin.name]
+        return plugin.name if len(same_name) <= 1 else f"{plugin.package}:{plugin.name}"
+
+    def problems(self) -> list[str]:
+        """Every failure, name conflict and unmatched ``COVSEG_DISABLE_PLUGINS`` item, one line each."""
+        conflicts = [self.conflict_message(conflict) for kind in KINDS for conflict in self.conflicts(kind)]
+        unmatched = [
+            f"{DISABLE_VARIABLE} names '{item}', which is no installed plugin or package; "
+            "see `covseg plugins`"
+            for item in self.unmatched_disabled
+        ]
+        return [failure.line() for failure in self.failures] + conflicts + unmatched
+
+    # ---- looking up ---------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> Provided:
-        """Look up one entry by name; an unknown name raises with the close matches."""
-        entries = self._collect(kind)
-        if name in entries:
-            return entries[name]
-        _, listing_command = _KINDS[kind]
-        close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
+        """Look up one entry by name or alias.
+
+        Raises CovsegError for an unknown name (with the close matches) and for a name that two
+        plugins offer (naming both packages and the ``COVSEG_DISABLE_PLUGINS`` setting).
+        """
+        names = self._by_name(kind)
+        providers = names.get(name, [])
+        if len(providers) == 1:
+            return providers[0]
+        if providers:
+            raise CovsegError(self.conflict_message(Conflict(kind, name, tuple(providers))))
+        listing = _KINDS[kind].listing
+        close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise CovsegError(f"unknown {kind} '{name}'.{hint} See `{listing_command}` for all names.")
+        failed = f" ({len(self.failures)} plugin failure(s): see `covseg plugins`)" if self.failures else ""
+        raise CovsegError(f"unknown {kind} '{name}'.{hint} See `{listing}` for all names.{failed}")
 
     def model(self, name: str) -> ModelEntry:
         return self.get("model", name).entry
@@ -154,6 +296,24 @@ class Registry:
         return [provided.entry for provided in self.provided("metric")]
 
 
+def _entries_of(returned: object, spec: _Kind) -> tuple[list, str]:
+    """The entries a hook returned, and a one-line problem ("" if none) for what is not one."""
+    expected = spec.entry_type.__name__
+    if returned is None or isinstance(returned, (str, bytes, Mapping)) or not isinstance(returned, Iterable):
+        return [], f"returned {_a(returned)}, not a list of {expected}"
+    try:
+        items = list(returned)
+    except Exception as error:  # a generator that raises half-way
+        return [], f"raised {one_line(error)}"
+    entries = [item for item in items if isinstance(item, spec.entry_type)]
+    wrong = [item for item in items if not isinstance(item, spec.entry_type)]
+    if not wrong:
+        return entries, ""
+    return entries, f"returned {len(wrong)} item(s) that are not {expected}, e.g. {_a(wrong[0])}"
+
+
+
+
 @cache
 def get_registry() -> Registry:
     """The process-wide registry of installed plugins, loaded once on first use."""
@@ -162,7 +322,11 @@ def get_registry() -> Registry:
 
 def create_model(
     name: str, num_classes: int = 4, in_channels: int = 3, pretrained: bool = False
-):
-    """Build a registered model by name, like ``timm.create_model``: ``create_model("unet")``."""
-    entry = get_registry().model(name)
-    return entry.factory(num_classes=num_classes, in_channels=in_channels, pretrained=pretrained)
+) -> torch.nn.Module:
+    """Build a registered model by name or alias, like ``timm.create_model``: ``create_model("unet")``.
+
+    Returns a ``torch.nn.Module`` taking (N, in_channels, H, W) float input and returning logits
+    (N, num_classes, H, W). Raises CovsegError for an unknown or ambiguous name and for a plugin
+    fault (see :func:`build_model`).
+    """
+    return build_model(get_registry().get("model", name), num_classes, in_channels, pretrained)

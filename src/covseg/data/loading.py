@@ -9,6 +9,7 @@ import numpy as np
 
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
+from covseg.core.calls import plugin_call
 from covseg.core.registry import get_registry
 from covseg.data.labels import NUM_CLASSES
 from covseg.data.nifti import is_nifti
@@ -46,10 +47,12 @@ def load_slices(dataset: str | None, data: Path | None, options: Mapping[str, st
     0..3, unique ids) so that a third-party plugin's mistakes surface as one line here.
     """
     name = resolve_dataset(dataset, data)
-    entry = get_registry().dataset(name)
+    provided = get_registry().get("dataset", name)
+    entry = provided.entry
     if entry.needs_path and data is None:
         raise CovsegError(f"dataset {name} needs a path: --data PATH")
-    slices = entry.load(Path(data) if data is not None else None, dict(options or {}))
+    with plugin_call(provided, "to load"):  # a plugin's fault: one line naming dataset and package
+        slices = entry.load(Path(data) if data is not None else None, dict(options or {}))
     check_slices(slices, name)
     return slices
 

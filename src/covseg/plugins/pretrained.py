@@ -1,23 +1,30 @@
-"""Loading ImageNet backbone weights through timm's and torchvision's own loaders, failing fast.
+"""Loading ImageNet backbone weights (timm's loader; torch.hub for torchvision's files), failing fast.
 
 Weights come from the user's cache, from ``$COVSEG_WEIGHTS_DIR`` (a folder of files named after
 the timm model, e.g. ``resnet101.pth`` or ``resnet101.safetensors``), or are downloaded. Offline,
 both libraries retry for up to a minute; covseg checks the host first and fails in one line.
+
+No file is unpickled: timm loads with ``weights_only=True`` (or safetensors), and torchvision's
+weights are read here with ``torch.load(..., weights_only=True)`` rather than by torchvision's
+builders, which unpickle the cached file in full (a crafted file in the cache would run code).
+torch, timm and torchvision are imported inside the functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
-
-import torch
 
 from covseg.core.errors import CovsegError
 from covseg.files import one_line
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS_DIR_VARIABLE = "COVSEG_WEIGHTS_DIR"
 _HUB_HOST = "huggingface.co"
@@ -81,17 +88,46 @@ def _timm_weights_cached(timm_name: str) -> bool:
     )
 
 
-def load_torchvision_weights(weights_enum, build: Callable[[], T]) -> T:
-    """Run ``build`` that loads ``weights_enum`` through torchvision, with a one-line failure."""
-    url = urlparse(weights_enum.url)
+def load_torchvision_backbone(backbone: torch.nn.Module, weights_name: str) -> None:
+    """Load torchvision ImageNet weights into ``backbone``, without unpickling anything.
+
+    ``weights_name`` is a torchvision weights name (``"ResNet50_Weights.IMAGENET1K_V1"``); the file
+    comes from torch's hub cache (``$TORCH_HOME/hub/checkpoints``) or is downloaded there with
+    torchvision's hash check, then read with ``weights_only=True``. ``backbone`` may lack the
+    classifier (``fc.*``), as segmentation backbones do; every one of its own tensors must be in
+    the file. Raises CovsegError (one line) when the host is unreachable, the file is refused or
+    does not fit.
+    """
+    import torch
+    from torchvision.models import get_weight
+
+    weights = get_weight(weights_name)
+    url = urlparse(weights.url)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url.path).name
     port = url.port or (443 if url.scheme == "https" else 80)
     if not cached.is_file() and not _host_reachable(url.hostname or "", port):
         raise CovsegError(
-            f"cannot download ImageNet weights {weights_enum}: {url.hostname} is unreachable; "
+            f"cannot download ImageNet weights {weights_name}: {url.hostname} is unreachable; "
             f"put {cached.name} in {cached.parent} or train without --pretrained"
         )
-    return _load_or_explain(str(weights_enum), build)
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            weights.url, progress=True, check_hash=True, weights_only=True
+        )
+    except pickle.UnpicklingError:
+        raise CovsegError(
+            f"refusing {cached}: it is not a plain weights file (loading it would run code); "
+            "delete it to download it again, or train without --pretrained"
+        ) from None
+    except Exception as error:  # download, hash and file errors
+        raise CovsegError(f"cannot load ImageNet weights {weights_name}: {one_line(error)}") from None
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    unexpected = [key for key in unexpected if not key.startswith("fc.")]
+    if missing or unexpected:
+        raise CovsegError(
+            f"{cached} does not fit the backbone: {len(missing)} tensor(s) missing "
+            f"(e.g. {(missing or ['-'])[0]}), {len(unexpected)} unexpected (e.g. {(unexpected or ['-'])[0]})"
+        )
 
 
 def _load_or_explain(what: str, build: Callable[[], T]) -> T:

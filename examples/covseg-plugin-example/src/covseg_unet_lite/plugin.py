@@ -1,42 +1,34 @@
-"""The plugin module named by the entry point: one hook implementation, one model."""
+"""The plugin module named by the entry point: one hook implementation, one model.
+
+It imports only ``covseg.plugins`` and nothing heavy: covseg imports it at every start (also for
+``covseg models``). The network (torch) is imported by the factory, when the model is built.
+"""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from covseg.plugins import CovsegError, ModelEntry, hookimpl
-from covseg.plugins.layers import ConvBNReLU, resize_to
 
-
-class UNetLite(nn.Module):
-    """Two down-samplings, 16-32-64 channels: a UNet small enough for a laptop CPU."""
-
-    def __init__(self, num_classes: int, in_channels: int):
-        super().__init__()
-        self.encoder1 = nn.Sequential(ConvBNReLU(in_channels, 16), ConvBNReLU(16, 16))
-        self.encoder2 = nn.Sequential(nn.MaxPool2d(2), ConvBNReLU(16, 32), ConvBNReLU(32, 32))
-        self.bottom = nn.Sequential(nn.MaxPool2d(2), ConvBNReLU(32, 64), ConvBNReLU(64, 64))
-        self.decoder2 = nn.Sequential(ConvBNReLU(64 + 32, 32), ConvBNReLU(32, 32))
-        self.decoder1 = nn.Sequential(ConvBNReLU(32 + 16, 16), ConvBNReLU(16, 16))
-        self.head = nn.Conv2d(16, num_classes, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip1 = self.encoder1(x)
-        skip2 = self.encoder2(skip1)
-        x = self.bottom(skip2)
-        x = self.decoder2(torch.cat([resize_to(x, skip2), skip2], dim=1))
-        x = self.decoder1(torch.cat([resize_to(x, skip1), skip1], dim=1))
-        return self.head(x)
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def build_unet_lite(num_classes: int = 4, in_channels: int = 3, pretrained: bool = False) -> nn.Module:
     if pretrained:
         raise CovsegError("unet-lite has no pretrained weights; drop --pretrained")
+    from covseg_unet_lite.network import UNetLite
+
     return UNetLite(num_classes, in_channels)
 
 
 @hookimpl
 def covseg_models() -> list[ModelEntry]:
-    description = "Two-level UNet, 16-64 channels (example plugin)."
-    return [ModelEntry("unet-lite", build_unet_lite, description, family="unet")]
+    return [
+        ModelEntry(
+            "unet-lite",
+            build_unet_lite,
+            "Two-level UNet, 16-64 channels (example plugin).",
+            family="unet",
+        ),
+    ]
