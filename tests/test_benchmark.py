@@ -24,6 +24,7 @@ from covseg.benchmark import measure, runner
 from covseg.benchmark.plan import (
     BenchmarkSettings,
     Pair,
+    RunOptions,
     load_plan,
     make_pairs,
     parse_models,
@@ -275,13 +276,15 @@ def test_models_are_checked_against_the_registry():
 
 
 def test_a_benchmark_folder_keeps_its_settings(tmp_path):
-    settings = BenchmarkSettings.resolve(epochs=1, image_size=64)
+    settings = BenchmarkSettings.resolve({"epochs": 1, "image_size": 64})
     plan = prepare_plan(tmp_path, settings, make_pairs(["unet"], [0]))
     assert load_plan(tmp_path).settings == plan.settings and plan.settings.epochs == 1
     prepare_plan(tmp_path, settings, make_pairs(["fcn-resnet50"], [1]))
     assert load_plan(tmp_path).pairs == [Pair("unet", 0), Pair("fcn-resnet50", 1)]
     with pytest.raises(CovsegError, match=r"holds a benchmark run with --epochs 1, not 2; every pair must"):
-        prepare_plan(tmp_path, BenchmarkSettings.resolve(epochs=2, image_size=64), [])
+        prepare_plan(tmp_path, BenchmarkSettings.resolve({"epochs": 2, "image_size": 64}), [])
+    with pytest.raises(CovsegError, match=r"holds a benchmark run with --lr 0.001, not 0.002"):
+        prepare_plan(tmp_path, BenchmarkSettings.resolve({"epochs": 1, "image_size": 64, "lr": 0.002}), [])
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -290,9 +293,10 @@ def test_a_benchmark_folder_keeps_its_settings(tmp_path):
     (["--only-pair", "0", "--jobs", "2"], "--only-pair 0 runs one pair in this process; drop --jobs 2"),
     (["--jobs", "0"], "--jobs 0: must be at least 1"),
     (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
-    (["--epochs", "0"], "--epochs 0: must be at least 1"),
-    (["--checkpoint-every", "0", "--device", "cpu"], "--checkpoint-every 0: must be at least 1"),
-    (["--latency-size", "8", "--device", "cpu"], "--latency-size 8: must be 0 (no latency) or at least 32"),
+    (["--epochs", "0"], "--epochs 0: must be between 1 and 100000"),
+    (["--checkpoint-every", "0", "--device", "cpu"], "--checkpoint-every 0: must be between 1 and 100000"),
+    (["--latency-size", "8", "--device", "cpu"], "--latency-size 8: must be 0 (no latency) or between 32"),
+    (["--latency-size", "100000", "--device", "cpu"], "--latency-size 100000: must be 0 (no latency) or"),
     (["--models", "nope"], "--models: unknown model 'nope'"),
     (["--only-pair", "3", "--models", "unet"], "--only-pair 3: the plan has 1 pair(s)"),
     (["--recipe", "fast"], "--recipe fast: unknown recipe; choose one of reference, default"),
@@ -328,10 +332,10 @@ def test_cpu_jobs_share_the_cores(monkeypatch):
 
 
 def test_a_worker_that_dies_is_recorded_as_failed(tmp_path, monkeypatch):
-    plan = prepare_plan(tmp_path, BenchmarkSettings.resolve(epochs=1), make_pairs(["unet"], [0, 1]))
+    plan = prepare_plan(tmp_path, BenchmarkSettings.resolve({"epochs": 1}), make_pairs(["unet"], [0, 1]))
     monkeypatch.setattr(runner, "worker_command", lambda *args: [
         sys.executable, "-c", "print('out of memory, pretend'); import os; os._exit(3)"])
-    records = runner.run_pairs(plan, plan.pairs, jobs=2, options=runner.RunOptions(device="cpu"))
+    records = runner.run_pairs(plan, plan.pairs, jobs=2, options=RunOptions({"device": "cpu"}))
     for record in records:
         assert record.status == "failed"
         assert record.error == "worker process exited with code 3; last output: out of memory, pretend"
