@@ -38,6 +38,7 @@ from covseg.cli import app
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.plugins import ModelEntry, hookimpl
+from covseg.training.recipes import REFERENCE_STUDY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()
@@ -102,8 +103,8 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     tmp_path, test_models
 ):
     out = tmp_path / "bench"
-    args = ["benchmark", "--models", "unet,fcn-resnet50,broken-net", *tiny(64), "--latency-size", "32",
-            "--out", str(out)]
+    args = ["benchmark", "--models", "unet,fcn-resnet50,broken-net", *tiny(64), "--lr", "0.002",
+            "--no-pretrained", "--latency-size", "32", "--out", str(out)]
     first = cli.invoke(app, args)
     assert first.exit_code == 1, first.output  # the broken model fails; the report is still written
     for name in RESULT_FILES:
@@ -122,6 +123,7 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
         summary = summary_of(out, seed["run_dir"])
         config = json.loads((out / seed["run_dir"] / "config.json").read_text())
         assert config["split_file"] == split_file and config["epochs"] == 1 and config["image_size"] == 64
+        assert config["lr"] == 0.002 and config["sources"]["lr"] == "--lr"  # shared: reaches every pair
         row = table_row(markdown, model)
         for column in COLUMNS:
             if column.source == "measure":
@@ -137,14 +139,17 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
         assert row["ONNX CPU latency (ms)"] == f"{measured['latency_ms']:.1f}"
         assert row["Validation mIoU"] == f"{summary['best_metrics']['miou']:.4f}"
         assert row["Status"] == "done"
-        assert rows[model]["reference_miou"] == "0.70-0.72"
+        assert rows[model]["reference_miou"] == REFERENCE_STUDY["miou"]
     broken = by_model["broken-net"]
     assert broken["status"] == "failed" and broken["finished_seeds"] == []
     assert "factory exploded on purpose" in broken["errors"][0]
     assert "factory exploded on purpose" in table_row(markdown, "broken-net")["Status"]
     assert "factory exploded on purpose" in (out / "logs" / "broken-net-seed0.log").read_text()
-    reference = table_row(markdown, "reference study (theirs), each of the 7 models")
-    assert reference["Validation mIoU"] == "0.70-0.72" and reference["Validation accuracy"] == "~0.97"
+    reference = table_row(markdown, REFERENCE_STUDY["label"])
+    assert reference["Validation mIoU"] == REFERENCE_STUDY["miou"] == "0.70-0.72"
+    assert reference["Validation accuracy"] == REFERENCE_STUDY["pixel_accuracy"] == "~0.97"
+    assert results["settings"]["lr"] == 0.002 and results["settings_sources"]["lr"] == "--lr"
+    assert json.loads((out / "benchmark.json").read_text())["settings"]["lr"] == 0.002
     # Both finished runs trained on the one split of the benchmark.
     for model in ("unet", "fcn-resnet50"):
         run_split = json.loads((out / by_model[model]["per_seed"][0]["run_dir"] / "split.json").read_text())

@@ -188,7 +188,8 @@ class BenchmarkResults:
         """results.json: settings, the reference study's figures, per model mean/std and per-seed values."""
         return {
             "format": RESULTS_FORMAT,
-            "settings": self.settings.to_dict(),
+            "settings": dict(self.settings.values),
+            "settings_sources": dict(self.settings.sources),
             "split": self.split,
             "reference_study": REFERENCE_STUDY,
             "columns": {column.key: column.header for column in COLUMNS},

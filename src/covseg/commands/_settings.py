@@ -71,7 +71,7 @@ def _parameter(field: dataclasses.Field, info: Setting, hint: Any) -> inspect.Pa
     if kind is bool:
         declaration = f"{info.option}/--no-{info.option.removeprefix('--')}"
         annotation: Any = bool | None
-    elif kind is dict:
+    elif info.repeatable:
         declaration, annotation = info.option, list[str] | None  # --dataset-option KEY=VALUE, repeated
     else:
         declaration, annotation = info.option, str | None

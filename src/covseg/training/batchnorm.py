@@ -12,6 +12,8 @@ span the global batch.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 from collections.abc import Callable
 
@@ -31,30 +33,43 @@ def single_value_batch_norm(
     """The first batch-norm layer (its module name) that sees one value per channel when the model
     ``build()`` makes trains on ``batch`` x ``in_channels`` x ``height`` x ``width``, else None.
 
-    The model is built and run on the ``meta`` device. A model that cannot run there is probed on
-    the CPU instead, with its buffers and the RNG states restored afterwards.
+    The model is built and run on the ``meta`` device. A model that cannot be built or run there
+    (data-dependent code such as ``.item()``, weights put on a device explicitly) is probed where it
+    is, with its buffers, training modes and the RNG states restored afterwards.
     """
     shape = (batch, in_channels, height, width)
-    try:
-        with torch.device("meta"):
-            model = build()
-        return _probe(model, torch.empty(shape, device="meta"))
-    except _Found as found:
-        return found.layer
-    except Exception:  # a model with data-dependent code (e.g. .item()) cannot run on meta
-        pass
-    model = build()
-    saved = [buffer.clone() for buffer in model.buffers()]
+    model = None
+    with contextlib.suppress(Exception), torch.device("meta"):
+        model = build()
+    if model is not None and all(tensor.is_meta for tensor in itertools.chain(model.parameters(),
+                                                                               model.buffers())):
+        try:
+            return _probe(model, torch.empty(shape, device="meta"))
+        except _Found as found:
+            return found.layer
+        except Exception:  # e.g. .item() on a meta tensor: probe a real model below
+            model = None
+    return _probe_in_place(model if model is not None else build(), shape)
+
+
+def _probe_in_place(model: nn.Module, shape: tuple[int, ...]) -> str | None:
+    """:func:`_probe` on a real model, leaving its buffers, modes and the RNG states as they were."""
+    buffers = [buffer.clone() for buffer in model.buffers()]
+    modes = [(module, module.training) for module in model.modules()]
+    device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            return _probe(model, torch.zeros(shape))
+            return _probe(model, torch.zeros(shape, device=device))
     except _Found as found:
         return found.layer
     except Exception:  # the model fails for another reason; training will say why
         return None
     finally:
-        for buffer, value in zip(model.buffers(), saved, strict=True):
-            buffer.copy_(value)
+        with torch.no_grad():
+            for buffer, value in zip(model.buffers(), buffers, strict=True):
+                buffer.copy_(value)
+        for module, training in modes:
+            module.training = training
 
 
 def _probe(model: nn.Module, inputs: torch.Tensor) -> str | None:

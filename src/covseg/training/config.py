@@ -77,6 +77,10 @@ def _normalisation(value: Any) -> Any:
     return value
 
 
+def _show_windows(value: dict[str, Any]) -> str:
+    return ",".join(f"{level:g}:{width:g}" for level, width in value.get("windows", []))
+
+
 def _augmentation(value: Any) -> Any:
     """The preset ``reference`` (the study's rotation, flips and noise) or a recorded table."""
     from covseg.data.augment import AugmentationConfig
@@ -137,7 +141,7 @@ class TrainConfig:
         option="--data", panel=DATA, metavar="PATH", parse=_path, default_text="none",
         help="Data folder or file; the format is detected."))
     dataset_options: dict[str, str] = field(default_factory=dict, metadata=setting(
-        option="--dataset-option", panel=DATA, metavar="KEY=VALUE", parse=_dataset_options,
+        option="--dataset-option", panel=DATA, metavar="KEY=VALUE", parse=_dataset_options, repeatable=True,
         default_text="none", help="Dataset setting (repeatable), e.g. count=40."))
     recipe: str = field(default=DEFAULT_RECIPE, metadata=setting(
         option="--recipe", choices=tuple(RECIPES), metavar="NAME",
@@ -177,7 +181,8 @@ class TrainConfig:
         option="--recalibrate-bn",
         help="Recompute batch-norm statistics on the training slices before each validation."))
     normalisation: dict[str, Any] | None = field(default=None, metadata=setting(
-        option="--window", panel=DATA, metavar="WINDOWS", parse=_normalisation, default_text="lung",
+        option="--window", panel=DATA, metavar="WINDOWS", parse=_normalisation, show=_show_windows,
+        default_text="lung",
         help="HU window(s) for Hounsfield-unit data: lung, lung,mediastinal,bone or LEVEL:WIDTH "
         "(8-bit data takes none)."))
     image_size: int | None = field(default=None, metadata=setting(
@@ -334,7 +339,7 @@ class TrainConfig:
             info, hint = known[key]
             where = f"{origin}: {key}" if origin is not None else option_name(key, info)
             if not info.settable:
-                raise CovsegError(f"{where}: covseg records this from the data and model; it cannot be set")
+                raise CovsegError(f"{where}: covseg records this itself; it cannot be set")
             if command not in info.commands:
                 raise CovsegError(f"{where}: covseg {command} sets this itself"
                                   f"{' per pair' if info.scope == PAIR else ''}")
@@ -355,8 +360,11 @@ class TrainConfig:
 
     def _label(self, name: str, origin: str | None = None) -> str:
         """:meth:`_where` with the value: ``--epochs 0``, ``my.toml: epochs 0``."""
-        value = getattr(self, name)
-        shown = format_number(value) if isinstance(value, float) else str(value)
+        value, info = getattr(self, name), self.settings().get(name)
+        if info is not None and info.show is not None and value is not None:
+            shown = info.show(value)
+        else:
+            shown = format_number(value) if isinstance(value, float) else str(value)
         return f"{self._where(name, origin)} {shown}"
 
     def validate(self, origin: str | None = None) -> None:
@@ -388,7 +396,8 @@ class TrainConfig:
         if intensity == "uint8":
             if normalisation is not None and explicit(sources.get("normalisation")):
                 raise CovsegError(f"{self._label('normalisation')}: {source} holds 8-bit slices, which are "
-                                  "divided by 255; HU windows apply to Hounsfield-unit data only; drop it")
+                                  f"divided by 255; HU windows apply to Hounsfield-unit data only; drop "
+                                  f"{self._where('normalisation')}")
             normalisation = None
             sources.pop("normalisation", None)
         elif normalisation is None:

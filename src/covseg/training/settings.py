@@ -68,6 +68,10 @@ class Setting:
     parse: Callable[[Any], Any] | None = None
     """Turns an option's text or a file's value into the field's value (e.g. ``--window lung``)."""
     metavar: str | None = None
+    show: Callable[[Any], str] | None = None
+    """How messages show a value (e.g. HU windows as ``-600:1500``); plain ``str`` otherwise."""
+    repeatable: bool = False
+    """The option may be given several times (``--dataset-option a=1 --dataset-option b=2``)."""
     default_text: str | None = None
     """How the help shows a default that is not a plain value (e.g. "native size")."""
     bound_reason: str | None = None
