@@ -7,6 +7,7 @@ Runs are unet on tiny phantom or 8-bit folder slices (32x32, 1 epoch, CPU, no wo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -417,3 +418,12 @@ def test_under_ddp_on_cuda_batch_norm_is_synchronised_and_keeps_its_weight_names
     for world_size in (1, 2):  # one process need not; gloo (the CPU) cannot
         context = DistributedContext(0, world_size, 0, torch.device("cpu"))
         assert synchronise_batch_norm(context, model) is model
+
+
+def test_the_readme_config_file_example_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my.toml").write_text(example)
+    config = TrainConfig.resolve("unet", options={"epochs": 3}, config_file=tmp_path / "my.toml")
+    assert (config.recipe, config.epochs, config.lr, config.image_size) == ("reference", 3, 3e-5, 256)
+    assert len(config.normalisation["windows"]) == 3 and config.dataset_options == {"count": "40"}
