@@ -166,7 +166,8 @@ def test_a_bad_config_file_is_one_line_naming_the_file_and_key(tmp_path, text, m
     ("epochs: {a: 1}\n", "{path}: epochs: expected an integer, got a table"),
     ("- epochs\n", "{path} holds a list, not a table of settings"),
     ("epochs: [\n", "{path} is not valid YAML"),
-    ("seed: 3\n", "{path}: seed: covseg benchmark sets this itself per pair"),
+    ("seed: 3\n", "{path}: seed: covseg benchmark sets this itself per pair (use --seeds)"),
+    ("model: unet\n", "{path}: model: covseg benchmark sets this itself per pair (use --models)"),
 ])
 def test_a_bad_yaml_file_is_one_line_too(tmp_path, text, message):
     path = tmp_path / "my.yaml"
@@ -427,3 +428,15 @@ def test_the_readme_config_file_example_is_valid(tmp_path):
     config = TrainConfig.resolve("unet", options={"epochs": 3}, config_file=tmp_path / "my.toml")
     assert (config.recipe, config.epochs, config.lr, config.image_size) == ("reference", 3, 3e-5, 256)
     assert len(config.normalisation["windows"]) == 3 and config.dataset_options == {"count": "40"}
+
+
+def test_amp_is_recorded_off_on_the_cpu_and_refused_when_asked_for_there():
+    from covseg.training.api import _with_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    default = _with_precision(TrainConfig.from_recipe("unet"), cpu)
+    assert default.amp is False and default.sources["amp"].startswith("not used")
+    assert _with_precision(default, cuda).amp is True  # a CPU run resumed on a GPU gets bf16 back
+    with pytest.raises(CovsegError, match=r"^--amp: bf16 autocast runs on CUDA only and this run is on cpu"):
+        _with_precision(TrainConfig.from_recipe("unet", amp=True), cpu)
+    assert _with_precision(TrainConfig.from_recipe("unet", amp=False), cuda).amp is False  # --no-amp stays

@@ -53,6 +53,7 @@ from covseg.training.loop import StepSettings, recalibrate_batch_norm, train_one
 from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler
 from covseg.training.report import TrainingProgress, results_table
+from covseg.training.settings import explicit
 from covseg.training.state import capture_rng_state, load_resume_checkpoint, restore_rng_state
 
 RECORD_KEYS = ("epoch", "train_loss", "lr", "images_per_s", "epoch_time_s")
@@ -102,6 +103,28 @@ def metric_values(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in RECORD_KEYS}
 
 
+AMP_UNUSED = "not used: the CPU trains in float32"
+
+
+def _with_precision(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """``amp`` as this device uses it: bf16 autocast runs on CUDA only, so a CPU run records it off.
+
+    ``--amp`` given explicitly for a CPU run is refused; a run recorded off on the CPU and resumed
+    on CUDA gets the default (on) back.
+    """
+    sources = dict(config.sources)
+    if device.type != "cuda" and config.amp:
+        if explicit(sources.get("amp")):
+            raise CovsegError(f"{config.where('amp')}: bf16 autocast runs on CUDA only and this run is on "
+                              f"{device}; drop it")
+        sources["amp"] = AMP_UNUSED
+        return dataclasses.replace(config, amp=False, sources=sources)
+    if device.type == "cuda" and not config.amp and sources.get("amp") == AMP_UNUSED:
+        sources.pop("amp")
+        return dataclasses.replace(config, amp=True, sources=sources)
+    return config
+
+
 class _TrainingRun:
     """One run from set-up to summary; methods are the stages of :func:`train`."""
 
@@ -122,6 +145,7 @@ class _TrainingRun:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if context.device.type == "cuda":
             torch.backends.cudnn.benchmark = not config.deterministic
+        config = _with_precision(config, context.device)
         self.slices, config = self._load_data(config)
         self.config = config
         self.split = choose_split(config, self.slices, saved=resume / runs.RUN_SPLIT if resume else None)

@@ -132,7 +132,7 @@ class TrainConfig:
     """
 
     model: str = field(metadata=setting(help="Model to train (see `covseg models`).", commands=(TRAIN,),
-                                        scope=PAIR))
+                                        scope=PAIR, pair_option="--models"))
     dataset: str | None = field(default=None, metadata=setting(
         option="--dataset", panel=DATA, metavar="NAME", default_text="detected from --data",
         help="Dataset plugin name (see `covseg data list`); with neither --dataset nor --data, the "
@@ -190,7 +190,7 @@ class TrainConfig:
         bound_reason="the models down-sample 32x", default_text="native size",
         help="Resize slices to this square side (e.g. 96 for a quick CPU run)."))
     seed: int = field(default=0, metadata=setting(
-        option="--seed", low=0, high=2**32 - 1, commands=(TRAIN,), scope=PAIR,
+        option="--seed", low=0, high=2**32 - 1, commands=(TRAIN,), scope=PAIR, pair_option="--seeds",
         help="Seed of the split, initialisation and augmentation."))
     val_fraction: float | None = field(default=0.2, metadata=setting(
         option="--val-fraction", low=0, high=1, open_low=True, open_high=True, metavar="NUMBER",
@@ -213,7 +213,7 @@ class TrainConfig:
         default_text="4, at most the CPU count", help="DataLoader worker processes."))
     amp: bool = field(default=True, metadata=setting(
         option="--amp", scope=MACHINE, resumable=True, panel=RUN,
-        help="bf16 autocast on CUDA (the CPU always runs fp32)."))
+        help="bf16 autocast on CUDA (the CPU trains in float32 and records it off)."))
     compile: bool = field(default=False, metadata=setting(
         option="--compile", scope=MACHINE, resumable=True, panel=RUN, help="torch.compile the model."))
     deterministic: bool = field(default=False, metadata=setting(
@@ -224,6 +224,7 @@ class TrainConfig:
         panel=RUN, help="Write last.pt every N epochs (and at the end)."))
     out: str = field(default="runs", metadata=setting(
         option="--out", metavar="DIR", parse=_path, commands=(TRAIN,), scope=PAIR, panel=RUN,
+        pair_option="--out",
         help="Runs go to OUT/<model>/<timestamp>/."))
     intensity: str | None = field(default=None, metadata=setting(
         choices=INTENSITIES, settable=False,
@@ -341,13 +342,13 @@ class TrainConfig:
             if not info.settable:
                 raise CovsegError(f"{where}: covseg records this itself; it cannot be set")
             if command not in info.commands:
-                raise CovsegError(f"{where}: covseg {command} sets this itself"
-                                  f"{' per pair' if info.scope == PAIR else ''}")
+                hint = f" per pair (use {info.pair_option})" if info.pair_option else ""
+                raise CovsegError(f"{where}: covseg {command} sets this itself{hint}")
             checked[key] = check_value(key, value, hint, info, where)
         return checked
 
     # ---- checks ---------------------------------------------------------------------------------
-    def _where(self, name: str, origin: str | None = None) -> str:
+    def where(self, name: str, origin: str | None = None) -> str:
         """How an error names field ``name``: ``--epochs``, ``my.toml: epochs``, ``recipe NAME: lr``."""
         source = self.sources.get(name, "")
         if origin is not None:
@@ -359,13 +360,13 @@ class TrainConfig:
         return option_name(name, self.settings().get(name))
 
     def _label(self, name: str, origin: str | None = None) -> str:
-        """:meth:`_where` with the value: ``--epochs 0``, ``my.toml: epochs 0``."""
+        """:meth:`where` with the value: ``--epochs 0``, ``my.toml: epochs 0``."""
         value, info = getattr(self, name), self.settings().get(name)
         if info is not None and info.show is not None and value is not None:
             shown = info.show(value)
         else:
             shown = format_number(value) if isinstance(value, float) else str(value)
-        return f"{self._where(name, origin)} {shown}"
+        return f"{self.where(name, origin)} {shown}"
 
     def validate(self, origin: str | None = None) -> None:
         """One-line errors, naming the option (or ``origin``: file and key), for values no run can use."""
@@ -373,7 +374,7 @@ class TrainConfig:
 
         for item, info, hint in fields_with_settings(type(self)):
             value = getattr(self, item.name)
-            check_value(item.name, value, hint, None, self._where(item.name, origin))
+            check_value(item.name, value, hint, None, self.where(item.name, origin))
             if value is None:
                 continue
             problem = bounds_problem(value, info)
@@ -397,7 +398,7 @@ class TrainConfig:
             if normalisation is not None and explicit(sources.get("normalisation")):
                 raise CovsegError(f"{self._label('normalisation')}: {source} holds 8-bit slices, which are "
                                   f"divided by 255; HU windows apply to Hounsfield-unit data only; drop "
-                                  f"{self._where('normalisation')}")
+                                  f"{self.where('normalisation')}")
             normalisation = None
             sources.pop("normalisation", None)
         elif normalisation is None:

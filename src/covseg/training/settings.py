@@ -61,6 +61,8 @@ class Setting:
     choices: tuple[str, ...] | None = None
     commands: tuple[str, ...] = (TRAIN, BENCHMARK)
     scope: str = SHARED
+    pair_option: str | None = None
+    """The ``covseg benchmark`` option that sets a per-pair setting (``--seeds`` for the seed)."""
     resumable: bool = False
     """May change when a stopped run is resumed (the rest is fixed by the run's config.json)."""
     settable: bool = True
