@@ -265,7 +265,8 @@ def test_pairs_are_model_major_and_only_pair_checks_its_range():
 
 @pytest.mark.parametrize(("text", "message"), [
     ("0,x", r"--seeds '0,x': expected comma-separated integers"),
-    ("-1", r"--seeds '-1': expected comma-separated integers >= 0"),
+    ("-1", r"--seeds '-1': expected comma-separated integers from 0 to 4294967295"),
+    ("0,4294967296", r"--seeds '0,4294967296': expected comma-separated integers from 0 to"),
     ("", r"--seeds '': expected"),
 ])
 def test_bad_seeds(text, message):
@@ -334,6 +335,8 @@ def test_cpu_jobs_share_the_cores(monkeypatch):
     slots = runner.worker_slots(3, "cpu")
     assert [slot.threads for slot in slots] == [2, 2, 2]
     assert slots[0].env["CUDA_VISIBLE_DEVICES"] == "" and slots[0].env["OMP_NUM_THREADS"] == "2"
+    with pytest.raises(CovsegError, match=r"--jobs 9: this machine has 8 CPU core\(s\) and each job needs"):
+        runner.worker_slots(9, "cpu")
 
 
 def test_a_worker_that_dies_is_recorded_as_failed(tmp_path, monkeypatch):

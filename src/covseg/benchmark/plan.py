@@ -245,13 +245,15 @@ def parse_models(text: str) -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``0,1,2`` -> [0, 1, 2]; non-negative integers, each once."""
+    """``0,1,2`` -> [0, 1, 2]; integers within the seed's bounds, each once."""
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise CovsegError(f"--seeds '{text}': expected comma-separated integers such as 0,1,2") from None
-    if not seeds or any(seed < 0 for seed in seeds):
-        raise CovsegError(f"--seeds '{text}': expected comma-separated integers >= 0 such as 0,1,2")
+    highest = int(TrainConfig.settings()["seed"].high)
+    if not seeds or any(not 0 <= seed <= highest for seed in seeds):
+        raise CovsegError(f"--seeds '{text}': expected comma-separated integers from 0 to {highest} "
+                          "such as 0,1,2")
     return list(dict.fromkeys(seeds))
 
 

@@ -89,7 +89,11 @@ def worker_slots(jobs: int, device: str) -> list[WorkerSlot]:
             raise CovsegError(f"--jobs {jobs}: this machine has {len(gpus)} GPU(s) and each job takes one; "
                               f"use --jobs {len(gpus)} or fewer")
         return [WorkerSlot(f"GPU {gpu}", "cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus[:jobs]]
-    threads = max(1, cpu_cores() // jobs)
+    cores = cpu_cores()
+    if jobs > cores:
+        raise CovsegError(f"--jobs {jobs}: this machine has {cores} CPU core(s) and each job needs one; "
+                          f"use --jobs {cores} or fewer")
+    threads = max(1, cores // jobs)
     env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return [WorkerSlot(f"CPU worker {index}", "cpu", env, threads) for index in range(jobs)]
 
