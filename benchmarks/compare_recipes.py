@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import typer
@@ -23,20 +24,23 @@ from covseg.terminal import SafeConsole
 from covseg.training import TrainConfig, train
 
 console = SafeConsole()
+DEFAULT_OUT = Path("runs/recipes")
 COLUMNS = ("miou", "lesion_miou", "iou/ground-glass", "iou/consolidation", "iou/effusion", "pixel_accuracy")
 
 
 def main(
-    model: str = typer.Option("unet", "--model", help="Model to train."),
-    epochs: int = typer.Option(20, "--epochs", help="Epochs for both recipes."),
-    image_size: int = typer.Option(64, "--image-size", help="Square side the slices are resized to."),
-    data: Path | None = typer.Option(None, "--data", help="Data path (default: the embedded phantom)."),
-    dataset_option: list[str] | None = typer.Option(None, "--dataset-option", help="key=value (repeatable)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Batch for both recipes (the study's is 8)."),
-    workers: int = typer.Option(0, "--workers", help="DataLoader workers."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, "--seed", help="Seed of split, initialisation and augmentation."),
-    out: Path = typer.Option(Path("runs/recipes"), "--out", help="Where the two runs go."),
+    model: Annotated[str, typer.Option("--model", help="Model to train.")] = "unet",
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs for both recipes.")] = 20,
+    image_size: Annotated[int, typer.Option("--image-size", help="Square side of the slices.")] = 64,
+    data: Annotated[Path | None, typer.Option("--data", help="Data path (default: the phantom).")] = None,
+    dataset_option: Annotated[
+        list[str] | None, typer.Option("--dataset-option", help="key=value (repeatable).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch of both (the study's is 8).")] = 8,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader workers.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of split, initialisation and augmentation.")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="Where the two runs go.")] = DEFAULT_OUT,
 ) -> None:
     """Print best-epoch validation metrics of both recipes and default - reference."""
     results = {}

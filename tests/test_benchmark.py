@@ -24,6 +24,7 @@ from covseg.benchmark import measure, runner
 from covseg.benchmark.plan import (
     BenchmarkSettings,
     Pair,
+    RunOptions,
     load_plan,
     make_pairs,
     parse_models,
@@ -37,6 +38,7 @@ from covseg.cli import app
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.plugins import ModelEntry, hookimpl
+from covseg.training.recipes import REFERENCE_STUDY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()
@@ -101,8 +103,8 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     tmp_path, test_models
 ):
     out = tmp_path / "bench"
-    args = ["benchmark", "--models", "unet,fcn-resnet50,broken-net", *tiny(64), "--latency-size", "32",
-            "--out", str(out)]
+    args = ["benchmark", "--models", "unet,fcn-resnet50,broken-net", *tiny(64), "--lr", "0.002",
+            "--no-pretrained", "--latency-size", "32", "--out", str(out)]
     first = cli.invoke(app, args)
     assert first.exit_code == 1, first.output  # the broken model fails; the report is still written
     for name in RESULT_FILES:
@@ -121,6 +123,7 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
         summary = summary_of(out, seed["run_dir"])
         config = json.loads((out / seed["run_dir"] / "config.json").read_text())
         assert config["split_file"] == split_file and config["epochs"] == 1 and config["image_size"] == 64
+        assert config["lr"] == 0.002 and config["sources"]["lr"] == "--lr"  # shared: reaches every pair
         row = table_row(markdown, model)
         for column in COLUMNS:
             if column.source == "measure":
@@ -136,15 +139,18 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
         assert row["ONNX CPU latency (ms)"] == f"{measured['latency_ms']:.1f}"
         assert row["Validation mIoU"] == f"{summary['best_metrics']['miou']:.4f}"
         assert row["Status"] == "done"
-        assert rows[model]["reference_miou"] == "0.70-0.72"
+        assert rows[model]["reference_miou"] == REFERENCE_STUDY["miou"]
     broken = by_model["broken-net"]
     assert broken["status"] == "failed" and broken["finished_seeds"] == []
     assert "factory exploded on purpose" in broken["errors"][0]
     assert table_row(markdown, "broken-net")["Status"].startswith(
         "failed (0/1 done): seed 0: model 'broken-net' (covseg-tests) failed to build: RuntimeError: factory")
     assert "factory exploded on purpose" in (out / "logs" / "broken-net-seed0.log").read_text()
-    reference = table_row(markdown, "reference study (theirs), each of the 7 models")
-    assert reference["Validation mIoU"] == "0.70-0.72" and reference["Validation accuracy"] == "~0.97"
+    reference = table_row(markdown, REFERENCE_STUDY["label"])
+    assert reference["Validation mIoU"] == REFERENCE_STUDY["miou"] == "0.70-0.72"
+    assert reference["Validation accuracy"] == REFERENCE_STUDY["pixel_accuracy"] == "~0.97"
+    assert results["settings"]["lr"] == 0.002 and results["settings_sources"]["lr"] == "--lr"
+    assert json.loads((out / "benchmark.json").read_text())["settings"]["lr"] == 0.002
     # Both finished runs trained on the one split of the benchmark.
     for model in ("unet", "fcn-resnet50"):
         run_split = json.loads((out / by_model[model]["per_seed"][0]["run_dir"] / "split.json").read_text())
@@ -260,7 +266,8 @@ def test_pairs_are_model_major_and_only_pair_checks_its_range():
 
 @pytest.mark.parametrize(("text", "message"), [
     ("0,x", r"--seeds '0,x': expected comma-separated integers"),
-    ("-1", r"--seeds '-1': expected comma-separated integers >= 0"),
+    ("-1", r"--seeds '-1': expected comma-separated integers from 0 to 4294967295"),
+    ("0,4294967296", r"--seeds '0,4294967296': expected comma-separated integers from 0 to"),
     ("", r"--seeds '': expected"),
 ])
 def test_bad_seeds(text, message):
@@ -276,13 +283,15 @@ def test_models_are_checked_against_the_registry():
 
 
 def test_a_benchmark_folder_keeps_its_settings(tmp_path):
-    settings = BenchmarkSettings.resolve(epochs=1, image_size=64)
+    settings = BenchmarkSettings.resolve({"epochs": 1, "image_size": 64})
     plan = prepare_plan(tmp_path, settings, make_pairs(["unet"], [0]))
     assert load_plan(tmp_path).settings == plan.settings and plan.settings.epochs == 1
     prepare_plan(tmp_path, settings, make_pairs(["fcn-resnet50"], [1]))
     assert load_plan(tmp_path).pairs == [Pair("unet", 0), Pair("fcn-resnet50", 1)]
     with pytest.raises(CovsegError, match=r"holds a benchmark run with --epochs 1, not 2; every pair must"):
-        prepare_plan(tmp_path, BenchmarkSettings.resolve(epochs=2, image_size=64), [])
+        prepare_plan(tmp_path, BenchmarkSettings.resolve({"epochs": 2, "image_size": 64}), [])
+    with pytest.raises(CovsegError, match=r"holds a benchmark run with --lr 0.001, not 0.002"):
+        prepare_plan(tmp_path, BenchmarkSettings.resolve({"epochs": 1, "image_size": 64, "lr": 0.002}), [])
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -291,9 +300,10 @@ def test_a_benchmark_folder_keeps_its_settings(tmp_path):
     (["--only-pair", "0", "--jobs", "2"], "--only-pair 0 runs one pair in this process; drop --jobs 2"),
     (["--jobs", "0"], "--jobs 0: must be at least 1"),
     (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
-    (["--epochs", "0"], "--epochs 0: must be at least 1"),
-    (["--checkpoint-every", "0", "--device", "cpu"], "--checkpoint-every 0: must be at least 1"),
-    (["--latency-size", "8", "--device", "cpu"], "--latency-size 8: must be 0 (no latency) or at least 32"),
+    (["--epochs", "0"], "--epochs 0: must be between 1 and 100000"),
+    (["--checkpoint-every", "0", "--device", "cpu"], "--checkpoint-every 0: must be between 1 and 100000"),
+    (["--latency-size", "8", "--device", "cpu"], "--latency-size 8: must be 0 (no latency) or between 32"),
+    (["--latency-size", "100000", "--device", "cpu"], "--latency-size 100000: must be 0 (no latency) or"),
     (["--models", "nope"], "--models: unknown model 'nope'"),
     (["--only-pair", "3", "--models", "unet"], "--only-pair 3: the plan has 1 pair(s)"),
     (["--recipe", "fast"], "--recipe fast: unknown recipe; choose one of reference, default"),
@@ -326,13 +336,15 @@ def test_cpu_jobs_share_the_cores(monkeypatch):
     slots = runner.worker_slots(3, "cpu")
     assert [slot.threads for slot in slots] == [2, 2, 2]
     assert slots[0].env["CUDA_VISIBLE_DEVICES"] == "" and slots[0].env["OMP_NUM_THREADS"] == "2"
+    with pytest.raises(CovsegError, match=r"--jobs 9: this machine has 8 CPU core\(s\) and each job needs"):
+        runner.worker_slots(9, "cpu")
 
 
 def test_a_worker_that_dies_is_recorded_as_failed(tmp_path, monkeypatch):
-    plan = prepare_plan(tmp_path, BenchmarkSettings.resolve(epochs=1), make_pairs(["unet"], [0, 1]))
+    plan = prepare_plan(tmp_path, BenchmarkSettings.resolve({"epochs": 1}), make_pairs(["unet"], [0, 1]))
     monkeypatch.setattr(runner, "worker_command", lambda *args: [
         sys.executable, "-c", "print('out of memory, pretend'); import os; os._exit(3)"])
-    records = runner.run_pairs(plan, plan.pairs, jobs=2, options=runner.RunOptions(device="cpu"))
+    records = runner.run_pairs(plan, plan.pairs, jobs=2, options=RunOptions({"device": "cpu"}))
     for record in records:
         assert record.status == "failed"
         assert record.error == "worker process exited with code 3; last output: out of memory, pretend"

@@ -118,3 +118,26 @@ def test_two_process_ddp_run_matches_one_process(tmp_path):
     (single_record,) = [json.loads(line) for line in (single / "metrics.jsonl").read_text().splitlines()]
     assert single_record["train_loss"] == pytest.approx(record["train_loss"], rel=0.05)
     assert Split.load(single / "split.json") == split
+
+
+@pytest.mark.slow
+def test_one_slice_per_process_on_a_model_with_batch_norm_over_1x1_is_refused_before_any_file(tmp_path):
+    """The README's torchrun example with batch 8 on 8 GPUs is one slice per process. On CUDA,
+    SyncBatchNorm makes that train; gloo (the CPU) cannot synchronise batch norm, so covseg refuses,
+    in one line, before the run folder exists (and every process stops: none waits for the others)."""
+    from covseg.core.registry import get_registry
+
+    deeplab = next(name for name in ("deeplabv3-resnet50", "deeplab-resnet50")
+                   if name in {entry.name for entry in get_registry().models()})
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "covseg", "train", deeplab, *ARGS, "--image-size", "32", "--out", str(tmp_path / "ddp")]
+    process = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert process.returncode != 0
+    errors = [line for line in process.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and all(line == errors[0] for line in errors)
+    assert errors[0] == (
+        f"error: --batch-size 2 over 2 processes gives each one slice per step; {deeplab} has batch norm "
+        "over a 1x1 map (model.classifier.0.convs.4.2), which cannot train on one slice per step, and gloo "
+        "(the CPU) cannot synchronise batch norm across processes; use --batch-size 4 or more")
+    assert "Traceback" not in process.stdout and not (tmp_path / "ddp").exists()

@@ -4,7 +4,7 @@ Example::
 
     from covseg.benchmark import BenchmarkSettings, make_pairs, run_benchmark
 
-    settings = BenchmarkSettings.resolve(recipe="default", epochs=1, image_size=64)
+    settings = BenchmarkSettings.resolve({"epochs": 1, "image_size": 64})
     outcome = run_benchmark("runs/benchmark", settings, make_pairs(["unet", "fcn-resnet50"], [0]))
     outcome.results.write()   # already done by run_benchmark; results.md, .csv, .json and plots
 """
@@ -24,6 +24,7 @@ from covseg.benchmark.plan import (
     JobRecord,
     Pair,
     Plan,
+    RunOptions,
     ensure_split,
     finished_run,
     load_benchmark_slices,
@@ -31,14 +32,16 @@ from covseg.benchmark.plan import (
 )
 from covseg.benchmark.plots import plot_curves, plot_miou, plot_montage
 from covseg.benchmark.report import CURVES_PLOT, MIOU_PLOT, MONTAGE_PLOT, BenchmarkResults, collect_results
-from covseg.benchmark.runner import RunOptions, one_line, run_pairs, worker_slots
+from covseg.benchmark.runner import one_line, run_pairs, worker_slots
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.split import Split
 from covseg.devices import resolve_device
 from covseg.terminal import SafeConsole, styled
+from covseg.training.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 LOG_WIDTH = 160
+MIN_LATENCY_SIZE, MAX_LATENCY_SIZE = MIN_IMAGE_SIZE, MAX_IMAGE_SIZE
 
 
 @dataclass
@@ -70,12 +73,14 @@ def run_benchmark(
     """
     console = console or SafeConsole()
     options = options or RunOptions()
-    if latency_size < 0 or 0 < latency_size < 32:
-        raise CovsegError(f"--latency-size {latency_size}: must be 0 (no latency) or at least 32")
-    # Bad --jobs, --device, --workers or --checkpoint-every fail here, before any data is read.
+    if not (latency_size == 0 or MIN_LATENCY_SIZE <= latency_size <= MAX_LATENCY_SIZE):
+        raise CovsegError(f"--latency-size {latency_size}: must be 0 (no latency) or between "
+                          f"{MIN_LATENCY_SIZE} and {MAX_LATENCY_SIZE}")
+    # Bad --jobs or --device fail here, before any data is read.
     worker_slots(jobs, options.device)
-    settings.train_config(pairs[0], Path(out), options.overrides())
+    config = settings.train_config(pairs[0], Path(out), options)
     slices = load_benchmark_slices(settings)  # bad data fails before the folder records any settings
+    config.for_intensity(slices.intensity, slices.source)  # e.g. --window on 8-bit slices
     plan = prepare_plan(Path(out), settings, pairs)
     split = ensure_split(plan, slices)
     skipped = [pair for pair in pairs if finished_run(plan.out, pair) is not None]

@@ -17,9 +17,10 @@ A pair is finished when its run has a summary.json; finished pairs are never run
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,10 @@ from covseg.data.loading import load_slices
 from covseg.data.split import Split, make_split
 from covseg.files import read_json, write_json
 from covseg.runs import LAST_CHECKPOINT, RUN_CONFIG, SUMMARY
-from covseg.training.config import TrainConfig
+from covseg.training.config import TrainConfig, shared_settings
+from covseg.training.settings import BENCHMARK, MACHINE, explicit, format_number, option_name
 
-FORMAT = "covseg-benchmark-1"
+FORMAT = "covseg-benchmark-2"
 SETTINGS_FILE = "benchmark.json"
 SPLIT_FILE = "split.json"
 RUNS_DIR = "runs"
@@ -41,19 +43,6 @@ JOBS_DIR = "jobs"
 LOGS_DIR = "logs"
 
 DONE, FAILED, RUNNING, PENDING = "done", "failed", "running", "pending"
-
-# The option a user changes to change each shared setting: named in the "settings differ" error.
-_OPTION_OF = {
-    "recipe": "--recipe",
-    "epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "dataset": "--dataset",
-    "data": "--data",
-    "dataset_options": "--dataset-option",
-    "image_size": "--image-size",
-    "val_fraction": "the recipe's validation fraction",
-    "split_seed": "the split seed",
-}
 
 
 @dataclass(frozen=True)
@@ -70,88 +59,147 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """How this machine runs its pairs: the per-machine settings given explicitly (``--device``,
+    ``--workers``, ``--amp``, ...: TrainConfig fields of benchmark scope "machine"). Unlike
+    :class:`BenchmarkSettings` these may differ between workers; the rest keep covseg train's
+    defaults.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        machine = machine_settings()
+        for name in self.values:
+            if name not in machine:
+                raise CovsegError(f"{name} is not a per-machine setting (those are "
+                                  f"{', '.join(machine)})")
+
+    @property
+    def device(self) -> str:
+        return self.values.get("device", "auto")
+
+    def overrides(self) -> dict[str, Any]:
+        """The TrainConfig fields these options set."""
+        return dict(self.values)
+
+    def to_json(self) -> str:
+        """The form a worker process receives (``--run-options``)."""
+        return json.dumps({"values": self.values, "sources": self.sources})
+
+    @classmethod
+    def from_json(cls, text: str) -> RunOptions:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise CovsegError(f"--run-options is not JSON: {error}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("values"), dict):
+            raise CovsegError("--run-options must be a JSON object with 'values'")
+        values = TrainConfig.check_layer(data["values"], "--run-options", BENCHMARK)
+        return cls(values, {key: str(value) for key, value in dict(data.get("sources") or {}).items()})
+
+
+def machine_settings() -> list[str]:
+    """The settings each machine (worker) of a benchmark chooses for itself."""
+    return [name for name, info in TrainConfig.settings().items()
+            if info.scope == MACHINE and BENCHMARK in info.commands]
+
+
+@dataclass(frozen=True)
 class BenchmarkSettings:
     """What every pair shares; a benchmark folder keeps one set of settings for good.
 
-    ``epochs`` and ``batch_size`` are resolved (the recipe's when not given), so that a rerun that
-    leaves them out is recognised as different from one that set them.
+    ``values`` holds every shared TrainConfig setting (benchmark scope "shared"), resolved as
+    ``covseg train`` resolves them (option > config file > recipe > default), so that a rerun that
+    leaves one out is recognised as different from one that set it. ``sources`` says where each
+    came from. The values read as attributes: ``settings.epochs``.
     """
 
-    recipe: str
-    epochs: int
-    batch_size: int
-    dataset: str | None
-    data: str | None
-    dataset_options: dict[str, str]
-    image_size: int | None
-    val_fraction: float
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
     split_seed: int = 0
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
 
     @classmethod
     def resolve(
         cls,
+        options: Mapping[str, Any] | None = None,
         *,
-        recipe: str = "default",
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        dataset: str | None = None,
-        data: Path | None = None,
-        dataset_options: dict[str, str] | None = None,
-        image_size: int | None = None,
+        config_file: str | Path | None = None,
+        model: str = "unet",
+        from_cli: bool = False,
     ) -> BenchmarkSettings:
-        """Fill in the recipe's values and check them as ``covseg train`` would (one-line errors)."""
-        given = {"epochs": epochs, "batch_size": batch_size, "image_size": image_size}
-        overrides = {name: value for name, value in given.items() if value is not None}
-        # The model name does not matter here: only the recipe and the overrides are validated.
-        probe = TrainConfig.from_recipe("unet", recipe=recipe, **overrides)
-        return cls(
-            recipe=probe.recipe,
-            epochs=probe.epochs,
-            batch_size=probe.batch_size,
-            dataset=dataset,
-            data=str(Path(data).resolve()) if data is not None else None,
-            dataset_options=dict(sorted((dataset_options or {}).items())),
-            image_size=probe.image_size,
-            val_fraction=probe.val_fraction,
-        )
+        """The shared settings of ``options`` over ``config_file`` over the recipe (one-line errors)."""
+        return resolve_settings(model, options or {}, config_file, from_cli)[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"settings": dict(self.values), "sources": dict(self.sources), "split_seed": self.split_seed}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> BenchmarkSettings:
-        names = {item.name for item in dataclasses.fields(cls)}
-        try:
-            return cls(**{key: value for key, value in data.items() if key in names})
-        except TypeError as error:
-            raise CovsegError(f"{source} is not a covseg benchmark settings file: {error}") from None
+        values, sources, seed = data.get("settings"), data.get("sources", {}), data.get("split_seed", 0)
+        if not isinstance(values, dict) or not isinstance(sources, dict) or not isinstance(seed, int):
+            raise CovsegError(f"{source} is not a covseg benchmark settings file (no 'settings' table)")
+        missing = [name for name in shared_settings() if name not in values]
+        if missing:
+            raise CovsegError(f"{source}: settings has no '{missing[0]}'")
+        checked = TrainConfig.check_layer(values, str(source), BENCHMARK)
+        return cls(checked, {str(key): str(value) for key, value in sources.items()}, seed)
 
     def describe(self) -> str:
+        """One line: recipe, epochs, batch, size, data, and the settings given explicitly."""
         data = self.data or self.dataset or "the embedded phantom"
         options = ", ".join(f"{key}={value}" for key, value in self.dataset_options.items())
         size = f"{self.image_size}x{self.image_size}" if self.image_size else "native size"
+        shown = {"recipe", "epochs", "batch_size", "image_size", "data", "dataset", "dataset_options"}
+        settings = TrainConfig.settings()
+        given = [f"{settings[name].option} {_shown(value)}" for name, value in self.values.items()
+                 if name not in shown and explicit(self.sources.get(name))]
         return (f"recipe {self.recipe}, epochs {self.epochs}, batch {self.batch_size}, {size}, data "
-                f"{data}{f' ({options})' if options else ''}")
+                f"{data}{f' ({options})' if options else ''}"
+                f"{'; also ' + ', '.join(given) if given else ''}")
 
-    def train_config(self, pair: Pair, out: Path, run_options: dict[str, Any] | None = None) -> TrainConfig:
-        """The TrainConfig of one pair: the shared settings, the shared split file, the pair's seed.
+    def train_config(self, pair: Pair, out: Path, run_options: RunOptions | None = None) -> TrainConfig:
+        """The TrainConfig of one pair: the shared settings, the shared split file, the pair's seed."""
+        run_options = run_options or RunOptions()
+        values = {**self.values, **run_options.values, "model": pair.model, "seed": pair.seed,
+                  "split_file": str(Path(out) / SPLIT_FILE), "val_fraction": None,
+                  "out": str(runs_root(out, pair))}
+        sources = {**self.sources, **run_options.sources, "model": "--models", "seed": "--seeds",
+                   "split_file": "the benchmark's split", "out": "the benchmark's --out",
+                   "val_fraction": "not used: the benchmark's split file fixes the validation slices"}
+        config = TrainConfig(**values, sources=sources)
+        config.validate()
+        return config
 
-        ``run_options``: per-machine TrainConfig fields (device, workers, checkpoint_every).
-        """
-        overrides: dict[str, Any] = {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "dataset": self.dataset,
-            "data": self.data,
-            "dataset_options": dict(self.dataset_options),
-            "image_size": self.image_size,
-            "val_fraction": self.val_fraction,
-            "split_file": str(Path(out) / SPLIT_FILE),
-            "seed": pair.seed,
-            "out": str(runs_root(out, pair)),
-            **(run_options or {}),
-        }
-        return TrainConfig.from_recipe(pair.model, recipe=self.recipe, **overrides)
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return format_number(value) if isinstance(value, float) else str(value)
+
+
+def resolve_settings(
+    model: str, options: Mapping[str, Any], config_file: str | Path | None = None, from_cli: bool = False
+) -> tuple[BenchmarkSettings, RunOptions]:
+    """The shared settings and this machine's options, from ``options`` > ``config_file`` > recipe."""
+    config = TrainConfig.resolve(model, options=options, config_file=config_file, command=BENCHMARK,
+                                 from_cli=from_cli)
+    values = {name: getattr(config, name) for name in shared_settings()}
+    for name in ("data", "split_file"):  # workers and array tasks may start in another folder
+        if values[name] is not None:
+            values[name] = str(Path(values[name]).resolve())
+    sources = {name: config.sources[name] for name in values if name in config.sources}
+    machine = {name: getattr(config, name) for name in machine_settings()
+               if explicit(config.sources.get(name))}
+    return (BenchmarkSettings(values, sources),
+            RunOptions(machine, {name: config.sources[name] for name in machine}))
 
 
 @dataclass
@@ -197,13 +245,15 @@ def parse_models(text: str) -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``0,1,2`` -> [0, 1, 2]; non-negative integers, each once."""
+    """``0,1,2`` -> [0, 1, 2]; integers within the seed's bounds, each once."""
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise CovsegError(f"--seeds '{text}': expected comma-separated integers such as 0,1,2") from None
-    if not seeds or any(seed < 0 for seed in seeds):
-        raise CovsegError(f"--seeds '{text}': expected comma-separated integers >= 0 such as 0,1,2")
+    highest = int(TrainConfig.settings()["seed"].high)
+    if not seeds or any(not 0 <= seed <= highest for seed in seeds):
+        raise CovsegError(f"--seeds '{text}': expected comma-separated integers from 0 to {highest} "
+                          "such as 0,1,2")
     return list(dict.fromkeys(seeds))
 
 
@@ -229,6 +279,9 @@ def load_plan(out: Path) -> Plan:
         raise CovsegError(f"--out {out} holds no benchmark ({SETTINGS_FILE} is missing); "
                           "run `covseg benchmark --out DIR` first")
     record = read_json(path)
+    if isinstance(record, dict) and record.get("format") == "covseg-benchmark-1":
+        raise CovsegError(f"{path} was written by an older covseg (it records fewer shared settings); "
+                          "start the benchmark in a new --out")
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CovsegError(f"{path} is not a covseg benchmark settings file (no '{FORMAT}' format tag)")
     settings = BenchmarkSettings.from_dict(record, path)
@@ -251,13 +304,18 @@ def prepare_plan(out: Path, settings: BenchmarkSettings, pairs: Iterable[Pair]) 
         raise CovsegError(f"--out {out} is a file; give a folder for the benchmark")
     if (out / SETTINGS_FILE).is_file():
         plan = load_plan(out)
-        stored, wanted = plan.settings.to_dict(), settings.to_dict()
-        for name, value in wanted.items():
-            if stored[name] != value:
+        settings_of = TrainConfig.settings()
+        stored, wanted = plan.settings, settings
+        for name, value in wanted.values.items():
+            if stored.values.get(name) != value:
                 raise CovsegError(
-                    f"--out {out} holds a benchmark run with {_OPTION_OF[name]} {stored[name]!r}, not "
-                    f"{value!r}; every pair must share the settings: use a new --out or the same settings"
+                    f"--out {out} holds a benchmark run with {option_name(name, settings_of[name])} "
+                    f"{stored.values.get(name)!r}, not {value!r}; every pair must share the settings: use a "
+                    "new --out or the same settings"
                 )
+        if stored.split_seed != wanted.split_seed:
+            raise CovsegError(f"--out {out} holds a benchmark split with seed {stored.split_seed}, not "
+                              f"{wanted.split_seed}; use a new --out")
     else:
         plan = Plan(out, settings)
     plan.pairs = list(dict.fromkeys([*plan.pairs, *pairs]))
@@ -275,13 +333,19 @@ def load_benchmark_slices(settings: BenchmarkSettings) -> CTSlices:
 
 
 def ensure_split(plan: Plan, slices: CTSlices) -> Split:
-    """The benchmark's one split: made once from the data's ids, then read back by every pair."""
+    """The benchmark's one split: made once (seeded, or read from ``--split FILE``), then read back by
+    every pair."""
     path = plan.split_path
     if path.is_file():
         split = Split.load(path)
         split.check_ids(slices.ids, slices.source)
         return split
-    split = make_split(slices.ids, val_fraction=plan.settings.val_fraction, seed=plan.settings.split_seed)
+    given = plan.settings.split_file
+    if given is not None:
+        split = Split.load(Path(given))
+        split.check_ids(slices.ids, slices.source)
+    else:
+        split = make_split(slices.ids, val_fraction=plan.settings.val_fraction, seed=plan.settings.split_seed)
     split.save(path)
     return split
 

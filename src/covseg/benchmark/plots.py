@@ -16,11 +16,11 @@ from matplotlib.ticker import MaxNLocator
 
 from covseg import CLASS_NAMES
 from covseg.benchmark.montage import Montage
-from covseg.benchmark.report import REFERENCE_STUDY, BenchmarkResults
+from covseg.benchmark.report import BenchmarkResults
 from covseg.files import atomic_write
+from covseg.training.recipes import REFERENCE_MIOU, REFERENCE_STUDY
 from covseg.visualize import CLASS_COLOURS, overlay, to_gray_uint8
 
-REFERENCE_BAND = (0.70, 0.72)
 DPI = 120
 
 
@@ -31,7 +31,7 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def _reference_band(axes) -> None:
-    axes.axhspan(*REFERENCE_BAND, color="tab:green", alpha=0.18,
+    axes.axhspan(*REFERENCE_MIOU, color="tab:green", alpha=0.18,
                  label=f"reference study (theirs): mIoU {REFERENCE_STUDY['miou']}")
 
 

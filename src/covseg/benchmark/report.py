@@ -32,9 +32,11 @@ from covseg.benchmark.plan import (
     finished_run,
     read_record,
 )
+from covseg.core.errors import CovsegError
 from covseg.data.split import Split
 from covseg.files import write_json, write_text
 from covseg.runs import read_metrics, read_summary
+from covseg.training.recipes import REFERENCE_MODELS, REFERENCE_STUDY
 
 RESULTS_MD = "results.md"
 RESULTS_CSV = "results.csv"
@@ -43,30 +45,6 @@ RESULTS_FORMAT = "covseg-benchmark-results-1"
 MIOU_PLOT = "miou_per_model.png"
 CURVES_PLOT = "validation_curves.png"
 MONTAGE_PLOT = "montage.png"
-
-REFERENCE_MODELS = (
-    "unet",
-    "deeplabv3plus-resnet101",
-    "deeplabv3plus-xception",
-    "fcn-resnet50",
-    "fcn-resnet101",
-    "deeplab-resnet50",
-    "deeplab-resnet101",
-)
-"""The seven architectures of the reference study."""
-
-REFERENCE_STUDY = {
-    "label": "reference study (theirs), each of the 7 models",
-    "miou": "0.70-0.72",
-    "pixel_accuracy": "~0.97",
-    "note": (
-        "The reference study trained all seven models on the 100-slice MedSeg set (80/20 split, batch 8, "
-        "Adam lr 1e-5, 1500 epochs, rotation/flip/noise augmentation) and reported validation mIoU "
-        "0.70-0.72 and pixel accuracy ~0.97 for all seven; it gave no per-model numbers, so its range "
-        "stands as one row. These are the study's numbers, not measured here."
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Column:
@@ -210,7 +188,8 @@ class BenchmarkResults:
         """results.json: settings, the reference study's figures, per model mean/std and per-seed values."""
         return {
             "format": RESULTS_FORMAT,
-            "settings": self.settings.to_dict(),
+            "settings": dict(self.settings.values),
+            "settings_sources": dict(self.settings.sources),
             "split": self.split,
             "reference_study": REFERENCE_STUDY,
             "columns": {column.key: column.header for column in COLUMNS},
@@ -316,7 +295,7 @@ class BenchmarkResults:
                          "reference_miou", "reference_pixel_accuracy", "errors"])
         for result in self.models:
             stats = [result.stat(key) for key in keys]
-            reference = result.model in REFERENCE_MODELS
+            reference = is_reference_model(result.model)
             writer.writerow([
                 result.model,
                 result.status,
@@ -350,6 +329,17 @@ class BenchmarkResults:
             cells = [format_stat(result.stat(key), COLUMN[key]) for key in TERMINAL_COLUMNS]
             table.add_row(result.model, *cells, result.status, style=None if result.errors == [] else "red")
         return table
+
+
+def is_reference_model(name: str) -> bool:
+    """Whether ``name`` (or the model it is an alias of) is one of the study's seven."""
+    from covseg.core.registry import get_registry
+
+    try:
+        canonical = get_registry().model(name).name
+    except CovsegError:  # a model whose plugin is gone: judge by the name alone
+        canonical = name
+    return canonical in REFERENCE_MODELS or name in REFERENCE_MODELS
 
 
 def _csv_number(value: float | None) -> str:

@@ -32,6 +32,7 @@ from covseg.benchmark.plan import (
     JobRecord,
     Pair,
     Plan,
+    RunOptions,
     log_path,
     newest_run,
     now,
@@ -46,23 +47,7 @@ from covseg.files import one_line, write_text
 from covseg.inference.session import cpu_cores
 from covseg.runs import RUN_CONFIG, read_summary
 from covseg.terminal import SafeConsole, join, styled
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How this machine runs a pair; unlike :class:`BenchmarkSettings` these may differ between pairs.
-
-    ``workers`` and ``checkpoint_every`` None keep ``covseg train``'s defaults.
-    """
-
-    device: str = "auto"
-    workers: int | None = None
-    checkpoint_every: int | None = None
-
-    def overrides(self) -> dict[str, object]:
-        """The TrainConfig fields these options set."""
-        values = {"device": self.device, "workers": self.workers, "checkpoint_every": self.checkpoint_every}
-        return {name: value for name, value in values.items() if value is not None}
+from covseg.training.settings import option_name
 
 
 @dataclass(frozen=True)
@@ -104,7 +89,11 @@ def worker_slots(jobs: int, device: str) -> list[WorkerSlot]:
             raise CovsegError(f"--jobs {jobs}: this machine has {len(gpus)} GPU(s) and each job takes one; "
                               f"use --jobs {len(gpus)} or fewer")
         return [WorkerSlot(f"GPU {gpu}", "cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus[:jobs]]
-    threads = max(1, cpu_cores() // jobs)
+    cores = cpu_cores()
+    if jobs > cores:
+        raise CovsegError(f"--jobs {jobs}: this machine has {cores} CPU core(s) and each job needs one; "
+                          f"use --jobs {cores} or fewer")
+    threads = max(1, cores // jobs)
     env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return [WorkerSlot(f"CPU worker {index}", "cpu", env, threads) for index in range(jobs)]
 
@@ -129,10 +118,13 @@ def run_pair(plan: Plan, pair: Pair, options: RunOptions | None = None,
     before = newest_run(out, pair)
     try:
         if resume is not None:
-            config = dataclasses.replace(TrainConfig.load(resume / RUN_CONFIG), **options.overrides())
+            recorded = TrainConfig.load(resume / RUN_CONFIG)
+            settings = TrainConfig.settings()
+            labels = {name: option_name(name, settings[name]) for name in options.values}
+            config = recorded.resumed_with(options.values, labels)
             run_dir = train(config, console, resume=resume)
         else:
-            run_dir = train(plan.settings.train_config(pair, out, options.overrides()), console)
+            run_dir = train(plan.settings.train_config(pair, out, options), console)
     except KeyboardInterrupt:
         write_record(out, _failed(record, out, pair, before, "interrupted (Ctrl-C); rerun to resume it"))
         raise
@@ -174,12 +166,10 @@ def run_pairs(plan: Plan, pairs: Sequence[Pair], *, jobs: int = 1, options: RunO
 
 def worker_command(plan: Plan, pair: Pair, slot: WorkerSlot, options: RunOptions) -> list[str]:
     """The command line of one worker process (``python -m covseg.benchmark.worker``)."""
+    slot_options = RunOptions({**options.values, "device": slot.device},
+                              {**options.sources, "device": options.sources.get("device", "--jobs")})
     command = [sys.executable, "-m", "covseg.benchmark.worker", str(plan.out), pair.model, str(pair.seed),
-               "--device", slot.device]
-    if options.workers is not None:
-        command += ["--workers", str(options.workers)]
-    if options.checkpoint_every is not None:
-        command += ["--checkpoint-every", str(options.checkpoint_every)]
+               "--run-options", slot_options.to_json()]
     if slot.threads is not None:
         command += ["--threads", str(slot.threads)]
     return command

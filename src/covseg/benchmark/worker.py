@@ -1,7 +1,8 @@
 """One benchmark pair in its own process: ``python -m covseg.benchmark.worker DIR MODEL SEED``.
 
 Started by :func:`covseg.benchmark.runner.run_pairs` for ``--jobs N`` with CUDA_VISIBLE_DEVICES
-set to the worker's GPU. It reads the shared settings from ``DIR/benchmark.json``, trains the pair
+set to the worker's GPU and this machine's settings (``--device``, ``--workers``, ...) as JSON in
+``--run-options``. It reads the shared settings from ``DIR/benchmark.json``, trains the pair
 and writes the pair's job record; the exit code is 0 when the pair finished, 1 when it failed.
 """
 
@@ -10,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from covseg.benchmark.plan import DONE, Pair, load_plan
-from covseg.benchmark.runner import RunOptions, run_pair
+from covseg.benchmark.plan import DONE, Pair, RunOptions, load_plan
+from covseg.benchmark.runner import run_pair
 from covseg.core.errors import CovsegError
 from covseg.terminal import SafeConsole
 
@@ -21,9 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="the benchmark folder (holds benchmark.json)")
     parser.add_argument("model")
     parser.add_argument("seed", type=int)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--checkpoint-every", type=int, default=None)
+    parser.add_argument("--run-options", default='{"values": {}}',
+                        help="this machine's settings as JSON (RunOptions.to_json)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of this worker")
     args = parser.parse_args(argv)
     console = SafeConsole()
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         plan = load_plan(args.out)
-        options = RunOptions(args.device, args.workers, args.checkpoint_every)
+        options = RunOptions.from_json(args.run_options)
         record = run_pair(plan, Pair(args.model, args.seed), options, console)
     except CovsegError as error:
         console.print(f"error: {error}", highlight=False, soft_wrap=True)

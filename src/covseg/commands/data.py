@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -23,6 +24,7 @@ app = typer.Typer(help="Data sets: list the installed ones, inspect one, downloa
                   no_args_is_help=True)
 
 DATASET_HELP = "Dataset name (see `covseg data list`); detected from the path when left out."
+DEFAULT_DEST = Path("data/medseg")
 OPTION_HELP = "Dataset setting as key=value, repeatable (e.g. mask_values=0,255 or count=40)."
 
 
@@ -46,7 +48,7 @@ def list_datasets() -> None:
 def info(
     target: str = typer.Argument(..., help="A data path (folder or NIfTI file) or a dataset name (phantom)."),
     dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
-    dataset_option: list[str] = typer.Option([], "--dataset-option", help=OPTION_HELP),
+    dataset_option: Annotated[list[str] | None, typer.Option("--dataset-option", help=OPTION_HELP)] = None,
 ) -> None:
     """Show a data set: format, slice count, sizes, intensity range and pixels per class."""
     options = parse_dataset_options(dataset_option)
@@ -111,7 +113,7 @@ def _class_table(slices: CTSlices) -> Table:
 @user_errors
 def fetch(
     name: str = typer.Argument(..., help="The data set to download: medseg."),
-    dest: Path = typer.Option(Path("data/medseg"), "--dest", help="Folder to put the files in."),
+    dest: Annotated[Path, typer.Option("--dest", help="Folder to put the files in.")] = DEFAULT_DEST,
     url: str | None = typer.Option(None, "--url", help="Base URL of a mirror: files are read from URL/NAME."),
 ) -> None:
     """Download the public MedSeg COVID-19 files (resumable, checked against known sizes and sha256)."""

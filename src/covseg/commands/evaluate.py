@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -34,27 +35,29 @@ class SplitChoice(str, Enum):
 
 @user_errors
 def evaluate(
-    target: Path = typer.Argument(..., help="A run folder (its best.pt is used) or a .pt checkpoint file."),
+    target: Annotated[
+        Path, typer.Argument(help="A run folder (its best.pt is used) or a .pt checkpoint file.")
+    ],
     dataset: str | None = typer.Option(
         None, "--dataset", help="Evaluate on this whole data set (see `covseg data list`) instead of the "
         "run's validation split."),
-    data: Path | None = typer.Option(
-        None, "--data", help="Path of the data to evaluate on (folder or NIfTI); the data set is "
-        "auto-detected unless --dataset is given."),
-    dataset_option: list[str] = typer.Option(
-        [], "--dataset-option", help="Data set setting key=value (repeatable); with the run's own data "
-        "it overrides the run's setting."),
-    split: SplitChoice | None = typer.Option(
-        None, "--split", help="Which slices of the run's own data: val (default), train or all."),
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Path of the data to evaluate on (folder or NIfTI); the data set is "
+        "auto-detected unless --dataset is given.")] = None,
+    dataset_option: Annotated[list[str] | None, typer.Option(
+        "--dataset-option", help="Data set setting key=value (repeatable); with the run's own data "
+        "it overrides the run's setting.")] = None,
+    split: Annotated[SplitChoice | None, typer.Option(
+        "--split", help="Which slices of the run's own data: val (default), train or all.")] = None,
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    save_predictions: Path | None = typer.Option(
-        None, "--save-predictions", help="Write one PNG per slice (image | truth | prediction) into "
-        "this folder."),
+    save_predictions: Annotated[Path | None, typer.Option(
+        "--save-predictions", help="Write one PNG per slice (image | truth | prediction) into "
+        "this folder.")] = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow --save-predictions into a "
                                    "non-empty folder (same-named files are replaced)."),
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the metrics and the confusion "
-                                          "matrix to this JSON file."),
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics and the confusion "
+                                                   "matrix to this JSON file.")] = None,
 ) -> None:
     """Score a trained model: metric tables on the run's validation split or on any data set."""
     if save_predictions is not None:

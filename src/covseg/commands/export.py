@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -36,11 +37,10 @@ def export(
     onnx: bool = typer.Option(
         True, "--onnx/--no-onnx", help="Export to ONNX (the one format; on by default)."
     ),
-    out: Path | None = typer.Option(
-        None,
+    out: Annotated[Path | None, typer.Option(
         "--out",
         help="Output file (default: exports/<model>.onnx, exports/<model>-<run>.onnx for a run).",
-    ),
+    )] = None,
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", min=13, help="ONNX opset version."),
     image_size: int | None = typer.Option(
         None,
@@ -48,9 +48,9 @@ def export(
         help="Square side to trace and check at (a second, odd size is checked "
         "too; default: the trained image size, else 64).",
     ),
-    exporter: ExporterChoice = typer.Option(
-        ExporterChoice.torchscript, "--exporter", help="torchscript (fast) or dynamo (torch.export)."
-    ),
+    exporter: Annotated[ExporterChoice, typer.Option(
+        "--exporter", help="torchscript (fast) or dynamo (torch.export)."
+    )] = ExporterChoice.torchscript,
     tolerance: float = typer.Option(
         DEFAULT_TOLERANCE,
         "--tolerance",

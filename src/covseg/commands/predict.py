@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -31,17 +32,16 @@ class OverlayChoice(str, Enum):
 
 @user_errors
 def predict(
-    model: Path = typer.Argument(
-        ...,
+    model: Annotated[Path, typer.Argument(
         help="An exported .onnx file, or a run folder / .pt checkpoint (exported to ONNX in memory first).",
-    ),
-    inputs: list[Path] = typer.Argument(
-        ..., help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF) or folders of them."
-    ),
-    out: Path = typer.Option(..., "--out", help="Output folder; each case writes OUT/<case>/."),
-    device: DeviceChoice = typer.Option(
-        DeviceChoice.auto, "--device", help="auto (TensorRT, CUDA, else CPU), cpu or cuda."
-    ),
+    )],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF) or folders of them."
+    )],
+    out: Annotated[Path, typer.Option("--out", help="Output folder; each case writes OUT/<case>/.")],
+    device: Annotated[DeviceChoice, typer.Option(
+        "--device", help="auto (TensorRT, CUDA, else CPU), cpu or cuda."
+    )] = DeviceChoice.auto,
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per onnxruntime run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of earlier predictions."),
     classes: str | None = typer.Option(
@@ -61,17 +61,15 @@ def predict(
         "--scale-8bit",
         help="Inputs hold 8-bit values 0..255 (also NIfTI): divide by 255 instead of a HU window.",
     ),
-    lung_mask: list[Path] = typer.Option(
-        [],
+    lung_mask: Annotated[list[Path] | None, typer.Option(
         "--lung-mask",
         help="Lung mask NIfTI (non-zero = lung) with the geometry of a volume input; "
         "one per volume, in input order (repeatable). Adds the share of lung affected.",
-    ),
-    overlays: OverlayChoice = typer.Option(
-        OverlayChoice.lesions,
+    )] = None,
+    overlays: Annotated[OverlayChoice, typer.Option(
         "--overlays",
         help="Overlay PNGs of volume slices: lesions (slices with a lesion), all or none.",
-    ),
+    )] = OverlayChoice.lesions,
 ) -> None:
     """Segment CT volumes and slices with onnxruntime; write labels, overlays and lesion reports."""
     cases = discover_cases(inputs)

@@ -6,14 +6,33 @@ The public API::
 
     run_dir = train(TrainConfig.from_recipe("unet", recipe="default", epochs=5, image_size=96))
 
-Modules: ``config`` (TrainConfig, config.json), ``recipes`` (``reference`` and ``default``),
-``losses``, ``optim`` (optimisers and schedules), ``loaders`` (split and data loaders), ``loop``
-(one epoch), ``runs`` (run folder, metrics.jsonl, RNG state), ``distributed`` (torchrun/DDP),
-``report`` (progress bar and tables), ``api`` (:func:`train`).
+Modules: ``settings`` (what each setting is), ``config`` (TrainConfig, config.json),
+``config_file`` (``--config FILE``), ``recipes`` (``reference`` and ``default``, the reference
+study's figures), ``losses``, ``optim`` (optimisers and schedules), ``loaders`` (split and data
+loaders), ``batchnorm`` (the batch-of-one check), ``loop`` (one epoch), ``state`` (RNG state),
+``distributed`` (torchrun/DDP), ``report`` (progress bar and tables), ``api`` (:func:`train`).
+
+Names are imported on first use, so that the command line can read the settings without torch.
 """
 
-from covseg.training.api import TrainingInterrupted, train
-from covseg.training.config import TrainConfig
-from covseg.training.recipes import RECIPES, Recipe, get_recipe
+from __future__ import annotations
 
-__all__ = ["RECIPES", "Recipe", "TrainConfig", "TrainingInterrupted", "get_recipe", "train"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainingInterrupted": "covseg.training.api",
+    "train": "covseg.training.api",
+    "TrainConfig": "covseg.training.config",
+    "RECIPES": "covseg.training.recipes",
+    "Recipe": "covseg.training.recipes",
+    "get_recipe": "covseg.training.recipes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'covseg.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -37,6 +37,7 @@ from covseg.devices import resolve_device
 from covseg.evaluation.evaluate import evaluate_model
 from covseg.files import json_safe, write_json
 from covseg.terminal import SafeConsole
+from covseg.training.batchnorm import single_value_batch_norm
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import (
     DistributedContext,
@@ -44,12 +45,15 @@ from covseg.training.distributed import (
     broadcast_object,
     distributed,
     sync_buffers,
+    synchronise_batch_norm,
+    synchronises_batch_norm,
 )
-from covseg.training.loaders import build_training_data, choose_split
+from covseg.training.loaders import build_training_data, choose_split, normalisation_of
 from covseg.training.loop import StepSettings, recalibrate_batch_norm, train_one_epoch
 from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler
 from covseg.training.report import TrainingProgress, results_table
+from covseg.training.settings import explicit
 from covseg.training.state import capture_rng_state, load_resume_checkpoint, restore_rng_state
 
 RECORD_KEYS = ("epoch", "train_loss", "lr", "images_per_s", "epoch_time_s")
@@ -99,6 +103,28 @@ def metric_values(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in RECORD_KEYS}
 
 
+AMP_UNUSED = "not used: the CPU trains in float32"
+
+
+def _with_precision(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """``amp`` as this device uses it: bf16 autocast runs on CUDA only, so a CPU run records it off.
+
+    ``--amp`` given explicitly for a CPU run is refused; a run recorded off on the CPU and resumed
+    on CUDA gets the default (on) back.
+    """
+    sources = dict(config.sources)
+    if device.type != "cuda" and config.amp:
+        if explicit(sources.get("amp")):
+            raise CovsegError(f"{config.where('amp')}: bf16 autocast runs on CUDA only and this run is on "
+                              f"{device}; drop it")
+        sources["amp"] = AMP_UNUSED
+        return dataclasses.replace(config, amp=False, sources=sources)
+    if device.type == "cuda" and not config.amp and sources.get("amp") == AMP_UNUSED:
+        sources.pop("amp")
+        return dataclasses.replace(config, amp=True, sources=sources)
+    return config
+
+
 class _TrainingRun:
     """One run from set-up to summary; methods are the stages of :func:`train`."""
 
@@ -119,11 +145,13 @@ class _TrainingRun:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if context.device.type == "cuda":
             torch.backends.cudnn.benchmark = not config.deterministic
+        config = _with_precision(config, context.device)
         self.slices, config = self._load_data(config)
         self.config = config
         self.split = choose_split(config, self.slices, saved=resume / runs.RUN_SPLIT if resume else None)
         self.data = build_training_data(config, self.slices, self.split, context)
         self.steps_per_epoch = len(self.data.train_loader)
+        self._check_batch_norm()
         self.settings = StepSettings.for_device(context.device, config.amp)
         model = create_model(
             config.model,
@@ -131,7 +159,7 @@ class _TrainingRun:
             in_channels=config.in_channels,
             pretrained=config.pretrained and resume is None,
         )
-        self.model = self.settings.prepare_model(model)
+        self.model = self.settings.prepare_model(synchronise_batch_norm(context, model))
         self.params_m = sum(parameter.numel() for parameter in model.parameters()) / 1e6
         self.loss_fn = self._build_loss().to(context.device)
         self.optimizer = build_optimizer(config.optimizer, self.model, config.lr, config.weight_decay)
@@ -167,7 +195,38 @@ class _TrainingRun:
             )
         if slices.masks is None:
             raise CovsegError(f"{slices.source} has no label masks; training needs them")
-        return slices, dataclasses.replace(config, dataset=resolved)
+        config = config.for_intensity(slices.intensity, slices.source)
+        sources = dict(config.sources)
+        if config.dataset is None:
+            sources["dataset"] = "detected from --data" if data is not None else "the embedded phantom"
+        return slices, dataclasses.replace(config, dataset=resolved, sources=sources)
+
+    def _check_batch_norm(self) -> None:
+        """Refuse, before the run folder exists, a batch that a batch-norm layer cannot train on."""
+        config, context = self.config, self.context
+        per_process = self.data.train_loader.batch_size
+        synchronised = synchronises_batch_norm(context)
+        seen = per_process * context.world_size if synchronised else per_process
+        if seen > 1:
+            return
+        if config.image_size is not None:
+            height = width = config.image_size
+        else:
+            height, width = min(image.shape[:2] for image in self.slices.images)
+        def build() -> torch.nn.Module:
+            return create_model(config.model, num_classes=config.num_classes, in_channels=config.in_channels)
+
+        layer = single_value_batch_norm(build, seen, height, width, config.in_channels)
+        if layer is None:
+            return
+        problem = (f"{config.model} has batch norm over a 1x1 map ({layer}), which cannot train on one "
+                   "slice per step")
+        if context.world_size == 1:
+            raise CovsegError(f"--batch-size {config.batch_size}: {problem}; use --batch-size 2 or more")
+        raise CovsegError(
+            f"--batch-size {config.batch_size} over {context.world_size} processes gives each one slice per "
+            f"step; {problem}, and gloo (the CPU) cannot synchronise batch norm across processes; use "
+            f"--batch-size {2 * context.world_size} or more")
 
     def _build_loss(self) -> torch.nn.Module:
         train_ids = set(self.split.train_ids)
@@ -243,7 +302,8 @@ class _TrainingRun:
             "num_classes": self.config.num_classes,
             "in_channels": self.config.in_channels,
             "class_names": self.class_names,
-            "normalisation": self.config.normalisation,
+            "normalisation": normalisation_of(self.config).to_dict(),
+            "intensity": self.config.intensity,
             "image_size": self.config.image_size,
             "state_dict": self.model.state_dict(),
             "epoch": epoch,

@@ -1,8 +1,16 @@
-"""TrainConfig: every setting of a training run; its JSON form is the run's config.json."""
+"""TrainConfig: every setting of a training run, each described once; its JSON form is config.json.
+
+Each field carries its :class:`~covseg.training.settings.Setting` (option name, help, unit, bounds,
+commands, resume and benchmark behaviour); the command-line options, config-file checks, bounds
+checks and conflict rules are all generated from it. A run's values come from four layers, the
+later winning: field default < recipe (``--recipe``) < config file (``--config FILE``) < explicit
+option. ``sources`` records where each value that is not the field default came from.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,146 +20,415 @@ from typing import Any
 from covseg import __version__
 from covseg.core.errors import CovsegError
 from covseg.files import read_json_object, write_json
-from covseg.training.losses import CLASS_WEIGHTINGS, LOSSES
-from covseg.training.optim import OPTIMIZERS, SCHEDULERS
-from covseg.training.recipes import get_recipe
+from covseg.training.recipes import DEFAULT_RECIPE, RECIPES
+from covseg.training.settings import (
+    BENCHMARK,
+    DATA,
+    MACHINE,
+    PAIR,
+    RUN,
+    TRAIN,
+    Rule,
+    Setting,
+    check_value,
+    explicit,
+    fields_with_settings,
+    format_number,
+    option_name,
+    setting,
+    unknown_key_hint,
+)
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "warmup-cosine", "warmup-poly")
+LOSSES = ("cross-entropy", "cross-entropy+dice")
+CLASS_WEIGHTINGS = ("none", "sqrt-inverse-frequency")
+INTENSITIES = ("hu", "uint8")
 MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 4096
+WARMUP_SHARE = 1 / 30
+"""A warm-up scheduler's default warm-up: this share of the epochs, rounded up (5 of 150)."""
 
 
-def _default_normalisation() -> dict[str, Any]:
+def _dataset_options(value: Any) -> dict[str, str]:
+    """``--dataset-option key=value`` strings, or a file's table of scalars, as strings."""
+    from covseg.data.options import parse_dataset_options
+
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return parse_dataset_options(value)
+    if not isinstance(value, dict):
+        return value  # the type check names what it is
+    options = {}
+    for key, item in value.items():
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise CovsegError(f"option '{key}' must be a string or a number, not {type(item).__name__}")
+        options[str(key)] = str(item)
+    return options
+
+
+def _normalisation(value: Any) -> Any:
+    """``--window lung,mediastinal,bone`` (or ``LEVEL:WIDTH``) or a recorded ``{"windows": ...}``."""
     from covseg.data.intensity import Normalisation
 
-    return Normalisation().to_dict()
+    if isinstance(value, str):
+        return Normalisation.parse(value).to_dict()
+    if isinstance(value, dict):
+        return Normalisation.from_dict(value).to_dict()
+    return value
+
+
+def _show_windows(value: dict[str, Any]) -> str:
+    return ",".join(f"{level:g}:{width:g}" for level, width in value.get("windows", []))
+
+
+def _augmentation(value: Any) -> Any:
+    """The preset ``reference`` (the study's rotation, flips and noise) or a recorded table."""
+    from covseg.data.augment import AugmentationConfig
+
+    if value == "reference":
+        return AugmentationConfig.reference().to_dict()
+    if isinstance(value, str):
+        raise CovsegError(f"'{value}' is not an augmentation preset (presets: reference)")
+    if isinstance(value, dict):
+        return AugmentationConfig.from_dict(value).to_dict()
+    return value
+
+
+def _path(value: Any) -> Any:
+    return str(value) if isinstance(value, os.PathLike) else value
 
 
 def _default_augmentation() -> dict[str, Any]:
-    from covseg.data.augment import AugmentationConfig
+    return _augmentation("reference")
 
-    return AugmentationConfig.reference().to_dict()
+
+def _default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+def _source(label: str) -> str:
+    """A value's source from its error label: ``--lr``, ``argument`` or ``config FILE`` (``FILE: key``)."""
+    return label if label.startswith("--") or label == "argument" else f"config {label.rsplit(': ', 1)[0]}"
+
+
+def _uses_warmup(config: TrainConfig) -> bool:
+    return config.scheduler != "none"
+
+
+def _seeded_split(config: TrainConfig) -> bool:
+    return config.split_file is None
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs, as plain JSON-able values.
 
-    Build one with :meth:`from_recipe` (recipe values, then your overrides), not field by field:
-    the field defaults are the ``default`` recipe's, but only ``from_recipe`` derives the warm-up
-    from the final epoch count. ``dataset`` None with ``data`` None means the embedded phantom;
-    ``train`` records the resolved dataset name. ``batch_size`` is the global batch: under
-    torchrun each of N processes takes ``batch_size / N`` slices per step, so a recipe means the
-    same on one GPU or eight.
+    Build one with :meth:`resolve` or :meth:`from_recipe` (recipe values, then your overrides).
+    ``dataset`` None with ``data`` None means the embedded phantom; training records the resolved
+    dataset name and the slices' ``intensity``. ``batch_size`` is the global batch: under torchrun
+    each of N processes takes ``batch_size / N`` slices per step, so a recipe means the same on one
+    GPU or eight. ``normalisation`` None means the lung window for Hounsfield-unit data; 8-bit
+    data uses none (divided by 255), and its config records None.
     """
 
-    model: str
-    dataset: str | None = None
-    data: str | None = None
-    dataset_options: dict[str, str] = field(default_factory=dict)
-    recipe: str = "default"
-    epochs: int = 150
-    batch_size: int = 8
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "warmup-cosine"
-    warmup_epochs: int = 5
-    loss: str = "cross-entropy+dice"
-    class_weighting: str = "sqrt-inverse-frequency"
-    augmentation: dict[str, Any] = field(default_factory=_default_augmentation)
-    recalibrate_bn: bool = True
-    normalisation: dict[str, Any] = field(default_factory=_default_normalisation)
-    image_size: int | None = None
-    seed: int = 0
-    val_fraction: float = 0.2
-    split_file: str | None = None
-    num_classes: int = 4
-    in_channels: int = 3
-    pretrained: bool = False
-    device: str = "auto"
-    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    amp: bool = True
-    compile: bool = False
-    deterministic: bool = False
-    checkpoint_every: int = 1
-    out: str = "runs"
+    model: str = field(metadata=setting(help="Model to train (see `covseg models`).", commands=(TRAIN,),
+                                        scope=PAIR, pair_option="--models"))
+    dataset: str | None = field(default=None, metadata=setting(
+        option="--dataset", panel=DATA, metavar="NAME", default_text="detected from --data",
+        help="Dataset plugin name (see `covseg data list`); with neither --dataset nor --data, the "
+        "embedded phantom."))
+    data: str | None = field(default=None, metadata=setting(
+        option="--data", panel=DATA, metavar="PATH", parse=_path, default_text="none",
+        help="Data folder or file; the format is detected."))
+    dataset_options: dict[str, str] = field(default_factory=dict, metadata=setting(
+        option="--dataset-option", panel=DATA, metavar="KEY=VALUE", parse=_dataset_options, repeatable=True,
+        default_text="none", help="Dataset setting (repeatable), e.g. count=40."))
+    recipe: str = field(default=DEFAULT_RECIPE, metadata=setting(
+        option="--recipe", choices=tuple(RECIPES), metavar="NAME",
+        help="Named settings that fill in what neither an option nor --config sets: reference is the "
+        "study's protocol, default covseg's."))
+    epochs: int = field(default=150, metadata=setting(
+        option="--epochs", unit="epochs", low=1, high=100_000, resumable=True,
+        help="Epochs to train (on --resume: train on to this many)."))
+    batch_size: int = field(default=8, metadata=setting(
+        option="--batch-size", unit="slices", low=1, high=4096,
+        help="Global batch (split over torchrun processes)."))
+    optimizer: str = field(default="adamw", metadata=setting(
+        option="--optimizer", choices=OPTIMIZERS, metavar="NAME", help="Optimiser."))
+    lr: float = field(default=1e-3, metadata=setting(
+        option="--lr", low=0, high=10, open_low=True, metavar="NUMBER", help="Peak learning rate."))
+    weight_decay: float = field(default=1e-4, metadata=setting(
+        option="--weight-decay", low=0, high=1, metavar="NUMBER",
+        help="Weight decay (not on biases and norms)."))
+    scheduler: str = field(default="warmup-cosine", metadata=setting(
+        option="--scheduler", choices=SCHEDULERS, metavar="NAME",
+        help="Learning-rate schedule, stepped per batch."))
+    warmup_epochs: int | None = field(default=None, metadata=setting(
+        option="--warmup-epochs", unit="epochs", low=0, high=100_000,
+        help="Linear warm-up of a warmup-* scheduler.",
+        default_text=f"1/{round(1 / WARMUP_SHARE)} of the epochs, rounded up",
+        rule=Rule(_uses_warmup, "scheduler", "no warm-up", unused=0)))
+    loss: str = field(default="cross-entropy+dice", metadata=setting(
+        option="--loss", choices=LOSSES, metavar="NAME", help="Loss."))
+    class_weighting: str = field(default="sqrt-inverse-frequency", metadata=setting(
+        option="--class-weighting", choices=CLASS_WEIGHTINGS, metavar="NAME",
+        help="Class weights of the cross-entropy."))
+    augmentation: dict[str, Any] = field(default_factory=_default_augmentation, metadata=setting(
+        parse=_augmentation,
+        help="Augmentation: the preset 'reference' (rotation, flips, Gaussian noise) or a table of "
+        "AugmentationConfig values (config files and recipes only)."))
+    recalibrate_bn: bool = field(default=True, metadata=setting(
+        option="--recalibrate-bn",
+        help="Recompute batch-norm statistics on the training slices before each validation."))
+    normalisation: dict[str, Any] | None = field(default=None, metadata=setting(
+        option="--window", panel=DATA, metavar="WINDOWS", parse=_normalisation, show=_show_windows,
+        default_text="lung",
+        help="HU window(s) for Hounsfield-unit data: lung, lung,mediastinal,bone or LEVEL:WIDTH "
+        "(8-bit data takes none)."))
+    image_size: int | None = field(default=None, metadata=setting(
+        option="--image-size", unit="px", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE, panel=DATA,
+        bound_reason="the models down-sample 32x", default_text="native size",
+        help="Resize slices to this square side (e.g. 96 for a quick CPU run)."))
+    seed: int = field(default=0, metadata=setting(
+        option="--seed", low=0, high=2**32 - 1, commands=(TRAIN,), scope=PAIR, pair_option="--seeds",
+        help="Seed of the split, initialisation and augmentation."))
+    val_fraction: float | None = field(default=0.2, metadata=setting(
+        option="--val-fraction", low=0, high=1, open_low=True, open_high=True, metavar="NUMBER",
+        panel=DATA, help="Share of the slices held out for validation.",
+        rule=Rule(_seeded_split, "split_file", "the split file fixes the validation slices")))
+    split_file: str | None = field(default=None, metadata=setting(
+        option="--split", metavar="FILE", parse=_path, panel=DATA, default_text="seeded split",
+        help="A split.json (of a run or benchmark) to use instead of a seeded split."))
+    num_classes: int = field(default=4, metadata=setting(
+        low=2, high=256, settable=False, help="Classes the model predicts, background included."))
+    in_channels: int = field(default=3, metadata=setting(
+        low=1, high=3, settable=False, help="Input channels of the model."))
+    pretrained: bool = field(default=False, metadata=setting(
+        option="--pretrained", help="Start from ImageNet backbone weights."))
+    device: str = field(default="auto", metadata=setting(
+        option="--device", scope=MACHINE, resumable=True, panel=RUN, metavar="DEVICE",
+        help="auto, cpu, cuda or cuda:N."))
+    workers: int = field(default_factory=_default_workers, metadata=setting(
+        option="--workers", low=0, high=256, scope=MACHINE, resumable=True, panel=RUN,
+        default_text="4, at most the CPU count", help="DataLoader worker processes."))
+    amp: bool = field(default=True, metadata=setting(
+        option="--amp", scope=MACHINE, resumable=True, panel=RUN,
+        help="bf16 autocast on CUDA (the CPU trains in float32 and records it off)."))
+    compile: bool = field(default=False, metadata=setting(
+        option="--compile", scope=MACHINE, resumable=True, panel=RUN, help="torch.compile the model."))
+    deterministic: bool = field(default=False, metadata=setting(
+        option="--deterministic", scope=MACHINE, resumable=True, panel=RUN,
+        help="Deterministic algorithms (slower on CUDA)."))
+    checkpoint_every: int = field(default=1, metadata=setting(
+        option="--checkpoint-every", unit="epochs", low=1, high=100_000, scope=MACHINE, resumable=True,
+        panel=RUN, help="Write last.pt every N epochs (and at the end)."))
+    out: str = field(default="runs", metadata=setting(
+        option="--out", metavar="DIR", parse=_path, commands=(TRAIN,), scope=PAIR, panel=RUN,
+        pair_option="--out",
+        help="Runs go to OUT/<model>/<timestamp>/."))
+    intensity: str | None = field(default=None, metadata=setting(
+        choices=INTENSITIES, settable=False,
+        help="Intensity kind of the training slices, recorded from the data."))
+    sources: dict[str, str] = field(default_factory=dict)
+    """Where each value that is not the field default came from: ``--lr`` (an option), ``config
+    FILE``, ``recipe NAME``, ``argument`` (the Python API), ``derived ...`` or ``not used ...``."""
 
+    def __post_init__(self) -> None:
+        if self.warmup_epochs is None:
+            self.warmup_epochs = math.ceil(self.epochs * WARMUP_SHARE) if _uses_warmup(self) else 0
+            self.sources.setdefault("warmup_epochs", "derived from epochs and scheduler")
+        for item, info, _ in fields_with_settings(type(self)):
+            rule = info.rule
+            if rule is None or rule.applies(self) or getattr(self, item.name) == rule.unused:
+                continue
+            if explicit(self.sources.get(item.name)):
+                raise CovsegError(
+                    f"{self._label(item.name)} has no effect with {self._label(rule.depends_on)} "
+                    f"({rule.reason}); drop one")
+            setattr(self, item.name, rule.unused)
+            self.sources[item.name] = f"not used: {rule.reason}"
+
+    # ---- building one ---------------------------------------------------------------------------
     @classmethod
-    def from_recipe(cls, model: str, recipe: str = "default", **overrides: Any) -> TrainConfig:
-        """The recipe's values for ``model``, with ``overrides`` (explicit options) on top."""
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise TypeError(f"TrainConfig has no field(s) {', '.join(sorted(unknown))}")
-        values = get_recipe(recipe).values(epochs=overrides.get("epochs"))
-        values.update(overrides)
-        config = cls(model=model, **values)
+    def resolve(
+        cls,
+        model: str | None = None,
+        *,
+        options: Mapping[str, Any] | None = None,
+        config_file: str | Path | None = None,
+        command: str = TRAIN,
+        from_cli: bool = False,
+    ) -> TrainConfig:
+        """The config of field defaults < recipe < ``config_file`` < ``options`` (explicit values).
+
+        ``options`` maps field names to values (``from_cli``: they came from the command line and
+        errors name the options). The recipe is ``options["recipe"]``, else the config file's, else
+        ``default``. Raises :class:`CovsegError` (one line naming the option, or the file and key)
+        for unknown settings, wrong types, values out of bounds and conflicting settings.
+        """
+        explicit_values, labels = cls.explicit_layers(options or {}, config_file, command, from_cli)
+        if "recipe" in explicit_values:
+            recipe_name, recipe_where = explicit_values["recipe"], labels["recipe"]
+        else:
+            recipe_name, recipe_where = DEFAULT_RECIPE, "--recipe"
+        if recipe_name not in RECIPES:
+            raise CovsegError(f"{recipe_where} {recipe_name}: unknown recipe; "
+                              f"choose one of {', '.join(RECIPES)}")
+        recipe = RECIPES[recipe_name]
+        recipe_label = f"recipe {recipe.name}"
+        recipe_values = cls.check_layer(dict(recipe.values), recipe_label, command)
+        values = {**recipe_values, **explicit_values}
+        sources = {**{key: recipe_label for key in recipe_values},
+                   **{key: _source(label) if from_cli or ": " in label else "argument"
+                      for key, label in labels.items()}}
+        if model is not None:
+            values["model"], sources["model"] = model, "argument"
+        if values.get("model") is None:
+            raise CovsegError("give a MODEL to train (see `covseg models`) or --resume RUN_DIR")
+        config = cls(**values, sources=sources)
         config.validate()
         return config
 
-    def validate(self) -> None:
-        """One-line errors, naming the option, for values no run can use."""
-        checks = [
-            (self.epochs >= 1, "--epochs", f"{self.epochs}: must be at least 1"),
-            (self.batch_size >= 1, "--batch-size", f"{self.batch_size}: must be at least 1"),
-            (self.lr > 0, "--lr", f"{self.lr}: must be positive"),
-            (self.weight_decay >= 0, "--weight-decay", f"{self.weight_decay}: must not be negative"),
-            (
-                0 <= self.warmup_epochs <= self.epochs,
-                "--warmup-epochs",
-                f"{self.warmup_epochs}: must be between 0 and --epochs {self.epochs}",
-            ),
-            (0 < self.val_fraction < 1, "--val-fraction", f"{self.val_fraction}: must be between 0 and 1"),
-            (
-                self.image_size is None or self.image_size >= MIN_IMAGE_SIZE,
-                "--image-size",
-                f"{self.image_size}: must be at least {MIN_IMAGE_SIZE} (the models down-sample 32x)",
-            ),
-            (self.workers >= 0, "--workers", f"{self.workers}: must not be negative"),
-            (
-                self.checkpoint_every >= 1,
-                "--checkpoint-every",
-                f"{self.checkpoint_every}: must be at least 1",
-            ),
-            (
-                self.optimizer in OPTIMIZERS,
-                "--optimizer",
-                f"{self.optimizer}: choose one of {', '.join(OPTIMIZERS)}",
-            ),
-            (
-                self.scheduler in SCHEDULERS,
-                "--scheduler",
-                f"{self.scheduler}: choose one of {', '.join(SCHEDULERS)}",
-            ),
-            (self.loss in LOSSES, "--loss", f"{self.loss}: choose one of {', '.join(LOSSES)}"),
-            (
-                self.class_weighting in CLASS_WEIGHTINGS,
-                "--class-weighting",
-                f"{self.class_weighting}: choose one of {', '.join(CLASS_WEIGHTINGS)}",
-            ),
-            (self.num_classes >= 2, "num_classes", f"{self.num_classes}: must be at least 2"),
-        ]
-        for ok, option, problem in checks:
-            if not ok:
-                raise CovsegError(f"{option} {problem}")
+    @classmethod
+    def explicit_layers(
+        cls,
+        options: Mapping[str, Any],
+        config_file: str | Path | None,
+        command: str = TRAIN,
+        from_cli: bool = True,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The user's values (``config_file`` under ``options``), checked, and how errors name each.
 
+        Labels are ``--lr`` for an option and ``FILE: lr`` for a config-file key.
+        """
+        values: dict[str, Any] = {}
+        labels: dict[str, str] = {}
+        if config_file is not None:
+            from covseg.training.config_file import read_config_file
+
+            values = cls.check_layer(read_config_file(Path(config_file)), str(config_file), command)
+            labels = {key: f"{config_file}: {key}" for key in values}
+        checked = cls.check_layer(options, None if from_cli else "TrainConfig", command)
+        settings = cls.settings()
+        values.update(checked)
+        labels.update({key: option_name(key, settings[key]) for key in checked})
+        return values, labels
+
+    @classmethod
+    def from_recipe(cls, model: str, recipe: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:
+        """The recipe's values for ``model``, with ``overrides`` (TrainConfig fields) on top."""
+        return cls.resolve(model, options={"recipe": recipe, **overrides})
+
+    @classmethod
+    def settings(cls) -> dict[str, Setting]:
+        """Every field's :class:`Setting`, by field name, in field order."""
+        return {item.name: info for item, info, _ in fields_with_settings(cls)}
+
+    @classmethod
+    def check_layer(cls, values: Mapping[str, Any], origin: str | None, command: str) -> dict[str, Any]:
+        """A layer's values, each key known, settable by ``command`` and of the right type.
+
+        ``origin`` names the layer in errors (a file, ``recipe NAME``); None: command-line options,
+        named by their option.
+        """
+        known = {item.name: (info, hint) for item, info, hint in fields_with_settings(cls)}
+        checked = {}
+        for key, value in values.items():
+            if key not in known:
+                hint = unknown_key_hint(str(key), {name: info for name, (info, _) in known.items()})
+                raise CovsegError(f"{origin}: unknown setting '{key}'{hint}")
+            info, hint = known[key]
+            where = f"{origin}: {key}" if origin is not None else option_name(key, info)
+            if not info.settable:
+                raise CovsegError(f"{where}: covseg records this itself; it cannot be set")
+            if command not in info.commands:
+                hint = f" per pair (use {info.pair_option})" if info.pair_option else ""
+                raise CovsegError(f"{where}: covseg {command} sets this itself{hint}")
+            checked[key] = check_value(key, value, hint, info, where)
+        return checked
+
+    # ---- checks ---------------------------------------------------------------------------------
+    def where(self, name: str, origin: str | None = None) -> str:
+        """How an error names field ``name``: ``--epochs``, ``my.toml: epochs``, ``recipe NAME: lr``."""
+        source = self.sources.get(name, "")
+        if origin is not None:
+            return f"{origin}: {name}"
+        if source.startswith("config "):
+            return f"{source.removeprefix('config ')}: {name}"
+        if source.startswith("recipe "):
+            return f"{source}: {name}"
+        return option_name(name, self.settings().get(name))
+
+    def _label(self, name: str, origin: str | None = None) -> str:
+        """:meth:`where` with the value: ``--epochs 0``, ``my.toml: epochs 0``."""
+        value, info = getattr(self, name), self.settings().get(name)
+        if info is not None and info.show is not None and value is not None:
+            shown = info.show(value)
+        else:
+            shown = format_number(value) if isinstance(value, float) else str(value)
+        return f"{self.where(name, origin)} {shown}"
+
+    def validate(self, origin: str | None = None) -> None:
+        """One-line errors, naming the option (or ``origin``: file and key), for values no run can use."""
+        from covseg.training.settings import bounds_problem
+
+        for item, info, hint in fields_with_settings(type(self)):
+            value = getattr(self, item.name)
+            check_value(item.name, value, hint, None, self.where(item.name, origin))
+            if value is None:
+                continue
+            problem = bounds_problem(value, info)
+            if problem is not None:
+                raise CovsegError(f"{self._label(item.name, origin)}: {problem}")
+        if self.warmup_epochs > self.epochs:
+            raise CovsegError(f"{self._label('warmup_epochs', origin)}: must be at most the epochs "
+                              f"({self._label('epochs', origin)})")
+
+    def for_intensity(self, intensity: str, source: str) -> TrainConfig:
+        """This config for slices of ``intensity`` (``hu`` or ``uint8``, read from ``source``).
+
+        Hounsfield-unit data gets the lung window unless one was given; 8-bit data is divided by
+        255 and takes no window, so a window given explicitly is refused and none is recorded.
+        """
+        from covseg.data.intensity import Normalisation
+
+        sources = dict(self.sources)
+        normalisation = self.normalisation
+        if intensity == "uint8":
+            if normalisation is not None and explicit(sources.get("normalisation")):
+                raise CovsegError(f"{self._label('normalisation')}: {source} holds 8-bit slices, which are "
+                                  f"divided by 255; HU windows apply to Hounsfield-unit data only; drop "
+                                  f"{self.where('normalisation')}")
+            normalisation = None
+            sources.pop("normalisation", None)
+        elif normalisation is None:
+            normalisation = Normalisation().to_dict()
+            sources["normalisation"] = "default for Hounsfield-unit data"
+        return dataclasses.replace(self, normalisation=normalisation, intensity=intensity, sources=sources)
+
+    # ---- config.json ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written as config.json (with the covseg version that wrote it)."""
         return {**dataclasses.asdict(self), "covseg_version": __version__}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
-        """Inverse of :meth:`to_dict`; ``source`` names the file in the one-line errors."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        """Inverse of :meth:`to_dict`; every key is type-checked, errors name ``source`` and the key."""
+        names = {item.name for item in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key != "covseg_version"}
-        unknown = set(values) - names
+        unknown = sorted(set(values) - names)
         if unknown:
-            raise CovsegError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
-        if "model" not in values:
-            raise CovsegError(f"{source}: has no 'model'")
-        try:
-            config = cls(**values)
-        except TypeError as error:
-            raise CovsegError(f"{source}: {error}") from None
-        config.validate()
+            raise CovsegError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        if not isinstance(values.get("model"), str):
+            raise CovsegError(f"{source}: has no 'model' name")
+        sources = values.pop("sources", {})
+        if not isinstance(sources, dict) or not all(isinstance(item, str) for item in sources.values()):
+            raise CovsegError(f"{source}: sources: expected a table of strings")
+        known = {item.name: (info, hint) for item, info, hint in fields_with_settings(cls)}
+        checked = {key: check_value(key, value, known[key][1], known[key][0], f"{source}: {key}")
+                   for key, value in values.items()}
+        config = cls(**checked, sources=dict(sources))
+        config.validate(origin=source)
         return config
 
     def save(self, path: Path) -> None:
@@ -162,5 +439,31 @@ class TrainConfig:
     def load(cls, path: Path) -> TrainConfig:
         """Read a config.json written by :meth:`save`."""
         path = Path(path)
-        data = read_json_object(path)
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json_object(path), source=str(path))
+
+    # ---- resuming -------------------------------------------------------------------------------
+    def resumed_with(self, changes: Mapping[str, Any], labels: Mapping[str, str]) -> TrainConfig:
+        """This (stopped) run's config with ``changes``; only resumable settings may differ.
+
+        ``labels`` names where each change came from (``--lr``, ``config my.toml``) for the error.
+        """
+        settings = self.settings()
+        changed = {key: value for key, value in changes.items() if getattr(self, key) != value}
+        fixed = [key for key in changed if not settings[key].resumable]
+        if fixed:
+            allowed = ", ".join(option_name(name, info) for name, info in settings.items()
+                                if info.resumable and info.option)
+            raise CovsegError(f"--resume keeps the run's settings; {labels[fixed[0]]} cannot change "
+                              f"(only {allowed} can)")
+        sources = {**self.sources, **{key: f"{_source(labels[key])} on resume" for key in changed}}
+        config = dataclasses.replace(self, **changed, sources=sources)
+        config.validate()
+        return config
+
+
+def shared_settings(command: str = BENCHMARK) -> dict[str, Setting]:
+    """The settings every pair of a benchmark shares (what its benchmark.json fixes)."""
+    from covseg.training.settings import SHARED
+
+    return {name: info for name, info in TrainConfig.settings().items()
+            if info.scope == SHARED and info.settable and command in info.commands}

@@ -99,3 +99,22 @@ def sync_buffers(context: DistributedContext, model: nn.Module) -> None:
     if context.enabled:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
+
+
+def synchronise_batch_norm(context: DistributedContext, model: nn.Module) -> nn.Module:
+    """Batch norm over the global batch: SyncBatchNorm under DDP on CUDA, else ``model`` as it is.
+
+    Each process then normalises with the statistics of all processes' slices, as one process
+    with the whole batch would: the recipe means the same on one GPU or eight, and one slice per
+    process still trains a model with batch norm over a 1x1 map. gloo (the CPU) cannot run
+    SyncBatchNorm; there each process normalises its own share. The weights and buffers keep
+    their names, so checkpoints load into the plain model.
+    """
+    if not synchronises_batch_norm(context):
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def synchronises_batch_norm(context: DistributedContext) -> bool:
+    """Whether :func:`synchronise_batch_norm` converts models in this context."""
+    return context.enabled and context.device.type == "cuda"

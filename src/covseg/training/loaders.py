@@ -38,6 +38,11 @@ class TrainingData:
         self.train_dataset.set_epoch(epoch)
 
 
+def normalisation_of(config: TrainConfig) -> Normalisation:
+    """The run's intensity normalisation (8-bit data records none: it is divided by 255)."""
+    return Normalisation.from_dict(config.normalisation) if config.normalisation else Normalisation()
+
+
 def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = None) -> Split:
     """The run's split: ``saved`` (a resumed run's split.json), ``--split FILE``, or seeded from the ids."""
     path = saved or (Path(config.split_file) if config.split_file else None)
@@ -80,7 +85,7 @@ def build_training_data(
     disjoint slice of the ids (no padding: duplicated slices would skew the confusion matrix that
     evaluate_model sums over processes).
     """
-    normalisation = Normalisation.from_dict(config.normalisation)
+    normalisation = normalisation_of(config)
     augmentation = AugmentationConfig.from_dict(config.augmentation)
     batch = per_process_batch(config, context, len(split.train_ids))
     train_dataset = SliceDataset(

@@ -14,9 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from covseg.core.errors import CovsegError
-
-LOSSES = ("cross-entropy", "cross-entropy+dice")
-CLASS_WEIGHTINGS = ("none", "sqrt-inverse-frequency")
+from covseg.training.config import CLASS_WEIGHTINGS, LOSSES
 
 
 class SoftDiceLoss(nn.Module):

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from covseg.core.errors import CovsegError
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "warmup-cosine", "warmup-poly")
+from covseg.training.config import OPTIMIZERS, SCHEDULERS
 
 
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
