@@ -67,7 +67,7 @@ def test_an_old_checkpoint_under_the_studys_name_still_loads(tmp_path):
     save_checkpoint({"model_name": "deeplab-resnet50", "num_classes": 2, "in_channels": 3,
                      "normalisation": Normalisation().to_dict(), "state_dict": weights}, path)
     trained = load_trained_model(path)
-    assert trained.model_name == "deeplab-resnet50"
+    assert trained.model_name == "deeplabv3-resnet50"
     loaded = trained.model.state_dict()
     assert all(torch.equal(loaded[key], weights[key]) for key in weights)
 
@@ -75,4 +75,4 @@ def test_an_old_checkpoint_under_the_studys_name_still_loads(tmp_path):
 def test_benchmark_models_accept_the_studys_names():
     from covseg.benchmark.plan import parse_models
 
-    assert parse_models("unet,deeplab-resnet101") == ["unet", "deeplab-resnet101"]
+    assert parse_models("unet,deeplab-resnet101,deeplabv3-resnet101") == ["unet", "deeplabv3-resnet101"]

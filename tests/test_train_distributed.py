@@ -125,10 +125,7 @@ def test_one_slice_per_process_on_a_model_with_batch_norm_over_1x1_is_refused_be
     """The README's torchrun example with batch 8 on 8 GPUs is one slice per process. On CUDA,
     SyncBatchNorm makes that train; gloo (the CPU) cannot synchronise batch norm, so covseg refuses,
     in one line, before the run folder exists (and every process stops: none waits for the others)."""
-    from covseg.core.registry import get_registry
-
-    deeplab = next(name for name in ("deeplabv3-resnet50", "deeplab-resnet50")
-                   if name in {entry.name for entry in get_registry().models()})
+    deeplab = "deeplabv3-resnet50"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                "covseg", "train", deeplab, *ARGS, "--image-size", "32", "--out", str(tmp_path / "ddp")]

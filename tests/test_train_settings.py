@@ -330,10 +330,7 @@ def test_run_options_travel_to_worker_processes_as_checked_json():
 def test_reference_models_are_seven_canonical_names():
     assert len(REFERENCE_MODELS) == len(set(REFERENCE_MODELS)) == 7
     known = {entry.name for entry in get_registry().models()}
-    renamed = {"deeplabv3-resnet50": "deeplab-resnet50", "deeplabv3-resnet101": "deeplab-resnet101"}
-    for name in REFERENCE_MODELS:
-        # Until the registry knows the deeplabv3-* names, it knows them by their old ones.
-        assert name in known or renamed.get(name) in known, name
+    assert set(REFERENCE_MODELS) <= known
 
 
 # ---- batch norm and one slice per step --------------------------------------------------------------
@@ -392,8 +389,7 @@ def test_probing_a_built_model_changes_nothing_in_it():
 def test_the_probe_on_the_builtin_models():
     from covseg.core.registry import create_model
 
-    deeplab = next(name for name in ("deeplabv3-resnet50", "deeplab-resnet50")
-                   if name in {entry.name for entry in get_registry().models()})
+    deeplab = "deeplabv3-resnet50"
     assert single_value_batch_norm(lambda: create_model(deeplab), 1, 64, 64) == "model.classifier.0.convs.4.2"
     assert single_value_batch_norm(lambda: create_model(deeplab), 2, 64, 64) is None
     assert single_value_batch_norm(lambda: create_model("unet"), 1, 64, 64) is None

@@ -236,12 +236,13 @@ def parse_models(text: str) -> list[str]:
     names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     if not names:
         raise CovsegError(f"--models '{text}': give 'all' or comma-separated names (see `covseg models`)")
+    canonical = []
     for name in names:
         try:
-            registry.model(name)
+            canonical.append(registry.model(name).name)  # an alias runs under its canonical name
         except CovsegError as error:
             raise CovsegError(f"--models: {error}") from None
-    return names
+    return list(dict.fromkeys(canonical))
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -16,6 +16,7 @@ import torch
 from covseg.checkpoint import model_from_checkpoint
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
+from covseg.core.registry import get_registry
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
 from covseg.data.split import Split
@@ -97,7 +98,7 @@ def load_trained_model(path: Path, device: torch.device | str = "cpu") -> Traine
         raise CovsegError(f"{checkpoint_path}: {error}") from None
     return TrainedModel(
         model=model.to(device),
-        model_name=str(checkpoint["model_name"]),
+        model_name=get_registry().model(str(checkpoint["model_name"])).name,
         num_classes=num_classes,
         in_channels=int(checkpoint.get("in_channels", 3)),
         class_names=names,

@@ -116,7 +116,7 @@ def load_export_source(spec: str | Path) -> ExportSource:
     text = str(spec)
     if "/" in text or "\\" in text or text.endswith((".pt", ".pth", ".onnx")):
         raise CovsegError(f"{spec} does not exist; give a run folder, a .pt checkpoint or a model name")
-    get_registry().model(text)  # unknown names fail here with the close matches
+    text = get_registry().model(text).name  # unknown names fail here with the close matches
     model = create_model(text, num_classes=len(CLASS_NAMES), in_channels=3, pretrained=False)
     metadata = ExportMetadata(
         model_name=text,

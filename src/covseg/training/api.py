@@ -79,7 +79,8 @@ def train(config: TrainConfig, console: Console | None = None, *, resume: Path |
     """
     console = console or SafeConsole()
     config.validate()
-    get_registry().model(config.model)  # an unknown model fails before any data is read
+    # An unknown model fails before any data is read; an alias is filed under its canonical name.
+    config = dataclasses.replace(config, model=get_registry().model(config.model).name)
     device = resolve_device(config.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -134,7 +135,8 @@ class _TrainingRun:
         self.context = context
         self.console = console
         self.resume_checkpoint = load_resume_checkpoint(resume) if resume is not None else None
-        if self.resume_checkpoint is not None and self.resume_checkpoint["model_name"] != config.model:
+        if (self.resume_checkpoint is not None
+                and get_registry().model(self.resume_checkpoint["model_name"]).name != config.model):
             raise CovsegError(
                 f"--resume {resume}: the run trained {self.resume_checkpoint['model_name']}, "
                 f"not {config.model}"
