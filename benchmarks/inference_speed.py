@@ -29,7 +29,7 @@ from rich.table import Table
 
 from covseg.core.registry import create_model
 from covseg.export.onnx_export import export_model, load_export_source
-from covseg.inference.session import OnnxSegmenter, cpu_cores
+from covseg.onnx import OnnxSegmenter, cpu_cores
 from covseg.terminal import SafeConsole
 
 console = SafeConsole(width=160)  # the table is wide; keep it whole when piped to a file

@@ -19,9 +19,9 @@ from covseg.cli import app
 from covseg.core.errors import CovsegError
 from covseg.core.registry import create_model
 from covseg.data.intensity import Normalisation
-from covseg.export import ExportMetadata, export_model, export_onnx, load_export_source, read_metadata
+from covseg.export import export_model, export_onnx, load_export_source
 from covseg.export.onnx_export import ExportSource
-from covseg.inference.session import OnnxSegmenter
+from covseg.onnx import ExportMetadata, OnnxSegmenter, read_metadata
 from tests.test_models import MODEL_NAMES
 
 runner = CliRunner()

@@ -28,9 +28,11 @@ from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
 from covseg.data.nifti import read_volume
 from covseg.evaluation.trained import load_trained_model
-from covseg.export import ExportMetadata, export_model
+from covseg.export import export_model
 from covseg.export.onnx_export import ExportSource, write_export
 from covseg.inference.report import measure_lesions
+from covseg.onnx import ExportMetadata
+from tests.import_checks import run_covseg
 from tests.test_export import save_unet_checkpoint
 
 runner = CliRunner()
@@ -327,6 +329,27 @@ def test_bad_inputs_get_one_line_and_no_output(models, phantom, tmp_path):
         result = predict(*arguments, "--out", out)
         assert_one_line_error(result, message)
         assert not out.exists() or not any(out.rglob("*")), message
+
+
+def test_predict_on_an_onnx_file_runs_with_torch_and_albumentations_unimportable(models, phantom, tmp_path):
+    """An ONNX model needs onnxruntime, not torch: predict in a process where torch cannot load."""
+    image = np.full((40, 50), 200, np.uint8)
+    image[10:30, 10:30] = 145
+    Image.fromarray(image).save(tmp_path / "slice.png")
+    inputs = (phantom["scan"], tmp_path / "slice.png")
+    blocked = ("torch", "torchvision", "timm", "albumentations")
+    run = run_covseg("predict", models["resized"], *inputs, "--out", tmp_path / "free", "--overlays", "all",
+                     blocked=blocked)
+    assert run.returncode == 0, run.stderr
+    assert run.attempted == [] and not set(run.loaded) & set(blocked)
+    # The same prediction in this process, where torch is loaded: identical files.
+    here = predict(models["resized"], *inputs, "--out", tmp_path / "here", "--overlays", "all")
+    assert here.exit_code == 0, here.output
+    free_labels = np.asarray(nib.load(tmp_path / "free" / "scan" / "labels.nii.gz").dataobj)
+    np.testing.assert_array_equal(free_labels, nib.load(tmp_path / "here" / "scan" / "labels.nii.gz").dataobj)
+    assert (free_labels == phantom["truth"]).mean() > 0.97  # resized to 48x48 and back
+    for name in ("slice/labels.png", "slice/overlay.png", "scan/overlays/slice_000.png", "scan/report.csv"):
+        assert (tmp_path / "free" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -1,4 +1,10 @@
-"""The `covseg` command line: wires the command modules of :mod:`covseg.commands` into one app."""
+"""The `covseg` command line: wires the command modules of :mod:`covseg.commands` into one app.
+
+Command modules import only what their options need (Typer, rich's console, covseg's light
+modules); torch, timm, albumentations, OpenCV and onnxruntime are imported inside the commands that
+use them, so ``covseg --help``, ``--version`` and every ``COMMAND --help`` start fast
+(``tests/test_startup.py`` checks which modules load, ``benchmarks/startup_time.py`` times them).
+"""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def onnx_cpu_latency(run_dir: Path, size: int = DEFAULT_LATENCY_SIZE, runs: int 
                      threads: int | None = None) -> tuple[float, int]:
     """(median milliseconds, threads) of onnxruntime's CPU provider on one 1 x 3 x size x size slice."""
     from covseg.export import export_model, load_export_source
-    from covseg.inference.session import OnnxSegmenter, cpu_cores
+    from covseg.onnx import OnnxSegmenter, cpu_cores
 
     exported = export_model(load_export_source(run_dir), trace_size=size)
     threads = threads or cpu_cores()

@@ -44,7 +44,7 @@ from covseg.benchmark.plan import (
 from covseg.core.errors import CovsegError
 from covseg.devices import resolve_device
 from covseg.files import one_line, write_text
-from covseg.inference.session import cpu_cores
+from covseg.onnx import cpu_cores
 from covseg.runs import RUN_CONFIG, read_summary
 from covseg.terminal import SafeConsole, join, styled
 from covseg.training.settings import option_name

@@ -1,24 +1,27 @@
-"""`covseg data list|info|fetch`: the installed data sets, what a data set holds, MedSeg download."""
+"""`covseg data list|info|fetch`: the installed data sets, what a data set holds, MedSeg download.
+
+The readers (nibabel, NumPy) are imported inside the commands that read, so ``covseg --help`` and
+``covseg data list`` start without them.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from covseg import CLASS_NAMES
 from covseg.commands._common import console, error_console, user_errors, warn
 from covseg.commands.plugins import warn_plugin_problems
-from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
-from covseg.data.fetch import fetch_medseg
-from covseg.data.loading import load_slices, resolve_dataset
 from covseg.data.options import parse_dataset_options
+
+if TYPE_CHECKING:
+    from covseg.core.entries import CTSlices
 
 app = typer.Typer(help="Data sets: list the installed ones, inspect one, download MedSeg.",
                   no_args_is_help=True)
@@ -51,6 +54,8 @@ def info(
     dataset_option: Annotated[list[str] | None, typer.Option("--dataset-option", help=OPTION_HELP)] = None,
 ) -> None:
     """Show a data set: format, slice count, sizes, intensity range and pixels per class."""
+    from covseg.data.loading import load_slices, resolve_dataset
+
     options = parse_dataset_options(dataset_option)
     names = {entry.name for entry in get_registry().datasets()}
     data: Path | None = Path(target)
@@ -93,6 +98,8 @@ def _summary_table(slices: CTSlices, format_name: str) -> Table:
 
 
 def _class_table(slices: CTSlices) -> Table:
+    import numpy as np
+
     pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
     present = np.zeros(len(CLASS_NAMES), dtype=np.int64)
     for mask in slices.masks or []:
@@ -117,6 +124,8 @@ def fetch(
     url: str | None = typer.Option(None, "--url", help="Base URL of a mirror: files are read from URL/NAME."),
 ) -> None:
     """Download the public MedSeg COVID-19 files (resumable, checked against known sizes and sha256)."""
+    from covseg.data.fetch import fetch_medseg
+
     if name != "medseg":
         raise CovsegError(f"covseg can fetch 'medseg', not '{name}'")
     results = fetch_medseg(dest, url, console=error_console)

@@ -1,30 +1,29 @@
-"""`covseg eval`: score a trained run or checkpoint, print the metric tables, save overlay pictures."""
+"""`covseg eval`: score a trained run or checkpoint, print the metric tables, save overlay pictures.
+
+torch and the evaluation code are imported inside the command, so ``covseg --help`` and
+``covseg eval --help`` start without them.
+"""
 
 from __future__ import annotations
 
-import re
+import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from covseg.commands._common import console, user_errors, warn
 from covseg.core.errors import CovsegError
-from covseg.core.registry import get_registry
-from covseg.data.dataset import SliceDataset
-from covseg.data.options import parse_dataset_options
-from covseg.devices import resolve_device
-from covseg.evaluation.evaluate import evaluate_model
-from covseg.evaluation.trained import EvaluationData, TrainedModel, load_evaluation_data, load_trained_model
-from covseg.files import write_json
+from covseg.files import child_path, safe_file_name, write_json
 from covseg.terminal import join, styled
-from covseg.visualize import CLASS_COLOURS, save_png, side_by_side
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from rich.text import Text
+
+    from covseg.evaluation.trained import EvaluationData, TrainedModel
 
 
 class SplitChoice(str, Enum):
@@ -60,6 +59,15 @@ def evaluate(
                                                    "matrix to this JSON file.")] = None,
 ) -> None:
     """Score a trained model: metric tables on the run's validation split or on any data set."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from covseg.data.dataset import SliceDataset
+    from covseg.data.options import parse_dataset_options
+    from covseg.devices import resolve_device
+    from covseg.evaluation.evaluate import evaluate_model
+    from covseg.evaluation.trained import load_evaluation_data, load_trained_model
+
     if save_predictions is not None:
         check_output_folder(save_predictions, overwrite)
     torch_device = resolve_device(device)
@@ -112,7 +120,11 @@ def check_output_folder(folder: Path, overwrite: bool) -> None:
 
 
 class PredictionWriter:
-    """Writes ``<slice id>.png`` (image | truth | prediction overlays) in loader order."""
+    """Writes ``<slice id>.png`` (image | truth | prediction overlays) in loader order.
+
+    Names come from :func:`png_names`, and every path is checked by :func:`covseg.files.child_path`:
+    whatever a slice id holds, nothing is written outside ``folder``.
+    """
 
     def __init__(self, folder: Path, ids: list[str]):
         self.folder = Path(folder)
@@ -120,22 +132,31 @@ class PredictionWriter:
         self.count = 0
 
     def write_batch(self, images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
+        from covseg.visualize import save_png, side_by_side
+
         images_hwc = images.float().permute(0, 2, 3, 1).cpu().numpy()
         masks_np, predictions_np = masks.cpu().numpy(), predictions.cpu().numpy()
         for image, truth, prediction in zip(images_hwc, masks_np, predictions_np, strict=True):
-            save_png(side_by_side(image, truth, prediction), self.folder / self.names[self.count])
+            path = child_path(self.folder, self.names[self.count])
+            save_png(side_by_side(image, truth, prediction), path)
             self.count += 1
 
 
 def png_names(ids: list[str]) -> list[str]:
-    """File-system-safe, unique PNG names from slice ids (``a/b:3`` -> ``a_b_3.png``)."""
-    names, taken = [], set()
+    """Safe, distinct PNG names from slice ids, one per id in order (``a/b:3`` -> ``a_b_3.png``).
+
+    Each id goes through :func:`covseg.files.safe_file_name` (``slice`` when nothing is left); ids
+    whose names coincide, ignoring case (a case-insensitive file system would merge them), get
+    ``-2``, ``-3``, ... so that no slice's picture overwrites another's.
+    """
+    names: list[str] = []
+    taken: set[str] = set()
     for slice_id in ids:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", slice_id).strip("._") or "slice"
+        stem = safe_file_name(slice_id, fallback="slice")
         name, number = f"{stem}.png", 2
-        while name in taken:
+        while name.casefold() in taken:
             name, number = f"{stem}-{number}.png", number + 1
-        taken.add(name)
+        taken.add(name.casefold())
         names.append(name)
     return names
 
@@ -158,13 +179,17 @@ def _display_order(name: str) -> tuple[int, str]:
 
 
 def format_value(value: float) -> str:
-    return "—" if np.isnan(value) else f"{value:.4f}"
+    return "—" if math.isnan(value) else f"{value:.4f}"
 
 
 def print_metric_tables(
     metrics: dict[str, float], confusion: np.ndarray, class_names: tuple[str, ...]
 ) -> None:
     """The overall metrics, then one row per class with every per-class metric as a column."""
+    from rich.table import Table
+
+    from covseg.core.registry import get_registry
+
     registry = get_registry()
     descriptions = {entry.name: entry.description for entry in registry.metrics()}
     overall = Table(title="metrics (one confusion matrix over all evaluated pixels)")
@@ -196,6 +221,10 @@ def print_metric_tables(
 
 def colour_legend(class_names: tuple[str, ...]) -> Text:
     """``colours: ■ ground-glass ■ consolidation ■ effusion`` in the overlay colours."""
+    from rich.text import Text
+
+    from covseg.visualize import CLASS_COLOURS
+
     legend = Text("colours: background unchanged (grey)")
     for index, name in enumerate(class_names[1:len(CLASS_COLOURS)], start=1):
         red, green, blue = (int(channel) for channel in CLASS_COLOURS[index])

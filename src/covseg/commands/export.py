@@ -7,19 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from covseg.commands._common import console, user_errors, warn
 from covseg.core.errors import CovsegError
-from covseg.export.onnx_export import (
-    DEFAULT_OPSET,
-    DEFAULT_TOLERANCE,
-    check_output_path,
-    default_export_path,
-    export_model,
-    load_export_source,
-    write_export,
-)
+from covseg.export.settings import DEFAULT_OPSET, DEFAULT_TOLERANCE
 
 
 class ExporterChoice(str, Enum):
@@ -61,6 +52,16 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Export a trained model to ONNX (dynamic batch, height, width), verified against PyTorch."""
+    from rich.table import Table
+
+    from covseg.export.onnx_export import (
+        check_output_path,
+        default_export_path,
+        export_model,
+        load_export_source,
+        write_export,
+    )
+
     if not onnx:
         raise CovsegError("--no-onnx leaves nothing to export: ONNX is the one export format")
     source = load_export_source(target)

@@ -1,21 +1,28 @@
-"""`covseg predict MODEL INPUT... --out DIR`: label volumes/images, overlays and lesion reports."""
+"""`covseg predict MODEL INPUT... --out DIR`: label volumes/images, overlays and lesion reports.
+
+The model is an ONNX file, run by :mod:`covseg.inference` without torch; a run folder or checkpoint
+is first exported in memory here (:func:`open_model`), the one place where prediction meets
+:mod:`covseg.export`. Everything heavy is imported inside the command, so ``covseg --help`` and
+``covseg predict --help`` start without onnxruntime, OpenCV or nibabel.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from covseg.commands._common import console, user_errors, warn
-from covseg.inference.cases import check_outputs, pair_lung_masks, run_case
-from covseg.inference.inputs import discover_cases, read_case
-from covseg.inference.predict import load_segmenter, resolve_settings
-from covseg.inference.session import cpu_cores
+from covseg.core.errors import CovsegError
 from covseg.terminal import join, styled
+
+if TYPE_CHECKING:
+    from covseg.onnx import ExportMetadata, OnnxSegmenter
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
 class DeviceChoice(str, Enum):
@@ -72,10 +79,18 @@ def predict(
     )] = OverlayChoice.lesions,
 ) -> None:
     """Segment CT volumes and slices with onnxruntime; write labels, overlays and lesion reports."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from covseg.inference.cases import check_outputs, pair_lung_masks, run_case
+    from covseg.inference.inputs import discover_cases, read_case
+    from covseg.inference.predict import resolve_settings
+    from covseg.onnx import cpu_cores
+
     cases = discover_cases(inputs)
     check_outputs(cases, out, overwrite)
     lung_masks = pair_lung_masks(cases, lung_mask)
-    segmenter, metadata = load_segmenter(model, device.value, log=console.print)
+    segmenter, metadata = open_model(model, device.value, log=console.print)
     settings = resolve_settings(segmenter, metadata, classes, window, scale_8bit)
     threads = f", {cpu_cores()} threads" if not segmenter.on_gpu else ""
     console.print(f"model: {settings.description}", highlight=False)
@@ -93,7 +108,7 @@ def predict(
         summary.add_column(column, justify=justify)
     model_label = metadata.model_name if metadata is not None else str(model)
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -130,6 +145,39 @@ def predict(
                 highlight=False,
             )
     console.print(summary)
+
+
+def open_model(
+    model: Path,
+    device: str = "auto",
+    exporter: str = "torchscript",
+    log: Callable[[str], None] | None = None,
+) -> tuple[OnnxSegmenter, ExportMetadata | None]:
+    """An ONNX file, or a run folder / checkpoint exported to ONNX in memory (verified) first.
+
+    Returns the onnxruntime session and the covseg metadata the model carries (None for an ONNX
+    model from elsewhere). Raises :class:`CovsegError` for a path that does not exist, a file
+    onnxruntime cannot run, or an export that fails its checks.
+    """
+    from covseg.onnx import OnnxSegmenter
+
+    path = Path(model)
+    if path.is_dir() or path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        from covseg.export import export_model, load_export_source
+
+        result = export_model(load_export_source(path), exporter=exporter)
+        if log is not None:
+            worst = max(check.max_abs_diff for check in result.checks)
+            log(
+                f"exported {path} to ONNX in memory ({result.exporter} exporter, "
+                f"{result.export_seconds:.1f} s, max |logit difference| vs PyTorch {worst:.2g})"
+            )
+        segmenter = OnnxSegmenter(result.model_bytes, device=device, origin=f"the export of {path}")
+    elif path.is_file():
+        segmenter = OnnxSegmenter(path, device=device)
+    else:
+        raise CovsegError(f"{path} does not exist; give an .onnx file, a run folder or a .pt checkpoint")
+    return segmenter, segmenter.covseg_metadata
 
 
 def _number(value: float | None) -> str:

@@ -6,6 +6,8 @@
 - :mod:`covseg.data.split`: ``make_split`` and ``Split`` (saved with each run)
 - :mod:`covseg.data.augment`: ``AugmentationConfig`` and ``build_augmentation`` (albumentations)
 - :mod:`covseg.data.dataset`: ``SliceDataset`` (in memory) and ``seed_worker``
+- :mod:`covseg.data.transforms`: ``resize_pair`` and the other torch-free resizes that training and
+  prediction share
 - :mod:`covseg.data.nifti`: NIfTI reading/writing and its orientation rule
 - :mod:`covseg.data.fetch`: downloading the public MedSeg files
 """

@@ -1,9 +1,10 @@
 """The torch Dataset that training and evaluation iterate: slices decoded once, kept in memory.
 
 At construction every slice is normalised (:func:`covseg.data.intensity.normalise_channels`) and
-resized once; a step only augments and copies arrays, no file I/O. Augmentation draws its random
-numbers from a seed derived from (seed, epoch, slice index), so a sample is the same whichever
-DataLoader worker makes it and however many workers there are; ``set_epoch`` changes it per epoch.
+resized once (:func:`covseg.data.transforms.resize_pair`, the resize ``covseg predict`` uses too); a
+step only augments and copies arrays, no file I/O. Augmentation draws its random numbers from a seed
+derived from (seed, epoch, slice index), so a sample is the same whichever DataLoader worker makes
+it and however many workers there are; ``set_epoch`` changes it per epoch.
 The epoch lives in shared memory, so persistent workers see ``set_epoch`` too.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -21,18 +21,7 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.augment import AugmentationConfig, build_augmentation
 from covseg.data.intensity import Normalisation, normalise_channels
-
-
-def resize_pair(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to side x side: image by area (shrinking) or linear (enlarging), mask by nearest."""
-    height, width = mask.shape
-    if (height, width) == (side, side):
-        return image, mask
-    interpolation = cv2.INTER_AREA if side < min(height, width) else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (side, side), interpolation=interpolation)
-    if resized.ndim == 2:  # cv2 drops a single channel axis
-        resized = resized[:, :, None]
-    return resized, cv2.resize(mask, (side, side), interpolation=cv2.INTER_NEAREST)
+from covseg.data.transforms import resize_pair
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -12,6 +12,10 @@ H and W at sizes not divisible by 32):
 Every export is checked twice before a byte reaches the disk: ``onnx.checker`` (full check with
 shape inference), then onnxruntime vs PyTorch on random inputs at the trace size and at an odd
 second size of another batch, so a resize baked in as a constant fails the check.
+
+The file's metadata and the onnxruntime session used for the check come from :mod:`covseg.onnx`,
+which :mod:`covseg.inference` shares; export never imports inference. The options and their
+defaults are in :mod:`covseg.export.settings`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -29,18 +32,18 @@ import torch
 from covseg import CLASS_NAMES
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Normalisation
-from covseg.export.metadata import ExportMetadata
-from covseg.files import one_line, write_bytes
-
-Exporter = Literal["torchscript", "dynamo"]
-EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
-DEFAULT_OPSET = 18
-DEFAULT_TOLERANCE = 1e-3
-DEFAULT_TRACE_SIZE = 64
-MIN_SIZE = 32
-INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
-DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
+from covseg.export.settings import (
+    DEFAULT_OPSET,
+    DEFAULT_TOLERANCE,
+    DEFAULT_TRACE_SIZE,
+    DYNAMIC_AXES,
+    EXPORTERS,
+    INPUT_NAME,
+    MIN_SIZE,
+    OUTPUT_NAME,
+)
+from covseg.files import child_path, one_line, safe_file_name, write_bytes
+from covseg.onnx import ExportMetadata, OnnxSegmenter
 
 
 @dataclass
@@ -225,8 +228,6 @@ def verify_parity(
     largest |logit| beyond: float32 rounding grows with the magnitude (untrained ResNet-101 heads
     reach logits of 1e3-1e4).
     """
-    from covseg.inference.session import OnnxSegmenter
-
     segmenter = OnnxSegmenter(model_bytes, device="cpu", origin="the exported model")
     generator = np.random.default_rng(seed)
     checks = []
@@ -278,8 +279,12 @@ def export_model(
 
 
 def default_export_path(source: ExportSource, folder: Path = Path("exports")) -> Path:
-    """``exports/<model>.onnx`` for an untrained model, ``exports/<model>-<run>.onnx`` for a run."""
-    return folder / f"{source.name}.onnx"
+    """``exports/<model>.onnx`` for an untrained model, ``exports/<model>-<run>.onnx`` for a run.
+
+    The name comes from the checkpoint and the run folder's name, so it is made safe first: it
+    stays inside ``folder`` whatever they hold.
+    """
+    return child_path(folder, safe_file_name(source.name, fallback="model") + ".onnx")
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:

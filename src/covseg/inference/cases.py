@@ -1,6 +1,8 @@
 """One case from file to outputs: read, predict, write labels, overlays and the lesion report.
 
-Output folder ``OUT/<case>/``:
+Output folder ``OUT/<case>/``, where ``<case>`` is :attr:`Case.name` (made safe from the input's
+file name by :func:`covseg.inference.inputs.discover_cases`, and checked again here with
+:func:`covseg.files.child_path`: nothing is ever written outside ``OUT``):
 
 - ``labels.nii.gz`` (a volume: uint8, the input's affine and header) or ``labels.png`` (an image:
   pixel value = label);
@@ -23,11 +25,11 @@ from PIL import Image
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import normalise_channels
 from covseg.data.nifti import write_label_volume
-from covseg.files import atomic_write
+from covseg.files import atomic_write, child_path
 from covseg.inference.inputs import Case, CaseData, read_case, read_lung_mask
 from covseg.inference.predict import ModelSettings, predict_slices
 from covseg.inference.report import LesionReport, measure_lesions, write_report
-from covseg.inference.session import OnnxSegmenter
+from covseg.onnx import OnnxSegmenter
 from covseg.visualize import overlay, save_png
 
 OVERLAY_CHOICES: tuple[str, ...] = ("lesions", "all", "none")
@@ -48,7 +50,7 @@ def check_outputs(cases: Sequence[Case], out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise CovsegError(f"--out {out} is a file; give a folder")
     for case in cases:
-        folder = out / case.name
+        folder = child_path(out, case.name)
         if folder.exists() and any(folder.iterdir()) and not overwrite:
             raise CovsegError(f"{folder} exists (an earlier prediction?); pass --overwrite to replace it")
 
@@ -112,7 +114,7 @@ def run_case(
         data.spacing_mm,
         lung,
     )
-    folder = out / case.name
+    folder = child_path(out, case.name)
     shown = _overlay_slices(labels, overlays if data.reference is not None or overlays == "none" else "all")
     pictures = [
         overlay(normalise_channels(data.slices[index], data.intensity, settings.normalisation), labels[index])

@@ -1,9 +1,12 @@
 """What ``covseg predict`` reads: NIfTI volumes, 2-D images (PNG/JPG/TIFF) or folders of them.
 
-Each input file is one *case*. Slices keep their stored values; :mod:`covseg.inference.predict`
-normalises them with the model's settings. Images are read exactly as the ``folder`` data set
-reads training slices (alpha dropped, gray stored as RGB made gray, 8-bit -> ``uint8``, 16-bit
--> Hounsfield units), so a model sees at inference what it saw in training.
+Each input file is one *case*, named after its file (without ``.nii.gz``, ``.nii`` or the image
+suffix) made safe by :func:`covseg.files.safe_file_name`: the name becomes the case's output
+folder, so ``...nii.gz``, ``.hidden.nii.gz`` or ``a\\b.png`` can never reach outside ``--out``.
+Slices keep their stored values; :mod:`covseg.inference.predict` normalises them with the model's
+settings. Images are read exactly as the ``folder`` data set reads training slices (alpha dropped,
+gray stored as RGB made gray, 8-bit -> ``uint8``, 16-bit -> Hounsfield units), so a model sees at
+inference what it saw in training.
 """
 
 from __future__ import annotations
@@ -21,13 +24,18 @@ from covseg.core.errors import CovsegError
 from covseg.data.intensity import Intensity
 from covseg.data.nifti import is_nifti, nifti_stem, read_volume
 from covseg.data.slice_files import PIL_SUFFIXES, read_pixels
+from covseg.files import safe_file_name
 
 KINDS = "NIfTI volumes (.nii, .nii.gz) or images (" + ", ".join(PIL_SUFFIXES) + ")"
 
 
 @dataclass(frozen=True)
 class Case:
-    """One input file: ``kind`` "volume" (3-D NIfTI) or "image" (one 2-D slice)."""
+    """One input file: ``kind`` "volume" (3-D NIfTI) or "image" (one 2-D slice).
+
+    ``name``: the file name without its suffix, made safe to use as a folder name (``case`` when
+    nothing is left, e.g. for ``...nii.gz``).
+    """
 
     name: str
     path: Path
@@ -70,14 +78,18 @@ def _is_input(path: Path) -> bool:
 
 def _case_of(path: Path) -> Case:
     if is_nifti(path):
-        return Case(nifti_stem(path), path, "volume")
+        return Case(safe_file_name(nifti_stem(path)), path, "volume")
     if path.suffix.lower() in PIL_SUFFIXES:
-        return Case(path.stem, path, "image")
+        return Case(safe_file_name(path.stem), path, "image")
     raise CovsegError(f"{path} is not an input covseg can read: give {KINDS} or a folder of them")
 
 
 def discover_cases(inputs: Sequence[Path]) -> list[Case]:
-    """The cases of the given files and folders (a folder: its input files, naturally sorted)."""
+    """The cases of the given files and folders (a folder: its input files, naturally sorted).
+
+    Two inputs whose case names are the same, ignoring case (so that a case-insensitive file
+    system cannot merge their folders either), are refused: one would overwrite the other's outputs.
+    """
     cases: list[Case] = []
     for path in map(Path, inputs):
         if path.is_dir():
@@ -89,14 +101,14 @@ def discover_cases(inputs: Sequence[Path]) -> list[Case]:
             cases.append(_case_of(path))
         else:
             raise CovsegError(f"{path} does not exist")
-    seen: dict[str, Path] = {}
+    seen: dict[str, Case] = {}
     for case in cases:
-        if case.name in seen:
+        earlier = seen.setdefault(case.name.casefold(), case)
+        if earlier is not case:
             raise CovsegError(
-                f"{case.path} and {seen[case.name]} would both write to the case folder "
-                f"'{case.name}'; rename one or predict them separately"
+                f"{case.path} and {earlier.path} would both write to the case folder "
+                f"'{earlier.name}'; rename one or predict them separately"
             )
-        seen[case.name] = case.path
     return cases
 
 

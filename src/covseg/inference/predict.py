@@ -1,25 +1,24 @@
 """Slices in, labels out: model settings, preprocessing as in training, batched onnxruntime runs.
 
 Each slice is normalised (:func:`covseg.data.intensity.normalise_channels`), resized to the
-model's training size with :func:`covseg.data.dataset.resize_pair` (the same interpolation as
-:class:`covseg.data.dataset.SliceDataset`), run through onnxruntime in batches, and the labels are
-resized back (nearest) to the slice's native size, so a label volume matches its input exactly.
+model's training size with :func:`covseg.data.transforms.resize_image` (the resize
+:class:`covseg.data.dataset.SliceDataset` applies in training), run through onnxruntime in
+batches, and the labels are resized back (nearest) to the slice's native size, so a label volume
+matches its input exactly. Nothing here imports torch: the model is an ONNX file
+(:mod:`covseg.onnx`); exporting a run first is the command's business (``covseg predict RUN``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import numpy as np
 
 from covseg.core.errors import CovsegError
-from covseg.data.dataset import resize_pair
 from covseg.data.intensity import Intensity, Normalisation, normalise_channels
-from covseg.export.metadata import ExportMetadata, has_covseg_metadata
-from covseg.inference.session import OnnxSegmenter
+from covseg.data.transforms import resize_image, resize_labels
+from covseg.onnx import ExportMetadata, OnnxSegmenter
 
 
 @dataclass(frozen=True)
@@ -110,13 +109,8 @@ def resolve_settings(
 def model_input(slice_: np.ndarray, intensity: Intensity, settings: ModelSettings, where: str) -> np.ndarray:
     """One slice as model input (C, h, w) float32 at the model's size."""
     channels = normalise_channels(slice_, intensity, settings.normalisation)
-    if settings.image_size is not None and channels.shape[:2] != settings.image_size:
-        height, width = settings.image_size
-        if height == width:
-            channels, _ = resize_pair(channels, np.zeros(channels.shape[:2], np.uint8), height)
-        else:  # only foreign graphs with a fixed, non-square input
-            channels = cv2.resize(channels, (width, height), interpolation=cv2.INTER_AREA)
-            channels = channels[:, :, None] if channels.ndim == 2 else channels
+    if settings.image_size is not None:
+        channels = resize_image(channels, settings.image_size)
     if settings.in_channels == 1:
         if channels.shape[2] != 1:
             raise CovsegError(f"{where} is a colour image but the model takes 1 (grayscale) channel")
@@ -152,42 +146,8 @@ def predict_slices(
                 f"{len(settings.class_names)} classes"
             )
         for offset, label in enumerate(predicted):
-            height, width = labels.shape[1:]
-            if label.shape != (height, width):
-                label = cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST)
-            labels[start + offset] = label
+            labels[start + offset] = resize_labels(label, labels.shape[1:])
         if on_batch is not None:
             on_batch(len(chunk))
     return labels
 
-
-def load_segmenter(
-    model: str | Path,
-    device: str = "auto",
-    exporter: str = "torchscript",
-    log: Callable[[str], None] | None = None,
-) -> tuple[OnnxSegmenter, ExportMetadata | None]:
-    """An ONNX file, or a run folder / checkpoint exported on the fly (in memory, verified).
-
-    Returns the session and the covseg metadata (None for a model without any).
-    """
-    from covseg.export.onnx_export import export_model, load_export_source
-
-    path = Path(model)
-    if path.is_dir() or path.suffix.lower() in (".pt", ".pth"):
-        source = load_export_source(path)
-        result = export_model(source, exporter=exporter)
-        if log is not None:
-            worst = max(check.max_abs_diff for check in result.checks)
-            log(
-                f"exported {path} to ONNX in memory ({result.exporter} exporter, "
-                f"{result.export_seconds:.1f} s, max |logit difference| vs PyTorch {worst:.2g})"
-            )
-        segmenter = OnnxSegmenter(result.model_bytes, device=device, origin=f"the export of {path}")
-        return segmenter, result.metadata
-    if not path.is_file():
-        raise CovsegError(f"{path} does not exist; give an .onnx file, a run folder or a .pt checkpoint")
-    segmenter = OnnxSegmenter(path, device=device)
-    props = segmenter.metadata_props
-    metadata = ExportMetadata.from_props(props, str(path)) if has_covseg_metadata(props) else None
-    return segmenter, metadata

@@ -3,6 +3,9 @@
 Every key starts with ``covseg.``; values are strings (JSON for lists and records) so that any ONNX
 viewer (Netron, ``onnx.load(...).metadata_props``) shows them as they are. ``covseg predict`` reads
 them to turn slices into model input exactly as in training and to name the classes.
+
+Written by :mod:`covseg.export`, read by :mod:`covseg.inference`; it needs neither torch nor either
+of them.
 """
 
 from __future__ import annotations

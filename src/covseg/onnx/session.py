@@ -2,8 +2,9 @@
 
 Provider order for ``device="auto"``: TensorRT (when its libraries load), CUDA (when a CUDA GPU is
 usable), then the CPU. ``cpu`` and ``cuda`` force one; asking for CUDA where there is none is a
-one-line error, never a silent fall-back. onnxruntime-gpu finds the CUDA 13 libraries that torch
-ships through ``onnxruntime.preload_dlls()``.
+one-line error, never a silent fall-back. onnxruntime-gpu finds the CUDA 13 libraries that torch's
+wheels install (the ``nvidia-*`` packages) through ``onnxruntime.preload_dlls()``; the GPU itself
+is found through the CUDA driver, so running a model never imports torch.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import numpy as np
 
 from covseg.core.errors import CovsegError
 from covseg.files import one_line
+from covseg.onnx.metadata import ExportMetadata, has_covseg_metadata
 
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll")
+_CUDA_DRIVER_LIBRARIES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
 
 
 def cpu_cores() -> int:
@@ -43,15 +46,31 @@ def _preload_cuda_libraries() -> None:
             onnxruntime.preload_dlls()
 
 
+def cuda_device_count() -> int:
+    """CUDA GPUs the driver shows this process (it honours ``CUDA_VISIBLE_DEVICES``); 0 without a driver.
+
+    Asks the CUDA driver API (``cuInit``, ``cuDeviceGetCount``) directly, as ``torch.cuda`` does
+    underneath, so that choosing a provider does not cost a torch import.
+    """
+    for name in _CUDA_DRIVER_LIBRARIES:
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0  # a driver without a usable device (or a broken install)
+        return count.value
+    return 0
+
+
 def cuda_usable() -> bool:
-    """A CUDA GPU that onnxruntime can run on: the CUDA provider is built in and torch sees a GPU."""
+    """A CUDA GPU that onnxruntime can run on: the CUDA provider is built in and the driver shows a GPU."""
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         return False
-    import torch  # torch ships the CUDA libraries onnxruntime-gpu loads
-
-    return torch.cuda.is_available()
+    return cuda_device_count() > 0
 
 
 def tensorrt_usable() -> bool:
@@ -177,6 +196,15 @@ class OnnxSegmenter:
     def metadata_props(self) -> dict[str, str]:
         """The model's ``metadata_props`` as onnxruntime read them."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    @property
+    def covseg_metadata(self) -> ExportMetadata | None:
+        """The covseg metadata the model carries; None for a model from elsewhere (no ``covseg.*`` key).
+
+        Raises :class:`CovsegError` naming the model when the metadata is incomplete or malformed.
+        """
+        props = self.metadata_props
+        return ExportMetadata.from_props(props, self.origin) if has_covseg_metadata(props) else None
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (N, C, H, W) float32 and return the logits on the host."""
