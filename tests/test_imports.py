@@ -15,12 +15,6 @@ import pytest
 from covseg import __version__
 from tests.import_checks import HEAVY, run_covseg
 
-PLUGINS_IMPORT_TORCH = pytest.mark.xfail(
-    reason="the registry imports the built-in plugin modules, which import torch at module level, and "
-    "`covseg models` counts parameters with torch (branch `plugins` makes them lazy)",
-    strict=False,
-)
-
 LIGHT_COMMANDS = [
     pytest.param(["--help"], id="help"),
     pytest.param(["--version"], id="version"),
@@ -30,9 +24,9 @@ LIGHT_COMMANDS = [
     pytest.param(["train", "--help"], id="train-help"),
     pytest.param(["benchmark", "--help"], id="benchmark-help"),
     pytest.param(["data", "--help"], id="data-help"),
-    pytest.param(["data", "list"], id="data-list", marks=PLUGINS_IMPORT_TORCH),
-    pytest.param(["plugins"], id="plugins", marks=PLUGINS_IMPORT_TORCH),
-    pytest.param(["models"], id="models", marks=PLUGINS_IMPORT_TORCH),
+    pytest.param(["data", "list"], id="data-list"),
+    pytest.param(["plugins"], id="plugins"),
+    pytest.param(["models"], id="models"),
 ]
 
 
