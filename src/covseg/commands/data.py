@@ -81,6 +81,8 @@ def _summary_table(slices: CTSlices, format_name: str) -> Table:
     table.add_row("size (HxW)", _counted([f"{image.shape[0]}x{image.shape[1]}" for image in images]))
     table.add_row("channels", _counted(["RGB" if image.ndim == 3 else "grayscale" for image in images]))
     table.add_row("intensity", f"{unit}, {low:.0f} .. {high:.0f}")
+    for index, note in enumerate(slices.notes):
+        table.add_row("read as" if index == 0 else "", note)
     if slices.spacing:
         table.add_row("pixel size (mm)", _counted([f"{row:.3g} x {col:.3g}" for row, col in slices.spacing]))
     table.add_row("masks", "yes" if slices.masks is not None else "no (unlabelled)")

@@ -10,6 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from covseg.commands._common import console, user_errors, warn
+from covseg.core.errors import CovsegError
+from covseg.data.interpret import IntensityChoice
 from covseg.inference.cases import check_outputs, pair_lung_masks, run_case
 from covseg.inference.inputs import discover_cases, read_case
 from covseg.inference.predict import load_segmenter, resolve_settings
@@ -21,6 +23,17 @@ class DeviceChoice(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class IntensityOption(str, Enum):
+    auto = "auto"
+    hu = "hu"
+    eight_bit = "8bit"
+
+
+class NanOption(str, Enum):
+    refuse = "refuse"
+    air = "air"
 
 
 class OverlayChoice(str, Enum):
@@ -56,11 +69,21 @@ def predict(
         help="HU window(s) for NIfTI volumes: lung, lung,mediastinal,bone or LEVEL:WIDTH "
         "(e.g. -600:1500); default: the model's own.",
     ),
-    scale_8bit: bool = typer.Option(
-        False,
-        "--scale-8bit",
-        help="Inputs hold 8-bit values 0..255 (also NIfTI): divide by 255 instead of a HU window.",
+    intensity: IntensityOption = typer.Option(
+        IntensityOption.auto,
+        "--intensity",
+        help="What input values are: auto (uint8 files are 8-bit, others must look like chest CT in "
+        "HU, else refused), hu, or 8bit (grey levels 0..255, divided by 255).",
     ),
+    hu_offset: float | None = typer.Option(
+        None, "--hu-offset", help="HU = stored value + offset, e.g. -1024 for unsigned CT storage."
+    ),
+    nan: NanOption = typer.Option(
+        NanOption.refuse,
+        "--nan",
+        help="NaN/infinite voxels: refuse (default) or air (read as -1000 HU; counted in the report).",
+    ),
+    scale_8bit: bool = typer.Option(False, "--scale-8bit", help="The old spelling of --intensity 8bit."),
     lung_mask: list[Path] = typer.Option(
         [],
         "--lung-mask",
@@ -74,11 +97,12 @@ def predict(
     ),
 ) -> None:
     """Segment CT volumes and slices with onnxruntime; write labels, overlays and lesion reports."""
+    choice = intensity_choice(intensity.value, hu_offset, nan.value, scale_8bit)
     cases = discover_cases(inputs)
     check_outputs(cases, out, overwrite)
     lung_masks = pair_lung_masks(cases, lung_mask)
     segmenter, metadata = load_segmenter(model, device.value, log=console.print)
-    settings = resolve_settings(segmenter, metadata, classes, window, scale_8bit)
+    settings = resolve_settings(segmenter, metadata, classes, window, choice.intensity == "8bit")
     threads = f", {cpu_cores()} threads" if not segmenter.on_gpu else ""
     console.print(f"model: {settings.description}", highlight=False)
     if metadata is not None and not metadata.trained:
@@ -103,7 +127,7 @@ def predict(
         transient=True,
     ) as progress:
         for case in cases:
-            data = read_case(case, settings.scale_8bit)
+            data = read_case(case, choice)
             task = progress.add_task(case.name, total=len(data.slices))
             result = run_case(
                 case,
@@ -126,12 +150,23 @@ def predict(
                     _number(measure.volume_ml),
                     _number(measure.percent_of_lung),
                 )
+            console.print(f"{case.name}: read as {data.assumed}", highlight=False)
             console.print(
                 f"{case.name}: {result.labels_path}, {len(result.overlay_paths)} overlay(s), "
                 f"{result.report_paths[0].name} and {result.report_paths[1].name}",
                 highlight=False,
             )
     console.print(summary)
+
+
+def intensity_choice(intensity: str, hu_offset: float | None, nan: str, scale_8bit: bool) -> IntensityChoice:
+    """The predict options as an :class:`IntensityChoice`; ``--scale-8bit`` is ``--intensity 8bit``."""
+    if scale_8bit:
+        if intensity == "hu":
+            raise CovsegError("--scale-8bit (the old spelling of --intensity 8bit) and --intensity hu "
+                              "exclude each other")
+        intensity = "8bit"
+    return IntensityChoice(intensity, hu_offset, nan, spelling="predict")
 
 
 def _number(value: float | None) -> str:

@@ -14,7 +14,7 @@ leaves a half-written file.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from PIL import Image
 
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import normalise_channels
+from covseg.data.interpret import IntensityChoice
 from covseg.data.nifti import write_label_volume
 from covseg.files import atomic_write
 from covseg.inference.inputs import Case, CaseData, read_case, read_lung_mask
@@ -97,7 +98,8 @@ def run_case(
     data: CaseData | None = None,
 ) -> CaseResult:
     """Predict one case and write its outputs to ``out/<case>/`` (see the module docstring)."""
-    data = data or read_case(case, settings.scale_8bit)
+    if data is None:
+        data = read_case(case, IntensityChoice("8bit" if settings.scale_8bit else "auto", spelling="predict"))
     lung = read_lung_mask(lung_mask, data) if lung_mask is not None else None
     labels = predict_slices(
         segmenter, data.slices, data.intensity, settings, batch_size, str(case.path), on_batch
@@ -112,6 +114,7 @@ def run_case(
         data.spacing_mm,
         lung,
     )
+    report = replace(report, input_intensity=data.assumed, non_finite_as_air=data.replaced)
     folder = out / case.name
     shown = _overlay_slices(labels, overlays if data.reference is not None or overlays == "none" else "all")
     pictures = [
