@@ -49,8 +49,8 @@ def test_missing_folder(tmp_path):
 
 def test_empty_folder(tmp_path):
     (tmp_path / "images").mkdir()
-    assert _error(None, tmp_path) == (f"{tmp_path / 'images'} is empty: put slices (PNG, JPG, TIFF, WebP, NPY or "
-                                      "2-D NIfTI) in it")
+    assert _error(None, tmp_path) == (f"{tmp_path / 'images'} is empty: put slices (PNG, JPG, TIFF, WebP, "
+                                      "NPY or 2-D NIfTI) in it")
     other = tmp_path / "other"
     other.mkdir()
     assert _error(None, other).startswith(f"cannot tell the format of {other}: expected images/ and masks/")
@@ -165,8 +165,9 @@ def test_colour_mask_and_mixed_intensity_kinds(tmp_path):
     _folder(tmp_path)
     np.save(tmp_path / "images" / "b.npy", np.full((16, 16), -1000.0, np.float32))
     _png(tmp_path / "masks" / "b.png", np.zeros((16, 16), np.uint8))
-    assert _error("folder", tmp_path).startswith(f"{tmp_path / 'images' / 'b.npy'} holds Hounsfield units "
-                                                 "(float32 NPY; they reach air or lung values) but")
+    assert _error("folder", tmp_path).startswith(
+        f"{tmp_path / 'images' / 'b.npy'} holds Hounsfield units from float32 NPY (values reach air/lung, "
+        "as chest CT in HU does) but")
 
 
 def test_medseg_without_masks_and_unknown_options(tmp_path):

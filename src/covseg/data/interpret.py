@@ -141,6 +141,7 @@ class Intensities:
     values: np.ndarray
     assumed: str
     replaced: int = 0
+    nan_option: str = "nan=air"
 
     @property
     def summary(self) -> str:
@@ -148,7 +149,7 @@ class Intensities:
         if not self.replaced:
             return self.assumed
         air = f"{AIR_HU:g} HU" if self.kind == "hu" else f"{AIR_8BIT} in 8-bit data"
-        return f"{self.assumed}; {self.replaced:,} NaN/infinite values read as air ({air}, nan=air)"
+        return f"{self.assumed}; {self.replaced:,} NaN/infinite values read as air ({air}, {self.nan_option})"
 
 
 def _number(value: float) -> str:
@@ -177,7 +178,7 @@ def _not_hu(low: float, high: float, where: str, storage: Storage, choice: Inten
             f"{values} look like 8-bit grey levels (an exported picture), not Hounsfield units "
             f"(a chest CT holds air at -1000 HU); pass {eight_bit} to divide them by 255"
         )
-    for offset in USUAL_OFFSETS:
+    for offset in USUAL_OFFSETS if low >= 0 else ():
         hu_low, hu_high = low - offset, high - offset
         if HU_LIMITS[0] <= hu_low <= CHEST_AIR_HU and hu_high <= HU_LIMITS[1]:
             usual = "the usual unsigned CT storage" if offset == 1024 else "int16 stored as uint16"
@@ -237,7 +238,7 @@ def interpret_intensities(
         if low < 0 or high > 255:
             raise CovsegError(f"{where}: {_range(low, high)} ({storage.describe()}) are not 8-bit grey "
                               f"levels 0..255 ({choice.spell('intensity', '8bit')})")
-        how = choice.spell("intensity", "8bit") if choice.intensity == "8bit" else "as stored"
+        how = choice.spell("intensity", "8bit") if choice.intensity == "8bit" else "uint8 as stored"
         if values.dtype == np.uint8:
             result = values
         else:
@@ -246,24 +247,25 @@ def interpret_intensities(
                 result[~finite] = AIR_8BIT
             if np.array_equal(result, np.round(result)):
                 result = result.astype(np.uint8)
-        return Intensities("uint8", result, f"8-bit grey levels, divided by 255 ({storage.describe()}, "
-                                            f"{how})", replaced)
+        return Intensities("uint8", result, f"8-bit grey levels /255 from {storage.describe()} ({how})",
+                           replaced, choice.spell("nan", "air"))
 
     hu = values.astype(np.float32)
     if choice.hu_offset is not None:
         hu += np.float32(choice.hu_offset)
         low, high = low + choice.hu_offset, high + choice.hu_offset
-        how = f"value {'+' if choice.hu_offset >= 0 else '-'} {abs(choice.hu_offset):g}, " \
+        how = f"value {'+' if choice.hu_offset >= 0 else '-'} {abs(choice.hu_offset):g}: " \
               f"{choice.spell('hu_offset', _number(choice.hu_offset))}"
         _hu_bounds(low, high, where, f" after {choice.spell('hu_offset', _number(choice.hu_offset))}")
     elif choice.intensity == "hu":
         how = choice.spell("intensity", "hu")
         _hu_bounds(low, high, where, "")
     else:
-        how = "they reach air or lung values"
+        how = "values reach air/lung, as chest CT in HU does"
         if low > CHEST_AIR_HU:
             raise _not_hu(low, high, where, storage, choice)
         _hu_bounds(low, high, where, "")
     if finite is not None:
         hu[~finite] = AIR_HU
-    return Intensities("hu", hu, f"Hounsfield units ({storage.describe()}; {how})", replaced)
+    return Intensities("hu", hu, f"Hounsfield units from {storage.describe()} ({how})", replaced,
+                       choice.spell("nan", "air"))

@@ -21,6 +21,7 @@ import math
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -96,10 +97,10 @@ def _check_size(path: Path, image: nib.Nifti1Image) -> None:
             raise CovsegError(
                 f"{path}: header dimensions {shape} of {dtype} need {needed:,} bytes, more than a "
                 f"gzip file of {size:,} bytes can hold; the header is wrong or the file truncated")
-    elif int(image.header.get_data_offset()) + needed > size:
+    elif int(image.dataobj.offset) + needed > size:
         raise CovsegError(
             f"{path}: header dimensions {shape} of {dtype} need {needed:,} bytes after byte "
-            f"{int(image.header.get_data_offset()):,}, but the file has {size:,}; truncated or wrong header")
+            f"{int(image.dataobj.offset):,}, but the file has {size:,}; truncated or wrong header")
 
 
 def load_raw(path: Path) -> tuple[np.ndarray, nib.Nifti1Image, Storage]:
@@ -112,7 +113,8 @@ def load_raw(path: Path) -> tuple[np.ndarray, nib.Nifti1Image, Storage]:
     if not path.is_file():
         raise CovsegError(f"{path} does not exist")
     try:
-        image = nib.load(path)
+        with nib.imageglobals.LoggingOutputSuppressor():  # covseg reports header faults itself
+            image = nib.load(path)
         if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
             raise CovsegError(f"{path} is a {type(image).__name__}, not a NIfTI file")
         _check_size(path, image)
@@ -140,16 +142,27 @@ def _volume_raw(path: Path) -> tuple[np.ndarray, nib.Nifti1Image, Storage]:
     return raw, image, storage
 
 
-def voxel_size_mm(image: nib.Nifti1Image, path: Path) -> tuple[float, float, float]:
-    """The (x, y, z) voxel size in mm from the header's pixdim and spatial unit (NIfTI xyzt_units).
+def _stored_header(image: nib.Nifti1Image, path: Path) -> nib.Nifti1Header:
+    """The header as the file holds it: nibabel's own reading silently turns a zero voxel size into
+    1 mm and a negative one into its absolute value, which would hide a broken header."""
+    try:
+        with nib.openers.ImageOpener(path) as handle:
+            return type(image.header).from_fileobj(handle, check=False)
+    except _READ_ERRORS as error:
+        raise CovsegError(f"{path} is not a readable NIfTI file: {_reason(error)}") from None
 
-    A header without a unit is read in mm, the NIfTI convention. Raises a one-line
-    :class:`CovsegError` for a size that is NaN, infinite, zero, negative or outside
-    :data:`VOXEL_SIZE_LIMITS_MM`: it would make every volume in ml wrong.
+
+def voxel_size_mm(image: nib.Nifti1Image, path: Path) -> tuple[float, float, float]:
+    """The (x, y, z) voxel size in mm from the stored header's pixdim and spatial unit (xyzt_units).
+
+    ``image`` must have been read from ``path``. A header without a unit is read in mm, the NIfTI
+    convention. Raises a one-line :class:`CovsegError` for a size that is NaN, infinite, zero,
+    negative or outside :data:`VOXEL_SIZE_LIMITS_MM`: it would make every volume in ml wrong.
     """
-    zooms = tuple(float(zoom) for zoom in image.header.get_zooms()[:3])
+    header = _stored_header(image, path)
+    zooms = tuple(float(zoom) for zoom in header["pixdim"][1 : 1 + min(3, len(image.shape))])
     zooms += (1.0,) * (3 - len(zooms))
-    unit = image.header.get_xyzt_units()[0]
+    unit = header.get_xyzt_units()[0]
     sizes = tuple(zoom * _UNIT_TO_MM.get(unit, 1.0) for zoom in zooms)
     low, high = VOXEL_SIZE_LIMITS_MM
     if not all(math.isfinite(size) and low <= size <= high for size in sizes):
@@ -176,7 +189,7 @@ def read_ct_volume(path: Path, choice: IntensityChoice) -> tuple[Intensities, ni
     voxel_size_mm(image, path)
     decided = interpret_intensities(raw_to_display(raw), storage, choice, str(path))
     values = np.ascontiguousarray(decided.values)
-    return Intensities(decided.kind, values, decided.assumed, decided.replaced), image
+    return replace(decided, values=values), image
 
 
 def read_mask_volume(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
