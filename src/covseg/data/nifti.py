@@ -42,7 +42,8 @@ a .nii.gz file of n bytes cannot hold more than 1032 n bytes of voxels."""
 VOXEL_SIZE_LIMITS_MM = (1e-3, 1e3)
 """Voxel sizes (mm) accepted from a header: 1 micrometre to 1 metre; anything else, zero, negative
 or NaN is a broken header that would make every volume in ml wrong."""
-_UNIT_TO_MM = {"unknown": 1.0, "mm": 1.0, "meter": 1000.0, "micron": 1e-3}  # NIfTI xyzt_units
+_UNIT_TO_MM = {0: ("unknown", 1.0), 1: ("meter", 1000.0), 2: ("mm", 1.0), 3: ("micron", 1e-3)}
+"""NIfTI spatial unit codes (the low 3 bits of xyzt_units) and their size in mm."""
 _GEOMETRY_FIELDS = ("pixdim", "xyzt_units", "qform_code", "sform_code", "quatern_b", "quatern_c",
                     "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "dim_info")
 _READ_ERRORS = (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, EOFError, OSError,
@@ -162,8 +163,12 @@ def voxel_size_mm(image: nib.Nifti1Image, path: Path) -> tuple[float, float, flo
     header = _stored_header(image, path)
     zooms = tuple(float(zoom) for zoom in header["pixdim"][1 : 1 + min(3, len(image.shape))])
     zooms += (1.0,) * (3 - len(zooms))
-    unit = header.get_xyzt_units()[0]
-    sizes = tuple(zoom * _UNIT_TO_MM.get(unit, 1.0) for zoom in zooms)
+    code = int(header["xyzt_units"]) & 0x07
+    if code not in _UNIT_TO_MM:
+        raise CovsegError(f"{path}: header spatial unit code {code} (xyzt_units) is not a NIfTI unit "
+                          "(0 unknown, 1 metre, 2 mm, 3 micrometre)")
+    unit, factor = _UNIT_TO_MM[code]
+    sizes = tuple(zoom * factor for zoom in zooms)
     low, high = VOXEL_SIZE_LIMITS_MM
     if not all(math.isfinite(size) and low <= size <= high for size in sizes):
         shown = " x ".join(f"{zoom:g}" for zoom in zooms)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import struct
+import tokenize
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -116,7 +117,7 @@ def _read_npy(path: Path, mask: bool) -> tuple[np.ndarray, Storage]:
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(handle)
             offset = handle.tell()
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error) as error:
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error, tokenize.TokenError) as error:
         raise CovsegError(f"{path} is not a readable NPY file: {one_line(error)}") from None
     if dtype.hasobject or dtype.kind not in kinds or dtype == np.float16:
         expected = "integers, booleans or float32/float64" if mask else "integers or float32/float64"
