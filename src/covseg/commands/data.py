@@ -22,7 +22,8 @@ app = typer.Typer(help="Data sets: list the installed ones, inspect one, downloa
                   no_args_is_help=True)
 
 DATASET_HELP = "Dataset name (see `covseg data list`); detected from the path when left out."
-OPTION_HELP = "Dataset setting as key=value, repeatable (e.g. mask_values=0,255 or count=40)."
+OPTION_HELP = ("Dataset setting as key=value, repeatable (e.g. mask_values=0,255, intensity=8bit, "
+               "hu_offset=-1024, nan=air or count=40).")
 
 
 @app.command("list")
