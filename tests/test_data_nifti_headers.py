@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +15,7 @@ from covseg.core.errors import CovsegError
 from covseg.data.interpret import IntensityChoice
 from covseg.data.loading import load_slices
 from covseg.data.nifti import read_ct_volume, voxel_size_mm, write_label_volume
-from covseg.data.slice_files import read_image
+from covseg.data.slice_files import read_image, read_mask
 from covseg.inference.inputs import Case, read_case
 
 
@@ -169,10 +170,23 @@ def test_label_and_lung_masks_with_nan_are_refused(tmp_path):
         "tr_lungmasks_updated.nii.gz: 1 mask values are NaN or infinite; a mask holds 0 and non-zero")
 
 
+def _claiming(png: bytes, width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height (CRC fixed) while holding the original tiny data."""
+    ihdr = bytearray(png[12:29])
+    ihdr[4:12] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    return png[:12] + bytes(ihdr) + zlib.crc32(bytes(ihdr)).to_bytes(4, "big") + png[33:]
+
+
 def test_pictures_too_large_or_stacked_are_refused_before_decoding(tmp_path):
-    Image.new("L", (9000, 8000)).save(tmp_path / "big.png")
+    Image.new("L", (8, 8)).save(tmp_path / "small.png")
+    small = (tmp_path / "small.png").read_bytes()
+    (tmp_path / "big.png").write_bytes(_claiming(small, 9000, 8000))  # above covseg's limit
     assert _refused(read_image, tmp_path / "big.png", IntensityChoice()) == (
         f"{tmp_path / 'big.png'} is 9000x8000 pixels, more than a slice covseg reads (67,108,864 pixels)")
+    (tmp_path / "bomb.png").write_bytes(_claiming(small, 100_000, 100_000))  # a decompression bomb
+    assert _refused(read_mask, tmp_path / "bomb.png").startswith(
+        f"{tmp_path / 'bomb.png'} is larger than a slice covseg reads (67,108,864 pixels): "
+        "DecompressionBombError")
     frames = [Image.fromarray(np.full((8, 8), value, np.uint8)) for value in (0, 50, 100)]
     frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:])
     assert _refused(read_image, tmp_path / "stack.tif", IntensityChoice()).endswith(

@@ -47,8 +47,7 @@ _MASK_MODES = {"LA": "L", "La": "L", "RGBA": "RGB", "RGBa": "RGB", "RGBX": "RGB"
 _TIFF_LOSSY = {"jpeg": "JPEG-compressed TIFF", "tiff_jpeg": "JPEG-compressed TIFF",
                "webp": "WebP-compressed TIFF"}
 _PICTURE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
-                   zlib.error, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError,
-                   Image.DecompressionBombError, Image.DecompressionBombWarning)
+                   zlib.error, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError)
 
 
 def _webp_is_lossless(path: Path) -> bool:
@@ -99,6 +98,9 @@ def _read_picture(path: Path, mask: bool) -> tuple[np.ndarray, Storage]:
                     array = array[:, :, 0]  # the palette indices; alpha says nothing about labels
     except CovsegError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise CovsegError(f"{path} is larger than a slice covseg reads ({MAX_SLICE_PIXELS:,} pixels): "
+                          f"{one_line(error)}") from None
     except _PICTURE_ERRORS as error:
         raise CovsegError(f"{path} is not a readable image: {one_line(error)}") from None
     if array.ndim == 3 and array.shape[2] == 3 and (array == array[:, :, :1]).all():
