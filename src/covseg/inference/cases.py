@@ -2,7 +2,7 @@
 
 Output folder ``OUT/<case>/``:
 
-- ``labels.nii.gz`` (a volume: uint8, the input's affine and header) or ``labels.png`` (an image:
+- ``labels.nii.gz`` (a volume: a uint8 label map with the input's geometry) or ``labels.png`` (an image:
   pixel value = label);
 - ``overlays/slice_NNN.png`` (a volume: display slice NNN, counted from 0) or ``overlay.png``;
 - ``report.json`` and ``report.csv`` (:mod:`covseg.inference.report`).
@@ -123,7 +123,7 @@ def run_case(
     ]
     if data.reference is not None:
         labels_path = folder / "labels.nii.gz"
-        write_label_volume(labels, data.reference, labels_path)
+        write_label_volume(labels, data.reference, labels_path, settings.class_names)
         digits = max(3, len(str(len(labels) - 1)))
         overlay_paths = [folder / "overlays" / f"slice_{index:0{digits}d}.png" for index in shown]
         for stale in (folder / "overlays").glob("slice_*.png"):  # from an earlier --overwrite'd run
