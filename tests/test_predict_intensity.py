@@ -94,8 +94,9 @@ def test_one_hu_volume_stored_three_ways_gives_one_label_volume(model, tmp_path)
     assert result.exit_code == 0, result.output
     reference = _labels(out, "plain_f32")
     assert set(np.unique(reference)) == {0, 1, 2, 3}
-    header = nib.load(out / "int16_inter" / "labels.nii.gz").header  # a label map, not the CT's header
-    assert header.get_intent()[0] == "label" and header.get_slope_inter() == (1.0, 0.0)
+    written = nib.load(out / "int16_inter" / "labels.nii.gz")  # a label map, not the CT's header
+    header = written.header
+    assert header.get_intent()[0] == "label" and (written.dataobj.slope, written.dataobj.inter) == (1.0, 0.0)
     assert (float(header["cal_min"]), float(header["cal_max"])) == (0.0, 3.0)
     lesions = _report(out, "plain_f32")["classes"][-1]
     assert lesions["name"] == "all-lesions"
