@@ -35,6 +35,7 @@ def test_data_info_on_the_real_slices_prints_the_true_counts(medseg100_dir):
     assert rows["format"] == ["folder (detected from the path)"]
     assert rows["slices"] == ["80"] and rows["size (HxW)"] == ["512x512"]
     assert rows["intensity"] == ["8-bit, 0 .. 255"]
+    assert rows["read as"] == ["8-bit grey levels /255 from uint8 PNG (uint8 as stored): 80 files"]
     assert rows["0"] == ["background", "19,497,431", "92.97%", "80"]
     assert rows["1"] == ["ground-glass", "941,484", "4.49%", "76"]
     assert rows["2"] == ["consolidation", "499,072", "2.38%", "61"]

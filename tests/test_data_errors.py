@@ -36,8 +36,8 @@ def _error(dataset: str | None, path: Path, options: dict | None = None) -> str:
     return message
 
 
-def _volume(path: Path, shape=(8, 6, 3)) -> Path:
-    nib.save(nib.Nifti1Image(np.zeros(shape), np.eye(4)), path)
+def _volume(path: Path, shape=(8, 6, 3), value: float = -1000.0) -> Path:
+    nib.save(nib.Nifti1Image(np.full(shape, value), np.eye(4)), path)  # -1000: air, valid HU
     return path
 
 
@@ -49,8 +49,8 @@ def test_missing_folder(tmp_path):
 
 def test_empty_folder(tmp_path):
     (tmp_path / "images").mkdir()
-    assert _error(None, tmp_path) == (f"{tmp_path / 'images'} is empty: put slices (PNG, JPG, TIFF, NPY or "
-                                      "2-D NIfTI) in it")
+    assert _error(None, tmp_path) == (f"{tmp_path / 'images'} is empty: put slices (PNG, JPG, TIFF, WebP, "
+                                      "NPY or 2-D NIfTI) in it")
     other = tmp_path / "other"
     other.mkdir()
     assert _error(None, other).startswith(f"cannot tell the format of {other}: expected images/ and masks/")
@@ -77,7 +77,7 @@ def test_shape_mismatch_between_image_and_mask(tmp_path):
 
 def test_shape_mismatch_between_volumes(tmp_path):
     _volume(tmp_path / "tr_im.nii.gz")
-    _volume(tmp_path / "tr_mask.nii.gz", shape=(8, 6, 4))
+    _volume(tmp_path / "tr_mask.nii.gz", shape=(8, 6, 4), value=0.0)
     assert _error("medseg", tmp_path).startswith(f"{tmp_path / 'tr_mask.nii.gz'} has 4 slices of 6x8 but")
 
 
@@ -150,7 +150,7 @@ def test_non_image_files(tmp_path):
     (tmp_path / "images" / "notes.txt").write_text("not a slice")
     assert _error("folder", tmp_path) == (
         f"{tmp_path / 'images' / 'notes.txt'} is not a slice file (PNG, JPG, "
-        f"TIFF, NPY or 2-D NIfTI); remove it from {tmp_path / 'images'}")
+        f"TIFF, WebP, NPY or 2-D NIfTI); remove it from {tmp_path / 'images'}")
     (tmp_path / "images" / "notes.txt").unlink()
     (tmp_path / "images" / "a.png").write_bytes(b"this is no PNG")
     assert _error("folder", tmp_path).startswith(f"{tmp_path / 'images' / 'a.png'} is not a readable image")
@@ -163,9 +163,11 @@ def test_colour_mask_and_mixed_intensity_kinds(tmp_path):
     assert _error("folder", tmp_path) == (
         f"{tmp_path / 'masks' / 'a.png'} is a colour (RGB) mask: masks hold label values in one channel")
     _folder(tmp_path)
-    np.save(tmp_path / "images" / "b.npy", np.zeros((16, 16), np.float32))
+    np.save(tmp_path / "images" / "b.npy", np.full((16, 16), -1000.0, np.float32))
     _png(tmp_path / "masks" / "b.png", np.zeros((16, 16), np.uint8))
-    assert _error("folder", tmp_path).startswith(f"{tmp_path / 'images' / 'b.npy'} holds float32 values but")
+    assert _error("folder", tmp_path).startswith(
+        f"{tmp_path / 'images' / 'b.npy'} holds Hounsfield units from float32 NPY (values reach air/lung, "
+        "as chest CT in HU does) but")
 
 
 def test_medseg_without_masks_and_unknown_options(tmp_path):
@@ -173,7 +175,8 @@ def test_medseg_without_masks_and_unknown_options(tmp_path):
     assert _error("medseg", tmp_path).startswith(
         f"{tmp_path / 'tr_mask.nii.gz'} does not exist: MedSeg masks")
     assert _error("medseg", tmp_path, {"mask": "x"}) == (
-        "dataset medseg has no option 'mask' (its options: images, masks, lung_masks)")
+        "dataset medseg has no option 'mask' (its options: images, masks, lung_masks, intensity, hu_offset, "
+        "nan)")
     assert _error("phantom", tmp_path) == (
         f"dataset phantom generates its slices and reads no path; drop --data {tmp_path}")
 

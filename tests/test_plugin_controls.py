@@ -247,6 +247,6 @@ def test_the_public_surface_exports_what_it_lists():
     import covseg.plugins as surface
 
     assert all(hasattr(surface, name) for name in surface.__all__)
-    assert {"hookimpl", "ModelEntry", "CLASS_NAMES", "check_known", "read_pixels", "read_volume"} <= set(
+    assert {"hookimpl", "ModelEntry", "CLASS_NAMES", "check_known", "read_image", "read_ct_volume"} <= set(
         surface.__all__
     )

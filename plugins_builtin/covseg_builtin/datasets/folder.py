@@ -1,30 +1,39 @@
 """``folder``: 2-D slices in ``images/`` with label masks of the same name in ``masks/``.
 
-Files: PNG, JPG, TIFF, NPY or 2-D NIfTI; an image and its mask pair by name without extension
-(``images/case_001.png`` with ``masks/case_001.png`` or ``masks/case_001.npy``). Images are
-grayscale or RGB; 8-bit images give ``intensity="uint8"``, integer or float images of other types
-(NPY, NIfTI, 16-bit or float TIFF) are taken as Hounsfield units. A folder must be all one kind.
-Masks hold label values 0..3; ``mask_values=0,255`` maps stored values to labels (binary masks).
-Without ``masks/`` the slices are unlabelled (prediction only).
+Files: PNG, JPG, TIFF, WebP, NPY or 2-D NIfTI; an image and its mask pair by name without
+extension (``images/case_001.png`` with ``masks/case_001.png`` or ``masks/case_001.npy``). Images
+are grayscale or RGB; what their values mean (8-bit grey levels or Hounsfield units) is decided per
+file by :func:`covseg.plugins.interpret_intensities` (options ``intensity``, ``hu_offset``,
+``nan``); a folder must be all one kind. Masks are read by :func:`covseg.plugins.read_mask` (label
+values 0..3, palette, 1-bit, 16-bit, one-hot; lossy JPEG refused); ``mask_values=0,255`` maps
+stored values to labels (binary masks). Without ``masks/`` the slices are unlabelled.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
+from covseg.plugins import (
+    INTENSITY_OPTIONS,
+    PIL_SUFFIXES,
+    CovsegError,
+    CTSlices,
+    DatasetEntry,
+    IntensityChoice,
+    check_known,
+    hookimpl,
+    is_nifti,
+    nifti_stem,
+    parse_mask_values,
+    read_image,
+    read_mask,
+)
 
-from covseg.data.labels import parse_mask_values, to_labels
-from covseg.data.nifti import is_nifti, nifti_stem
-from covseg.data.options import check_known
-from covseg.data.slice_files import PIL_SUFFIXES, read_pixels
-from covseg.plugins import CovsegError, CTSlices, DatasetEntry, hookimpl
-
-KINDS = "PNG, JPG, TIFF, NPY or 2-D NIfTI"
-OPTIONS = {"mask_values": "stored mask values mapped to labels 0, 1, ..., e.g. 0,255"}
-
+KINDS = "PNG, JPG, TIFF, WebP, NPY or 2-D NIfTI"
+OPTIONS = {"mask_values": "stored mask values mapped to labels 0, 1, ..., e.g. 0,255", **INTENSITY_OPTIONS}
 
 
 def _natural_key(name: str) -> list:
@@ -55,12 +64,10 @@ def list_slices(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _intensity(array: np.ndarray) -> str:
-    return "uint8" if array.dtype == np.uint8 else "hu"
-
-
-def load_folder(path: Path, mask_values: tuple[float, ...] | None = None) -> CTSlices:
+def load_folder(path: Path, mask_values: tuple[float, ...] | None = None,
+                choice: IntensityChoice | None = None) -> CTSlices:
     """Read ``path/images`` and, when present, ``path/masks`` (see the module docstring)."""
+    choice = choice or IntensityChoice()
     if not path.exists():
         raise CovsegError(f"{path} does not exist")
     if not (path / "images").is_dir():
@@ -74,38 +81,40 @@ def load_folder(path: Path, mask_values: tuple[float, ...] | None = None) -> CTS
         for name, mask_path in masks.items():
             if name not in images:
                 raise CovsegError(f"mask {mask_path} has no image named {name}.* in {path / 'images'}")
-    arrays, labels = [], []
+    arrays, labels, notes, replaced = [], [], Counter(), 0
     first_path, intensity = None, None
     for name, image_path in images.items():
-        array = read_pixels(image_path)
-        kind = _intensity(array)
+        decided = read_image(image_path, choice)
         if intensity is None:
-            first_path, intensity = image_path, kind
-        elif kind != intensity:
-            raise CovsegError(f"{image_path} holds {array.dtype} values but {first_path} holds "
+            first_path, intensity = image_path, decided.kind
+        elif decided.kind != intensity:
+            raise CovsegError(f"{image_path} holds {decided.assumed} but {first_path} holds "
                               f"{'8-bit' if intensity == 'uint8' else 'Hounsfield'} values; use one kind")
-        if kind == "hu" and array.ndim != 2:
-            raise CovsegError(f"{image_path} is a colour image of {array.dtype} values: Hounsfield "
-                              "slices have one channel")
-        arrays.append(array if kind == "uint8" else array.astype(np.float32))
+        arrays.append(decided.values)
+        notes[decided.assumed] += 1
+        replaced += decided.replaced
         if masks is not None:
             mask_path = masks[name]
-            stored = read_pixels(mask_path, mask=True)
-            if stored.shape != array.shape[:2]:
-                raise CovsegError(f"{image_path} is {array.shape[0]}x{array.shape[1]} but its mask "
-                                  f"{mask_path} is {stored.shape[0]}x{stored.shape[1]}")
-            labels.append(to_labels(stored, str(mask_path), mask_values))
+            mask = read_mask(mask_path, mask_values)
+            if mask.shape != decided.values.shape[:2]:
+                height, width = decided.values.shape[:2]
+                raise CovsegError(f"{image_path} is {height}x{width} but its mask "
+                                  f"{mask_path} is {mask.shape[0]}x{mask.shape[1]}")
+            labels.append(mask)
+    lines = [f"{note}: {count} file{'s' * (count > 1)}" for note, count in notes.items()]
+    if replaced:
+        lines.append(f"{replaced:,} NaN/infinite values read as air (nan=air)")
     return CTSlices(ids=list(images), images=arrays, masks=labels if masks is not None else None,
-                    intensity=intensity, source=str(path))
+                    intensity=intensity, source=str(path), notes=lines)
 
 
 def load(path: Path | None, options: Mapping[str, str]) -> CTSlices:
-    """The ``folder`` dataset entry: option mask_values."""
+    """The ``folder`` dataset entry: options mask_values, intensity, hu_offset, nan."""
     if path is None:
         raise CovsegError("dataset folder needs --data FOLDER with images/ and masks/")
     check_known(options, OPTIONS, "folder")
     mask_values = parse_mask_values(options["mask_values"]) if "mask_values" in options else None
-    return load_folder(Path(path), mask_values)
+    return load_folder(Path(path), mask_values, IntensityChoice.from_options(options))
 
 
 @hookimpl

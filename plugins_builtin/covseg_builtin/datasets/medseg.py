@@ -5,7 +5,9 @@ A folder holding ``tr_im.nii.gz`` (HU-like floats, 512x512x100), ``tr_mask.nii.g
 leaves it. Slices come out in display orientation (see :mod:`covseg.data.nifti`) with ids
 ``medseg_001``..``medseg_100`` (z + 1), the same names the published PNG slices use, so one split
 file serves both. Options name other files of the folder: ``images=val_im.nii.gz masks=none`` reads
-the 10 unlabelled validation slices.
+the 10 unlabelled validation slices. What the image volume's values mean is decided once for the
+whole volume by :func:`covseg.plugins.interpret_intensities` (options ``intensity``,
+``hu_offset``, ``nan``, shared with the ``folder`` data set and ``covseg predict``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from covseg.data.nifti import display_spacing, nifti_stem, read_label_volume, read_volume
-from covseg.data.options import check_known
-from covseg.plugins import CovsegError, CTSlices, DatasetEntry, hookimpl
+from covseg.plugins import (
+    INTENSITY_OPTIONS,
+    CovsegError,
+    CTSlices,
+    DatasetEntry,
+    IntensityChoice,
+    check_known,
+    display_spacing,
+    hookimpl,
+    nifti_stem,
+    read_ct_volume,
+    read_label_volume,
+    read_mask_volume,
+)
 
 IMAGES, MASKS, LUNG_MASKS = "tr_im.nii.gz", "tr_mask.nii.gz", "tr_lungmasks_updated.nii.gz"
 NONE = "none"
@@ -23,6 +36,7 @@ OPTIONS = {
     "images": f"image volume in the folder (default {IMAGES})",
     "masks": f"label volume (default {MASKS}; 'none' for unlabelled slices)",
     "lung_masks": f"lung mask volume (default {LUNG_MASKS} when present; 'none' to skip)",
+    **INTENSITY_OPTIONS,
 }
 
 
@@ -40,7 +54,9 @@ def load_medseg(path: Path, options: Mapping[str, str]) -> CTSlices:
     image_path = folder / options.get("images", IMAGES) if path.is_dir() else path
     if not image_path.is_file():
         raise CovsegError(f"{image_path} does not exist: a MedSeg folder holds {IMAGES} and {MASKS}")
-    volume, reference = read_volume(image_path)
+    decided, reference = read_ct_volume(image_path, IntensityChoice.from_options(options))
+    volume = decided.values
+    spacing = display_spacing(reference, image_path)
     masks = None
     mask_name = options.get("masks", MASKS)
     if mask_name != NONE:
@@ -55,9 +71,9 @@ def load_medseg(path: Path, options: Mapping[str, str]) -> CTSlices:
     lung_name = options.get("lung_masks", LUNG_MASKS)
     lung_path = folder / lung_name
     if lung_name != NONE and ("lung_masks" in options or lung_path.is_file()):
-        lungs, _ = read_volume(lung_path)
+        lungs, _ = read_mask_volume(lung_path)
         _check_shape(lung_path, lungs.shape, image_path, volume.shape)
-        lung_masks = list(lungs > 0)
+        lung_masks = list(lungs)
     stem = nifti_stem(image_path)
     prefix = "medseg" if stem == nifti_stem(Path(IMAGES)) else stem
     count = volume.shape[0]
@@ -65,10 +81,11 @@ def load_medseg(path: Path, options: Mapping[str, str]) -> CTSlices:
         ids=[f"{prefix}_{z + 1:03d}" for z in range(count)],
         images=list(volume),
         masks=masks,
-        intensity="hu",
+        intensity=decided.kind,
         source=str(image_path),
-        spacing=[display_spacing(reference)] * count,
+        spacing=[spacing] * count,
         lung_masks=lung_masks,
+        notes=[decided.summary],
     )
 
 

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from covseg.data.options import check_known, int_option
-from covseg.plugins import CovsegError, CTSlices, DatasetEntry, hookimpl
+from covseg.plugins import CovsegError, CTSlices, DatasetEntry, check_known, hookimpl, int_option
 
 AIR_HU, FAT_HU, SOFT_TISSUE_HU, LUNG_HU, BONE_HU = -1000.0, -100.0, 40.0, -850.0, 700.0
 GROUND_GLASS_HU = (-700.0, -350.0)

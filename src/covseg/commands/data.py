@@ -28,7 +28,8 @@ app = typer.Typer(help="Data sets: list the installed ones, inspect one, downloa
 
 DATASET_HELP = "Dataset name (see `covseg data list`); detected from the path when left out."
 DEFAULT_DEST = Path("data/medseg")
-OPTION_HELP = "Dataset setting as key=value, repeatable (e.g. mask_values=0,255 or count=40)."
+OPTION_HELP = ("Dataset setting as key=value, repeatable (e.g. mask_values=0,255, intensity=8bit, "
+               "hu_offset=-1024, nan=air or count=40).")
 
 
 @app.command("list")
@@ -90,6 +91,8 @@ def _summary_table(slices: CTSlices, format_name: str) -> Table:
     table.add_row("size (HxW)", _counted([f"{image.shape[0]}x{image.shape[1]}" for image in images]))
     table.add_row("channels", _counted(["RGB" if image.ndim == 3 else "grayscale" for image in images]))
     table.add_row("intensity", f"{unit}, {low:.0f} .. {high:.0f}")
+    for index, note in enumerate(slices.notes):
+        table.add_row("read as" if index == 0 else "", note)
     if slices.spacing:
         table.add_row("pixel size (mm)", _counted([f"{row:.3g} x {col:.3g}" for row, col in slices.spacing]))
     table.add_row("masks", "yes" if slices.masks is not None else "no (unlabelled)")

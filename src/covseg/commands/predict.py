@@ -20,6 +20,7 @@ from covseg.core.errors import CovsegError
 from covseg.terminal import join, styled
 
 if TYPE_CHECKING:
+    from covseg.data.interpret import IntensityChoice
     from covseg.onnx import ExportMetadata, OnnxSegmenter
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -29,6 +30,17 @@ class DeviceChoice(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class IntensityOption(str, Enum):
+    auto = "auto"
+    hu = "hu"
+    eight_bit = "8bit"
+
+
+class NanOption(str, Enum):
+    refuse = "refuse"
+    air = "air"
 
 
 class OverlayChoice(str, Enum):
@@ -49,25 +61,37 @@ def predict(
     device: Annotated[DeviceChoice, typer.Option(
         "--device", help="auto (TensorRT, CUDA, else CPU), cpu or cuda."
     )] = DeviceChoice.auto,
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per onnxruntime run."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of earlier predictions."),
-    classes: str | None = typer.Option(
-        None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, max=4096, help="Slices per onnxruntime run."
+    )] = 8,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the outputs of earlier predictions."
+    )] = False,
+    classes: Annotated[str | None, typer.Option(
         "--classes",
         help="Class names, label 0 first (e.g. background,lesion); needed for an ONNX "
         "model without covseg metadata, else overrides it.",
-    ),
-    window: str | None = typer.Option(
-        None,
+    )] = None,
+    window: Annotated[str | None, typer.Option(
         "--window",
         help="HU window(s) for NIfTI volumes: lung, lung,mediastinal,bone or LEVEL:WIDTH "
         "(e.g. -600:1500); default: the model's own.",
-    ),
-    scale_8bit: bool = typer.Option(
-        False,
-        "--scale-8bit",
-        help="Inputs hold 8-bit values 0..255 (also NIfTI): divide by 255 instead of a HU window.",
-    ),
+    )] = None,
+    intensity: Annotated[IntensityOption, typer.Option(
+        "--intensity",
+        help="What input values are: auto (uint8 files are 8-bit, others must look like chest CT in "
+        "HU, else refused), hu, or 8bit (grey levels 0..255, divided by 255).",
+    )] = IntensityOption.auto,
+    hu_offset: Annotated[float | None, typer.Option(
+        "--hu-offset", help="HU = stored value + offset, e.g. -1024 for unsigned CT storage."
+    )] = None,
+    nan: Annotated[NanOption, typer.Option(
+        "--nan",
+        help="NaN/infinite voxels: refuse (default) or air (read as -1000 HU; counted in the report).",
+    )] = NanOption.refuse,
+    scale_8bit: Annotated[bool, typer.Option(
+        "--scale-8bit", help="The old spelling of --intensity 8bit."
+    )] = False,
     lung_mask: Annotated[list[Path] | None, typer.Option(
         "--lung-mask",
         help="Lung mask NIfTI (non-zero = lung) with the geometry of a volume input; "
@@ -87,11 +111,12 @@ def predict(
     from covseg.inference.predict import resolve_settings
     from covseg.onnx import cpu_cores
 
+    choice = intensity_choice(intensity.value, hu_offset, nan.value, scale_8bit)
     cases = discover_cases(inputs)
     check_outputs(cases, out, overwrite)
     lung_masks = pair_lung_masks(cases, lung_mask)
     segmenter, metadata = open_model(model, device.value, log=console.print)
-    settings = resolve_settings(segmenter, metadata, classes, window, scale_8bit)
+    settings = resolve_settings(segmenter, metadata, classes, window, choice.intensity == "8bit")
     threads = f", {cpu_cores()} threads" if not segmenter.on_gpu else ""
     console.print(f"model: {settings.description}", highlight=False)
     if metadata is not None and not metadata.trained:
@@ -116,7 +141,7 @@ def predict(
         transient=True,
     ) as progress:
         for case in cases:
-            data = read_case(case, settings.scale_8bit)
+            data = read_case(case, choice)
             task = progress.add_task(case.name, total=len(data.slices))
             result = run_case(
                 case,
@@ -139,6 +164,7 @@ def predict(
                     _number(measure.volume_ml),
                     _number(measure.percent_of_lung),
                 )
+            console.print(f"{case.name}: read as {data.assumed}", highlight=False)
             console.print(
                 f"{case.name}: {result.labels_path}, {len(result.overlay_paths)} overlay(s), "
                 f"{result.report_paths[0].name} and {result.report_paths[1].name}",
@@ -178,6 +204,18 @@ def open_model(
     else:
         raise CovsegError(f"{path} does not exist; give an .onnx file, a run folder or a .pt checkpoint")
     return segmenter, segmenter.covseg_metadata
+
+
+def intensity_choice(intensity: str, hu_offset: float | None, nan: str, scale_8bit: bool) -> IntensityChoice:
+    """The predict options as an :class:`IntensityChoice`; ``--scale-8bit`` is ``--intensity 8bit``."""
+    from covseg.data.interpret import IntensityChoice
+
+    if scale_8bit:
+        if intensity == "hu":
+            raise CovsegError("--scale-8bit (the old spelling of --intensity 8bit) and --intensity hu "
+                              "exclude each other")
+        intensity = "8bit"
+    return IntensityChoice(intensity, hu_offset, nan, spelling="predict")
 
 
 def _number(value: float | None) -> str:

@@ -91,6 +91,8 @@ class CTSlices:
     - ``spacing[i]``: (row, column) pixel size in millimetres, when known.
     - ``lung_masks[i]``: optional (H, W) bool lung masks (e.g. MedSeg's lung segmentation).
     - ``source``: where the slices came from, for messages and run records.
+    - ``notes``: what the reader assumed or changed, one line each (e.g. "Hounsfield units (int16
+      NIfTI ...)", NaN read as air), shown by ``covseg data info``.
     """
 
     ids: list[str]
@@ -100,6 +102,7 @@ class CTSlices:
     source: str
     spacing: list[tuple[float, float]] | None = None
     lung_masks: list[np.ndarray] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -80,7 +80,7 @@ def covseg_datasets() -> list[DatasetEntry]:
     window, resizing, augmentation, split). Bad input raises
     :class:`~covseg.plugins.CovsegError` with one line naming the file; any other exception is
     reported as a fault of the plugin, naming the dataset and package. ``covseg.plugins`` has the
-    readers (``read_pixels``, ``read_volume``, ...) and option helpers (``check_known``,
+    readers (``read_image``, ``read_ct_volume``, ...) and option helpers (``check_known``,
     ``int_option``). Import nothing heavy at import time. Example::
 
         @hookimpl

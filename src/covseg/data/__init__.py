@@ -8,6 +8,12 @@
 - :mod:`covseg.data.dataset`: ``SliceDataset`` (in memory) and ``seed_worker``
 - :mod:`covseg.data.transforms`: ``resize_pair`` and the other torch-free resizes that training and
   prediction share
-- :mod:`covseg.data.nifti`: NIfTI reading/writing and its orientation rule
+- :mod:`covseg.data.interpret`: ``interpret_intensities``, the one decision of what stored values
+  mean (Hounsfield units or 8-bit grey levels), NaN handling and the options ``intensity``,
+  ``hu_offset``, ``nan``
+- :mod:`covseg.data.slice_files`: ``read_image`` and ``read_mask``, one 2-D slice file of any format
+- :mod:`covseg.data.labels`: stored mask values and one-hot masks to labels 0..3
+- :mod:`covseg.data.nifti`: NIfTI reading (header checks, voxel sizes in mm), label-map writing
+  and the orientation rule
 - :mod:`covseg.data.fetch`: downloading the public MedSeg files
 """

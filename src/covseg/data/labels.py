@@ -26,6 +26,8 @@ def to_labels(values: np.ndarray, where: str, mask_values: Sequence[float] | Non
     With ``mask_values`` (e.g. ``(0, 255)``) the k listed values map to labels 0..k-1 and any other
     value is an error. A 0/255 mask without it gets an error that says which option to use.
     """
+    if values.dtype == np.bool_:
+        values = values.view(np.uint8)
     if mask_values is not None:
         labels = np.zeros(values.shape, dtype=np.uint8)
         known = np.zeros(values.shape, dtype=bool)
@@ -39,6 +41,10 @@ def to_labels(values: np.ndarray, where: str, mask_values: Sequence[float] | Non
                 f"{where}: mask values {_shown(values[~known])} are not in mask_values={listed}"
             )
         return labels
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        count = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise CovsegError(f"{where}: {count:,} mask values are NaN or infinite; a label mask holds "
+                          f"the labels ({_CLASS_LIST})")
     labels = values.astype(np.uint8)
     bad = (labels != values) | (labels >= NUM_CLASSES)
     if bad.any():
@@ -65,3 +71,23 @@ def parse_mask_values(text: str, option: str = "mask_values") -> tuple[float, ..
             f"option {option}={text}: list 2 to {NUM_CLASSES} distinct stored values, one per label 0, 1, ..."
         )
     return values
+
+
+def one_hot_to_labels(values: np.ndarray, axis: int, where: str) -> np.ndarray:
+    """uint8 labels from a one-hot mask with one channel per class (background first) on ``axis``.
+
+    Every value must be 0 or 1 and every pixel in exactly one class; anything else (soft
+    probabilities, pixels in no class or in two) is refused in one line naming ``where``.
+    """
+    if values.shape[axis] != NUM_CLASSES:
+        raise CovsegError(f"{where}: a mask of shape {tuple(values.shape)} has {values.shape[axis]} "
+                          f"channels; a one-hot mask has one per class ({NUM_CLASSES}: {_CLASS_LIST})")
+    if not np.isin(values, (0, 1)).all():
+        raise CovsegError(f"{where}: a {NUM_CLASSES}-channel mask must be one-hot (0 or 1 per class) but "
+                          f"holds {_shown(values[~np.isin(values, (0, 1))])}")
+    sums = values.astype(np.int64).sum(axis=axis)
+    if (sums != 1).any():
+        none, several = int((sums == 0).sum()), int((sums > 1).sum())
+        raise CovsegError(f"{where}: one-hot mask with {none:,} pixels in no class and {several:,} in "
+                          "several; each pixel belongs to exactly one class")
+    return np.argmax(values, axis=axis).astype(np.uint8)

@@ -11,6 +11,7 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.core.calls import plugin_call
 from covseg.core.registry import get_registry
+from covseg.data.interpret import HU_LIMITS
 from covseg.data.labels import NUM_CLASSES
 from covseg.data.nifti import is_nifti
 
@@ -44,7 +45,8 @@ def load_slices(dataset: str | None, data: Path | None, options: Mapping[str, st
     """Slices of a dataset: ``dataset`` by name (see ``covseg data list``), or detected from ``data``.
 
     Neither given: the embedded ``phantom``. The result is checked (matching shapes, uint8 labels
-    0..3, unique ids) so that a third-party plugin's mistakes surface as one line here.
+    0..3, unique ids, finite intensities within the range of their kind) so that a third-party
+    plugin's mistakes surface as one line here.
     """
     name = resolve_dataset(dataset, data)
     provided = get_registry().get("dataset", name)
@@ -55,6 +57,22 @@ def load_slices(dataset: str | None, data: Path | None, options: Mapping[str, st
         slices = entry.load(Path(data) if data is not None else None, dict(options or {}))
     check_slices(slices, name)
     return slices
+
+
+def _check_values(image: np.ndarray, intensity: str, where: str) -> None:
+    """NaN would reach training as a NaN loss, out-of-range values as a silent wrong input."""
+    if image.dtype.kind not in "uif":
+        raise CovsegError(f"{where} holds {image.dtype} values, not numbers")
+    if image.dtype.kind == "f":
+        bad = int(image.size - np.count_nonzero(np.isfinite(image)))
+        if bad:
+            raise CovsegError(f"{where} holds {bad:,} NaN or infinite values (a reader must refuse them "
+                              "or replace them, e.g. by air)")
+    low, high = (0.0, 255.0) if intensity == "uint8" else HU_LIMITS
+    if image.size and (float(image.min()) < low or float(image.max()) > high):
+        unit = "8-bit" if intensity == "uint8" else "HU"
+        raise CovsegError(f"{where} holds values {float(image.min()):g}..{float(image.max()):g}, "
+                          f"outside {low:g}..{high:g} ({unit})")
 
 
 def check_slices(slices: CTSlices, dataset: str) -> None:
@@ -78,6 +96,7 @@ def check_slices(slices: CTSlices, dataset: str) -> None:
         image = slices.images[index]
         if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             raise CovsegError(f"{where}: slice {name} has shape {image.shape}, not (H, W) or (H, W, 3)")
+        _check_values(image, slices.intensity, f"{where}: slice {name}")
         if slices.masks is None:
             continue
         mask = slices.masks[index]

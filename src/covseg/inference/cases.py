@@ -4,7 +4,7 @@ Output folder ``OUT/<case>/``, where ``<case>`` is :attr:`Case.name` (made safe 
 file name by :func:`covseg.inference.inputs.discover_cases`, and checked again here with
 :func:`covseg.files.child_path`: nothing is ever written outside ``OUT``):
 
-- ``labels.nii.gz`` (a volume: uint8, the input's affine and header) or ``labels.png`` (an image:
+- ``labels.nii.gz`` (a volume: a uint8 label map with the input's geometry) or ``labels.png`` (an image:
   pixel value = label);
 - ``overlays/slice_NNN.png`` (a volume: display slice NNN, counted from 0) or ``overlay.png``;
 - ``report.json`` and ``report.csv`` (:mod:`covseg.inference.report`).
@@ -16,7 +16,7 @@ leaves a half-written file.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from PIL import Image
 
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import normalise_channels
+from covseg.data.interpret import IntensityChoice
 from covseg.data.nifti import write_label_volume
 from covseg.files import atomic_write, child_path
 from covseg.inference.inputs import Case, CaseData, read_case, read_lung_mask
@@ -99,7 +100,8 @@ def run_case(
     data: CaseData | None = None,
 ) -> CaseResult:
     """Predict one case and write its outputs to ``out/<case>/`` (see the module docstring)."""
-    data = data or read_case(case, settings.scale_8bit)
+    if data is None:
+        data = read_case(case, IntensityChoice("8bit" if settings.scale_8bit else "auto", spelling="predict"))
     lung = read_lung_mask(lung_mask, data) if lung_mask is not None else None
     labels = predict_slices(
         segmenter, data.slices, data.intensity, settings, batch_size, str(case.path), on_batch
@@ -114,6 +116,7 @@ def run_case(
         data.spacing_mm,
         lung,
     )
+    report = replace(report, input_intensity=data.assumed, non_finite_as_air=data.replaced)
     folder = child_path(out, case.name)
     shown = _overlay_slices(labels, overlays if data.reference is not None or overlays == "none" else "all")
     pictures = [
@@ -122,7 +125,7 @@ def run_case(
     ]
     if data.reference is not None:
         labels_path = folder / "labels.nii.gz"
-        write_label_volume(labels, data.reference, labels_path)
+        write_label_volume(labels, data.reference, labels_path, settings.class_names)
         digits = max(3, len(str(len(labels) - 1)))
         overlay_paths = [folder / "overlays" / f"slice_{index:0{digits}d}.png" for index in shown]
         for stale in (folder / "overlays").glob("slice_*.png"):  # from an earlier --overwrite'd run

@@ -3,14 +3,17 @@
 Each input file is one *case*, named after its file (without ``.nii.gz``, ``.nii`` or the image
 suffix) made safe by :func:`covseg.files.safe_file_name`: the name becomes the case's output
 folder, so ``...nii.gz``, ``.hidden.nii.gz`` or ``a\\b.png`` can never reach outside ``--out``.
-Slices keep their stored values; :mod:`covseg.inference.predict` normalises them with the model's
-settings. Images are read exactly as the ``folder`` data set reads training slices (alpha dropped,
-gray stored as RGB made gray, 8-bit -> ``uint8``, 16-bit -> Hounsfield units), so a model sees at
-inference what it saw in training.
+Images are read exactly as the ``folder`` data set reads training
+slices and volumes as the ``medseg`` data set reads them: what the values mean (Hounsfield units or
+8-bit grey levels) is decided by :func:`covseg.data.interpret.interpret_intensities` with the same
+options (``--intensity``, ``--hu-offset``, ``--nan``), so a model sees at inference what it saw in
+training, and the decision is recorded in each case's report. :mod:`covseg.inference.predict`
+normalises the slices with the model's settings.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +25,9 @@ import numpy as np
 
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Intensity
-from covseg.data.nifti import is_nifti, nifti_stem, read_volume
-from covseg.data.slice_files import PIL_SUFFIXES, read_pixels
+from covseg.data.interpret import IntensityChoice
+from covseg.data.nifti import is_nifti, nifti_stem, read_ct_volume, read_mask_volume, voxel_size_mm
+from covseg.data.slice_files import PIL_SUFFIXES, read_image
 from covseg.files import safe_file_name
 
 KINDS = "NIfTI volumes (.nii, .nii.gz) or images (" + ", ".join(PIL_SUFFIXES) + ")"
@@ -47,8 +51,10 @@ class CaseData:
     """A case read into memory: slices (Z, H, W) or (1, H, W, 3) with stored values.
 
     ``reference``: the NIfTI image of a volume (affine, header, zooms), None for an image.
-    ``voxel_ml``: volume of one voxel in millilitres (product of the zooms in mm^3 / 1000), None
-    for an image (a PNG carries no pixel size).
+    ``voxel_ml``: volume of one voxel in millilitres (product of the voxel sizes in mm^3 / 1000,
+    :func:`covseg.data.nifti.voxel_size_mm`), None for an image (a PNG carries no pixel size).
+    ``assumed``: what the values were taken to be (:attr:`covseg.data.interpret.Intensities.summary`);
+    ``replaced``: NaN/infinite values read as air (``--nan air``).
     """
 
     case: Case
@@ -56,12 +62,14 @@ class CaseData:
     intensity: Intensity
     reference: nib.Nifti1Image | None
     voxel_ml: float | None
+    assumed: str = ""
+    replaced: int = 0
 
     @property
     def spacing_mm(self) -> tuple[float, ...] | None:
         if self.reference is None:
             return None
-        return tuple(float(zoom) for zoom in self.reference.header.get_zooms()[:3])
+        return voxel_size_mm(self.reference, self.case.path)
 
 
 def _natural_key(path: Path) -> list:
@@ -112,21 +120,16 @@ def discover_cases(inputs: Sequence[Path]) -> list[Case]:
     return cases
 
 
-def read_case(case: Case, scale_8bit: bool = False) -> CaseData:
-    """Read a case; NIfTI volumes stored as uint8 (or any with ``scale_8bit``) count as 8-bit."""
+def read_case(case: Case, choice: IntensityChoice | None = None) -> CaseData:
+    """Read a case, its intensities decided with ``choice`` (default: automatic, predict spelling)."""
+    choice = choice or IntensityChoice(spelling="predict")
     if case.kind == "image":
-        pixels = read_pixels(case.path)
-        intensity: Intensity = "uint8" if pixels.dtype == np.uint8 else "hu"
-        if intensity == "hu" and pixels.ndim != 2:
-            raise CovsegError(
-                f"{case.path} is a colour image of {pixels.dtype} values: Hounsfield slices have one channel"
-            )
-        return CaseData(case, pixels[None], intensity, None, None)
-    volume, reference = read_volume(case.path)
-    eight_bit = scale_8bit or reference.get_data_dtype() == np.uint8
-    zooms = reference.header.get_zooms()[:3]
-    voxel_ml = float(np.prod(zooms, dtype=np.float64)) / 1000.0
-    return CaseData(case, volume, "uint8" if eight_bit else "hu", reference, voxel_ml)
+        decided = read_image(case.path, choice)
+        values, reference, voxel_ml = decided.values[None], None, None
+    else:
+        decided, reference = read_ct_volume(case.path, choice)
+        values, voxel_ml = decided.values, math.prod(voxel_size_mm(reference, case.path)) / 1000.0
+    return CaseData(case, values, decided.kind, reference, voxel_ml, decided.summary, decided.replaced)
 
 
 def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
@@ -135,7 +138,7 @@ def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
         raise CovsegError(
             f"--lung-mask {path}: lung masks go with NIfTI volumes, not with the image {data.case.path}"
         )
-    mask, reference = read_volume(path)
+    mask, reference = read_mask_volume(path)
     if reference.shape[:3] != data.reference.shape[:3]:
         raise CovsegError(
             f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.path} has "
@@ -145,4 +148,4 @@ def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
         raise CovsegError(
             f"--lung-mask {path} has another affine than {data.case.path}: not the same geometry"
         )
-    return mask != 0
+    return mask

@@ -43,6 +43,10 @@ class LesionReport:
     lung_voxels: int | None
     lung_ml: float | None
     classes: tuple[ClassMeasure, ...]
+    input_intensity: str = ""
+    """How the input's values were read (:attr:`covseg.data.interpret.Intensities.summary`)."""
+    non_finite_as_air: int = 0
+    """NaN/infinite input values read as air (``--nan air``); 0 otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,9 +12,14 @@ importable but internal and may change. covseg's own built-in plugins use only t
 - labels: :data:`CLASS_NAMES` (mask value = index), :data:`NUM_CLASSES`, :func:`to_labels`,
   :func:`parse_mask_values`;
 - dataset options: :func:`check_known`, :func:`int_option`;
-- readers: :func:`read_pixels` (PNG/JPG/TIFF/NPY/2-D NIfTI slices), :data:`PIL_SUFFIXES`,
-  :func:`read_volume`, :func:`read_label_volume`, :func:`display_spacing`, :func:`is_nifti`,
-  :func:`nifti_stem` (NIfTI volumes in display orientation);
+- intensities: :func:`interpret_intensities` (the one decision of what stored values mean:
+  Hounsfield units or 8-bit grey levels, offsets, NaN), :class:`IntensityChoice`,
+  :class:`Intensities`, :class:`Storage`, :data:`INTENSITY_OPTIONS` (the dataset options
+  ``intensity``, ``hu_offset``, ``nan``);
+- readers: :func:`read_image` and :func:`read_mask` (PNG/TIFF/WebP/NPY/2-D NIfTI slices; lossy
+  masks refused), :data:`PIL_SUFFIXES`, :func:`read_ct_volume`, :func:`read_label_volume`,
+  :func:`read_mask_volume`, :func:`display_spacing`, :func:`is_nifti`, :func:`nifti_stem` (NIfTI
+  volumes in display orientation);
 - :mod:`covseg.plugins.layers` (shared network blocks) and :mod:`covseg.plugins.pretrained`
   (ImageNet weights through timm and torchvision, offline-safe, never unpickling code).
 
@@ -26,29 +31,45 @@ from covseg import CLASS_NAMES
 from covseg.core.entries import CTSlices, DatasetEntry, MetricEntry, ModelEntry
 from covseg.core.errors import CovsegError
 from covseg.core.hookspecs import hookimpl
+from covseg.data.interpret import OPTION_HELP as INTENSITY_OPTIONS
+from covseg.data.interpret import Intensities, IntensityChoice, Storage, interpret_intensities
 from covseg.data.labels import NUM_CLASSES, parse_mask_values, to_labels
-from covseg.data.nifti import display_spacing, is_nifti, nifti_stem, read_label_volume, read_volume
+from covseg.data.nifti import (
+    display_spacing,
+    is_nifti,
+    nifti_stem,
+    read_ct_volume,
+    read_label_volume,
+    read_mask_volume,
+)
 from covseg.data.options import check_known, int_option
-from covseg.data.slice_files import PIL_SUFFIXES, read_pixels
+from covseg.data.slice_files import PIL_SUFFIXES, read_image, read_mask
 
 __all__ = [
     "CLASS_NAMES",
+    "INTENSITY_OPTIONS",
     "NUM_CLASSES",
     "PIL_SUFFIXES",
     "CTSlices",
     "CovsegError",
     "DatasetEntry",
+    "Intensities",
+    "IntensityChoice",
     "MetricEntry",
     "ModelEntry",
+    "Storage",
     "check_known",
     "display_spacing",
     "hookimpl",
     "int_option",
+    "interpret_intensities",
     "is_nifti",
     "nifti_stem",
     "parse_mask_values",
+    "read_ct_volume",
+    "read_image",
     "read_label_volume",
-    "read_pixels",
-    "read_volume",
+    "read_mask",
+    "read_mask_volume",
     "to_labels",
 ]

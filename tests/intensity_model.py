@@ -1,0 +1,51 @@
+"""A deterministic covseg ONNX model for reader tests, built with ``onnx.helper`` (no training).
+
+One 1x1 convolution: logits ``2 c x - c^2`` per class centre ``c`` on input channel 0, so the
+argmax is the class whose centre is nearest to the windowed intensity ``x``. With the lung window
+(-1350..+150 HU) the centres are the model inputs of :data:`CLASS_HU`: below -750 HU background,
+-750..-350 ground-glass, -350..-50 consolidation, above -50 effusion. The file carries covseg
+metadata, so ``covseg predict`` treats it as a covseg export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from covseg.export.metadata import ExportMetadata
+from onnx import TensorProto, helper, numpy_helper
+
+from covseg import CLASS_NAMES
+from covseg.data.intensity import Normalisation
+
+CLASS_HU = (-1000.0, -500.0, -200.0, 100.0)
+"""The HU each class centre stands for (lung window L-600/W1500)."""
+
+
+def class_centres() -> np.ndarray:
+    """The centres in model-input units [0, 1]: (HU + 1350) / 1500."""
+    return (np.asarray(CLASS_HU, np.float32) + 1350.0) / 1500.0
+
+
+def write_intensity_model(path: Path) -> Path:
+    """Write the model to ``path`` (an .onnx file) and return ``path``."""
+    centres = class_centres()
+    weight = np.zeros((len(centres), 3, 1, 1), np.float32)
+    weight[:, 0, 0, 0] = 2 * centres
+    bias = -(centres**2)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "weight", "bias"], ["logits"])],
+        "intensity-classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", len(centres), "h", "w"])],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias.astype(np.float32), "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9  # what onnxruntime 1.20+ reads (onnx may default to a newer one)
+    metadata = ExportMetadata("intensity-classifier", len(CLASS_NAMES), 3, CLASS_NAMES, Normalisation(),
+                              trained=True, source="tests/intensity_model.py")
+    helper.set_model_props(model, metadata.to_props())
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, path)
+    return path
