@@ -107,17 +107,20 @@ def test_values_that_reach_no_air_are_not_hu_unless_said_so():
 
 
 def test_values_outside_ct_numbers_are_refused():
-    wrong_scale = _chest() * 10  # e.g. a header slope of 10 too many
+    wrong_scale = _chest() * 50  # e.g. a header slope 50 times too large
     assert _refusal(wrong_scale, Storage("NIfTI", np.dtype(np.float32))) == (
-        "scan.nii: values -10000..7000 are outside the range of CT numbers (-4096..32767 HU), so they are "
-        "not Hounsfield units")
+        "scan.nii: values -50000..35000 are outside the range of CT numbers (-32768..32767 HU), so they "
+        "are not Hounsfield units")
+    padded = _chest()
+    padded[:2] = -32768  # int16-minimum padding outside the field of view is still CT
+    assert interpret_intensities(padded, Storage("NIfTI", np.dtype(np.int16)), IntensityChoice(), "x").kind == "hu"
     huge = _chest()
     huge[0, 0] = 1e6
     assert "values -1000..1e+06 are outside" in _refusal(huge, Storage("NIfTI", np.dtype(np.float32)),
                                                           IntensityChoice("hu"))
     shifted = _chest()
-    assert "after --hu-offset -5000 are outside" in _refusal(
-        shifted, Storage("NIfTI", np.dtype(np.float32)), IntensityChoice(hu_offset=-5000, spelling="predict"))
+    assert "after --hu-offset -40000 are outside" in _refusal(
+        shifted, Storage("NIfTI", np.dtype(np.float32)), IntensityChoice(hu_offset=-40000, spelling="predict"))
 
 
 def test_nan_is_refused_with_its_count_or_read_as_air_when_asked():

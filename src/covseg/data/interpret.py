@@ -35,10 +35,11 @@ AIR_HU = -1000.0
 """Air by the definition of the Hounsfield scale; what ``nan=air`` puts in place of NaN in HU data."""
 AIR_8BIT = 0
 """Black, what ``nan=air`` puts in place of NaN in 8-bit data (air is black in every CT window)."""
-HU_LIMITS = (-4096.0, 32767.0)
-"""CT numbers covseg accepts. Scanners pad outside the field of view with -1024, -2048 or -3024
-(GE) and store 12-bit (-1024..3071) or extended 16-bit scales (metal up to about +30710, the int16
-limit); values beyond these bounds are no CT numbers (e.g. a wrong header scaling)."""
+HU_LIMITS = (-32768.0, 32767.0)
+"""CT numbers covseg accepts: the int16 range. Scanners pad outside the field of view with -1024,
+-2048, -3024 (GE) or the int16 minimum -32768, and store 12-bit (-1024..3071) or extended 16-bit
+scales (metal up to about +30710); values beyond these bounds are no CT numbers (e.g. a wrong
+header scaling). Padding below air needs no special case: every HU window clips it to its floor."""
 CHEST_AIR_HU = -500.0
 """A chest CT slice or volume in HU reaches at least this low: it holds air (-1000) or lung (-850)."""
 USUAL_OFFSETS = (1024, 32768)
