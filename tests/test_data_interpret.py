@@ -113,14 +113,16 @@ def test_values_outside_ct_numbers_are_refused():
         "are not Hounsfield units")
     padded = _chest()
     padded[:2] = -32768  # int16-minimum padding outside the field of view is still CT
-    assert interpret_intensities(padded, Storage("NIfTI", np.dtype(np.int16)), IntensityChoice(), "x").kind == "hu"
+    read = interpret_intensities(padded, Storage("NIfTI", np.dtype(np.int16)), IntensityChoice(), "x")
+    assert read.kind == "hu"
     huge = _chest()
     huge[0, 0] = 1e6
     assert "values -1000..1e+06 are outside" in _refusal(huge, Storage("NIfTI", np.dtype(np.float32)),
                                                           IntensityChoice("hu"))
     shifted = _chest()
     assert "after --hu-offset -40000 are outside" in _refusal(
-        shifted, Storage("NIfTI", np.dtype(np.float32)), IntensityChoice(hu_offset=-40000, spelling="predict"))
+        shifted, Storage("NIfTI", np.dtype(np.float32)),
+        IntensityChoice(hu_offset=-40000, spelling="predict"))
 
 
 def test_nan_is_refused_with_its_count_or_read_as_air_when_asked():
