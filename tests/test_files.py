@@ -164,3 +164,19 @@ def test_an_os_error_at_the_cli_boundary_is_one_line(tmp_path, capsys):
         command()
     assert exit_info.value.exit_code == 2
     assert capsys.readouterr().err == f"error: cannot use {tmp_path / 'x'}: Read-only file system\n"
+
+
+def test_an_interrupt_during_a_write_waits_for_the_whole_file(tmp_path):
+    """Ctrl-C inside torch.save used to break its zip writer into a RuntimeError and a broken file."""
+    import signal
+
+    target = tmp_path / "last.pt"
+
+    def interrupted_save(handle):
+        signal.raise_signal(signal.SIGINT)  # arrives mid-write
+        torch.save({"weight": torch.zeros(1000)}, handle)
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted_save)
+    assert torch.load(target, weights_only=True)["weight"].shape == (1000,)
+    assert leftovers(tmp_path) == []

@@ -6,7 +6,8 @@
   read-only folder, permission denied, a folder where the file should be) removes its temporary
   file and raises one :class:`~covseg.core.errors.CovsegError` line naming the target. Temporary
   files of a process that died mid-write (killed, power cut) are removed by the next write into the
-  same folder.
+  same folder. Ctrl-C and SIGTERM arriving mid-write are held until the file is complete
+  (:func:`interrupts_deferred`).
 - :func:`write_json` / :func:`read_json_object` / :func:`read_json_lines`: strict JSON (NaN and
   infinities become null), one error wording that names the file (and the line of a JSON-lines
   file).
@@ -24,9 +25,11 @@ import math
 import os
 import re
 import secrets
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -96,6 +99,32 @@ def describe_os_error(error: OSError, path: Path | str | None = None, action: st
     return f"cannot {action} {where}: {reason}" if where is not None else f"cannot {action}: {reason}"
 
 
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them as if they came just now.
+
+    A signal landing inside ``torch.save`` leaves its zip writer half-closed and turns the
+    interrupt into a RuntimeError; deferring it keeps a checkpoint whole and the interrupt an
+    interrupt. Only the main thread can swap signal handlers (and only it runs them).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum))
+                for number in INTERRUPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
 def _open_for_write(path: Path) -> IO[bytes]:
     """Open the temporary file (the permissions a plain ``open()`` gives); tests fake a full disk here."""
     return open(path, "xb")
@@ -118,18 +147,19 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
         raise CovsegError(describe_os_error(error, path.parent, "create the folder")) from None
     remove_stale_temporaries(path.parent)
     temporary = path.parent / _temporary_name(path)
-    try:
-        with _open_for_write(temporary) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        _discard(temporary)
-        raise CovsegError(describe_os_error(error, path)) from None
-    except BaseException:
-        _discard(temporary)
-        raise
+    with interrupts_deferred():
+        try:
+            with _open_for_write(temporary) as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except OSError as error:
+            _discard(temporary)
+            raise CovsegError(describe_os_error(error, path)) from None
+        except BaseException:
+            _discard(temporary)
+            raise
     return path
 
 
