@@ -25,12 +25,12 @@ def _display_volumes(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _original_layout(display: np.ndarray, dtype) -> nib.Nifti1Image:
-    """Like MedSeg's files: raw[:, :, z] = display[z].T, float64, LAS codes, 1 mm voxels, slope NaN."""
+    """Like MedSeg's files: raw[:, :, z] = display[z].T, float64, no orientation (qform_code and
+    sform_code 0, so nibabel reports its default LAS affine), 1 mm voxels, slope NaN."""
     raw = np.ascontiguousarray(display.transpose(2, 1, 0)).astype(dtype)
-    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
-    affine[:3, 3] = [255.5, -255.5, 0.0]
-    image = nib.Nifti1Image(raw, affine)
+    image = nib.Nifti1Image(raw, None)
     image.header.set_data_dtype(dtype)
+    image.header.set_zooms((1.0, 1.0, 1.0))
     image.header["scl_slope"] = np.nan
     return image
 
@@ -46,7 +46,8 @@ def medseg_folder(tmp_path) -> Path:
 def test_written_files_have_the_original_header_facts(medseg_folder):
     mask = nib.load(medseg_folder / "tr_mask.nii.gz")
     assert mask.shape == (WIDTH, HEIGHT, SLICES) and mask.get_data_dtype() == np.float64
-    assert nib.aff2axcodes(mask.affine) == ("L", "A", "S")
+    assert nib.aff2axcodes(mask.affine) == ("L", "A", "S")  # nibabel's default for a header without one
+    assert (int(mask.header["qform_code"]), int(mask.header["sform_code"])) == (0, 0)
     assert mask.header.get_zooms() == (1.0, 1.0, 1.0) and mask.header.get_slope_inter() == (None, None)
 
 
