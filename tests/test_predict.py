@@ -318,7 +318,7 @@ def test_bad_inputs_get_one_line_and_no_output(models, phantom, tmp_path):
         ((native, scan, "--lung-mask", other_shape), "has shape (8, 8, 4) but"),
         (
             (native, scan, "--lung-mask", other_shape, "--lung-mask", other_shape),
-            "2 --lung-mask file(s) for 1 NIfTI volume(s)",
+            "2 --lung-mask file(s) for 1 volume(s)",
         ),
         ((native, scan, "--classes", "a,b,c"), "3 class names for"),
         ((native, scan, "--window", "lung", "--scale-8bit"), "--window and --scale-8bit exclude each other"),
