@@ -154,6 +154,13 @@ def test_two_series_need_a_choice_and_are_named_after_number_and_description(tmp
     assert only.name == "3_Lung_1.0"
 
 
+def test_series_choices_need_dicom_inputs(tmp_path):
+    nib.save(nib.Nifti1Image(np.full((4, 4, 2), -1000, np.int16), np.eye(4)), tmp_path / "scan.nii.gz")
+    assert _refused(discover_cases, [tmp_path], ["3"]) == (
+        "--series 3 chooses DICOM series, but no input folder holds any")
+    assert [case.kind for case in discover_cases([tmp_path])] == ["volume"]
+
+
 def test_non_ct_modalities_are_refused(tmp_path):
     write_series(tmp_path / "mr", _hu(), modality="MR", description="T1")
     assert _refused(discover_cases, [tmp_path / "mr"]).startswith(

@@ -259,6 +259,16 @@ def test_dicom_seg_needs_dicom_input(model, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_dicom_seg_needs_coded_terms_for_every_class():
+    from covseg.inference.dicom_seg import check_dicom_seg
+
+    check_dicom_seg(CLASS_NAMES)
+    with pytest.raises(CovsegError) as error:
+        check_dicom_seg(("background", "lesion", "effusion"))
+    assert str(error.value) == ("--format dicom-seg: no coded terms for class(es) lesion; covseg codes "
+                                "ground-glass, consolidation, effusion (use the default NIfTI labels)")
+
+
 def test_without_the_dicom_extra_one_line_names_it(model, tmp_path):
     hu, _ = display_volume()
     write_series(tmp_path / "dicom", hu)
