@@ -211,18 +211,44 @@ def read_ct_volume(
     return decide_ct_volume(raw, storage, choice, str(path), image_reorientation(image, target, path)), image
 
 
-def read_mask_volume(path: Path, target: str = DISPLAY_ORIENTATION) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """A binary mask volume (e.g. lung masks): bool (Z, H, W), non-zero is inside; NaN refused."""
+def _check_like(image: nib.Nifti1Image, path: Path, reference: nib.Nifti1Image | None) -> None:
+    """Refuse a mask whose header has an orientation when its image's has none, or the reverse:
+    one would be reoriented and the other not, and nothing says whether their voxels line up."""
+    if reference is None:
+        return
+    mine = image_reorientation(image, where=path).stored
+    theirs = image_reorientation(reference, where=reference.get_filename()).stored
+    if (mine is None) != (theirs is None):
+        def said(codes: str | None) -> str:
+            return "no orientation (qform_code and sform_code 0)" if codes is None else f"orientation {codes}"
+
+        raise CovsegError(f"{path} has {said(mine)} but {reference.get_filename()} has {said(theirs)}: "
+                          "covseg cannot tell whether their voxels line up; give both the same header")
+
+
+def read_mask_volume(
+    path: Path, target: str = DISPLAY_ORIENTATION, reference: nib.Nifti1Image | None = None
+) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A binary mask volume (e.g. lung masks): bool (Z, H, W), non-zero is inside; NaN refused.
+
+    With ``reference`` (the image it belongs to), a mask that has an orientation where the image
+    has none, or the reverse, is refused (:func:`image_reorientation` would treat them apart).
+    """
     volume, image = read_volume(path, target)
+    _check_like(image, path, reference)
     bad = int(volume.size - np.count_nonzero(np.isfinite(volume)))
     if bad:
         raise CovsegError(f"{path}: {bad:,} mask values are NaN or infinite; a mask holds 0 and non-zero")
     return volume != 0, image
 
 
-def read_label_volume(path: Path, target: str = DISPLAY_ORIENTATION) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """A label volume (e.g. MedSeg's float64 masks) as uint8 (Z, H, W) labels 0..3, display order."""
+def read_label_volume(
+    path: Path, target: str = DISPLAY_ORIENTATION, reference: nib.Nifti1Image | None = None
+) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A label volume (e.g. MedSeg's float64 masks) as uint8 (Z, H, W) labels 0..3, display order;
+    ``reference`` as for :func:`read_mask_volume`."""
     raw, image, _ = _volume_raw(path)
+    _check_like(image, path, reference)
     labels = to_labels(raw, str(path))
     return np.ascontiguousarray(image_reorientation(image, target, path).to_display(labels)), image
 
