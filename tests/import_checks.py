@@ -14,8 +14,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-HEAVY = ("torch", "torchvision", "timm", "albumentations", "cv2", "onnxruntime")
-"""Packages a command must not load before it needs them (issue 12 names the first five)."""
+HEAVY = ("torch", "torchvision", "timm", "albumentations", "cv2", "onnxruntime", "highdicom")
+"""Packages a command must not load before it needs them (issue 12 names the first five; highdicom,
+of the optional ``covseg[dicom]``, loads only for DICOM SEG output). pydicom is not here: where it
+is installed, nibabel's NIfTI module imports it (for its DICOM header extension)."""
 
 MARKER = "covseg-import-check: "
 

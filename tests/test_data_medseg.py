@@ -25,12 +25,12 @@ def _display_volumes(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _original_layout(display: np.ndarray, dtype) -> nib.Nifti1Image:
-    """Like MedSeg's files: raw[:, :, z] = display[z].T, float64, LAS codes, 1 mm voxels, slope NaN."""
+    """Like MedSeg's files: raw[:, :, z] = display[z].T, float64, no orientation (qform_code and
+    sform_code 0, so nibabel reports its default LAS affine), 1 mm voxels, slope NaN."""
     raw = np.ascontiguousarray(display.transpose(2, 1, 0)).astype(dtype)
-    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
-    affine[:3, 3] = [255.5, -255.5, 0.0]
-    image = nib.Nifti1Image(raw, affine)
+    image = nib.Nifti1Image(raw, None)
     image.header.set_data_dtype(dtype)
+    image.header.set_zooms((1.0, 1.0, 1.0))
     image.header["scl_slope"] = np.nan
     return image
 
@@ -46,7 +46,8 @@ def medseg_folder(tmp_path) -> Path:
 def test_written_files_have_the_original_header_facts(medseg_folder):
     mask = nib.load(medseg_folder / "tr_mask.nii.gz")
     assert mask.shape == (WIDTH, HEIGHT, SLICES) and mask.get_data_dtype() == np.float64
-    assert nib.aff2axcodes(mask.affine) == ("L", "A", "S")
+    assert nib.aff2axcodes(mask.affine) == ("L", "A", "S")  # nibabel's default for a header without one
+    assert (int(mask.header["qform_code"]), int(mask.header["sform_code"])) == (0, 0)
     assert mask.header.get_zooms() == (1.0, 1.0, 1.0) and mask.header.get_slope_inter() == (None, None)
 
 
@@ -102,3 +103,37 @@ def test_read_volume_returns_float32_display_order(medseg_folder):
     volume, image = read_volume(medseg_folder / "tr_im.nii.gz")
     assert volume.shape == (SLICES, HEIGHT, WIDTH) and volume.dtype == np.float32
     assert image.shape == (WIDTH, HEIGHT, SLICES)
+
+
+def _with_orientation(image: nib.Nifti1Image, codes: str) -> nib.Nifti1Image:
+    """The same display volume stored in ``codes`` with a real orientation (sform code 1)."""
+    lps = nib.Nifti1Image(np.asarray(image.dataobj), np.diag([-1.0, -1.0, 1.0, 1.0]))
+    transform = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("LPS"),
+                                                nib.orientations.axcodes2ornt(codes))
+    stored = lps.as_reoriented(transform)
+    stored.set_sform(stored.affine, code=1)
+    return stored
+
+
+def test_volumes_with_a_real_orientation_give_the_same_slices(tmp_path, medseg_folder):
+    """Training data stored RAS (a header that says so) reaches the model as MedSeg's slices do."""
+    images, labels = _display_volumes()
+    nib.save(_with_orientation(_original_layout(images, np.float64), "RAS"), tmp_path / "tr_im.nii.gz")
+    nib.save(_with_orientation(_original_layout(labels, np.float64), "RAS"), tmp_path / "tr_mask.nii.gz")
+    coded, uncoded = load_slices("medseg", tmp_path), load_slices("medseg", medseg_folder)
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "tr_mask.nii.gz").dataobj)[:, :, 0],
+                          labels[0].T[::-1, ::-1])  # stored mirrored in both axes ...
+    for z in range(SLICES):  # ... and shown the same
+        assert np.array_equal(coded.masks[z], uncoded.masks[z])
+        assert np.allclose(coded.images[z], uncoded.images[z])
+
+
+def test_a_mask_whose_header_disagrees_with_the_image_about_having_an_orientation_is_refused(medseg_folder):
+    _, labels = _display_volumes()
+    nib.save(_with_orientation(_original_layout(labels, np.float64), "LPS"), medseg_folder / "tr_mask.nii.gz")
+    with pytest.raises(CovsegError) as error:
+        load_slices("medseg", medseg_folder)
+    assert str(error.value) == (
+        f"{medseg_folder / 'tr_mask.nii.gz'} has orientation LPS but {medseg_folder / 'tr_im.nii.gz'} has no "
+        "orientation (qform_code and sform_code 0): covseg cannot tell whether their voxels line up; give "
+        "both the same header")

@@ -14,7 +14,7 @@ from PIL import Image
 from covseg.core.errors import CovsegError
 from covseg.data.interpret import IntensityChoice
 from covseg.data.loading import load_slices
-from covseg.data.nifti import read_ct_volume, voxel_size_mm, write_label_volume
+from covseg.data.nifti import read_ct_volume, read_label_volume, voxel_size_mm, write_label_volume
 from covseg.data.slice_files import read_image, read_mask
 from covseg.inference.inputs import Case, read_case
 
@@ -102,7 +102,8 @@ def test_one_uint8_nifti_is_read_alike_by_data_info_training_and_predict(tmp_pat
     case = read_case(Case("tr_im", tmp_path / "tr_im.nii.gz", "volume"))
     assert slices.intensity == case.intensity == "hu"
     np.testing.assert_allclose(np.stack(slices.images), case.slices)
-    np.testing.assert_allclose(case.slices, hu.transpose(2, 1, 0), atol=3.0)  # uint8 quantisation
+    shown = hu[::-1, ::-1].transpose(2, 1, 0)  # stored RAS (aligned sform), shown as LPS
+    np.testing.assert_allclose(case.slices, shown, atol=3.0)  # uint8 quantisation
     assert slices.notes == [case.assumed]
     assert "uint8 NIfTI scaled by its header" in case.assumed
     # Unscaled uint8 voxels are 8-bit grey levels for both.
@@ -139,7 +140,9 @@ def test_label_volume_is_a_label_map_with_the_input_geometry(tmp_path):
     written = nib.load(tmp_path / "labels.nii.gz")
     header = written.header
     assert written.get_data_dtype() == np.uint8 and written.dataobj.slope == 1 and written.dataobj.inter == 0
-    np.testing.assert_array_equal(np.asarray(written.dataobj), labels.transpose(2, 1, 0))
+    # stored LAS (sform code 4): shown as LPS, so the rows come back flipped into the stored layout
+    np.testing.assert_array_equal(np.asarray(written.dataobj), labels.transpose(2, 1, 0)[:, ::-1])
+    np.testing.assert_array_equal(read_label_volume(tmp_path / "labels.nii.gz")[0], labels)
     assert header.get_intent() == ("label", (), "labels") and int(header["intent_code"]) == 1002
     assert (float(header["cal_min"]), float(header["cal_max"])) == (0.0, 3.0)
     assert header["descrip"].tobytes().rstrip(b"\0") == (

@@ -39,6 +39,12 @@ def test_commands_start_without_torch_timm_albumentations_opencv_or_onnxruntime(
         assert run.stdout.strip() == f"covseg {__version__}"
 
 
+def test_predict_help_loads_neither_nibabel_nor_the_dicom_packages():
+    run = run_covseg("predict", "--help", watched=("nibabel", "pydicom", "highdicom"))
+    assert run.returncode == 0, run.stderr
+    assert run.loaded == [] and "--series" in run.stdout and "dicom-seg" in run.stdout
+
+
 def test_the_import_check_catches_a_command_that_needs_torch(tmp_path):
     """The blocker works: `covseg eval` needs torch, so it is seen trying, and fails without it."""
     run = run_covseg("eval", tmp_path / "best.pt", blocked=("torch",))
@@ -70,7 +76,7 @@ def _under(modules: set[str], package: str) -> set[str]:
 def test_inference_imports_nothing_from_export_or_training_and_no_torch():
     loaded = _modules_after_importing(["covseg.inference", "covseg.onnx"])
     for package in ("covseg.export", "covseg.training", "covseg.evaluation", "covseg.data.dataset",
-                    "covseg.data.augment", "torch", "albumentations", "timm"):
+                    "covseg.data.augment", "torch", "albumentations", "timm", "highdicom"):
         assert not _under(loaded, package), f"covseg.inference loads {sorted(_under(loaded, package))}"
 
 

@@ -64,14 +64,14 @@ def load_medseg(path: Path, options: Mapping[str, str]) -> CTSlices:
         if not mask_path.is_file():
             raise CovsegError(f"{mask_path} does not exist: MedSeg masks go beside {image_path.name} "
                               "(or --dataset-option masks=none for unlabelled slices)")
-        labels, _ = read_label_volume(mask_path)
+        labels, _ = read_label_volume(mask_path, reference=reference)
         _check_shape(mask_path, labels.shape, image_path, volume.shape)
         masks = list(labels)
     lung_masks = None
     lung_name = options.get("lung_masks", LUNG_MASKS)
     lung_path = folder / lung_name
     if lung_name != NONE and ("lung_masks" in options or lung_path.is_file()):
-        lungs, _ = read_mask_volume(lung_path)
+        lungs, _ = read_mask_volume(lung_path, reference=reference)
         _check_shape(lung_path, lungs.shape, image_path, volume.shape)
         lung_masks = list(lungs)
     stem = nifti_stem(image_path)

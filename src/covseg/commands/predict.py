@@ -49,13 +49,19 @@ class OverlayChoice(str, Enum):
     none = "none"
 
 
+class LabelFormat(str, Enum):
+    nifti = "nifti"
+    dicom_seg = "dicom-seg"
+
+
 @user_errors
 def predict(
     model: Annotated[Path, typer.Argument(
         help="An exported .onnx file, or a run folder / .pt checkpoint (exported to ONNX in memory first).",
     )],
     inputs: Annotated[list[Path], typer.Argument(
-        help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF) or folders of them."
+        help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF), or folders of them or of DICOM "
+        "series (needs covseg[dicom])."
     )],
     out: Annotated[Path, typer.Option("--out", help="Output folder; each case writes OUT/<case>/.")],
     device: Annotated[DeviceChoice, typer.Option(
@@ -101,22 +107,33 @@ def predict(
         "--overlays",
         help="Overlay PNGs of volume slices: lesions (slices with a lesion), all or none.",
     )] = OverlayChoice.lesions,
+    series: Annotated[list[str] | None, typer.Option(
+        "--series",
+        help="DICOM series to predict in a folder holding several: SeriesNumber or SeriesInstanceUID "
+        "(repeatable), or all.",
+    )] = None,
+    label_format: Annotated[LabelFormat, typer.Option(
+        "--format",
+        help="Labels as nifti (labels.nii.gz; images: labels.png) or dicom-seg (a DICOM SEG over the "
+        "source series, for DICOM inputs; needs covseg[dicom]).",
+    )] = LabelFormat.nifti,
 ) -> None:
     """Segment CT volumes and slices with onnxruntime; write labels, overlays and lesion reports."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from covseg.inference.cases import check_outputs, pair_lung_masks, run_case
+    from covseg.inference.cases import check_label_format, check_outputs, pair_lung_masks, run_case
     from covseg.inference.inputs import discover_cases, read_case
     from covseg.inference.predict import resolve_settings
     from covseg.onnx import cpu_cores
 
     choice = intensity_choice(intensity.value, hu_offset, nan.value, scale_8bit)
-    cases = discover_cases(inputs)
+    cases = discover_cases(inputs, series or ())
     check_outputs(cases, out, overwrite)
     lung_masks = pair_lung_masks(cases, lung_mask)
     segmenter, metadata = open_model(model, device.value, log=console.print)
     settings = resolve_settings(segmenter, metadata, classes, window, choice.intensity == "8bit")
+    check_label_format(cases, label_format.value, settings.class_names)
     threads = f", {cpu_cores()} threads" if not segmenter.on_gpu else ""
     console.print(f"model: {settings.description}", highlight=False)
     if metadata is not None and not metadata.trained:
@@ -141,7 +158,7 @@ def predict(
         transient=True,
     ) as progress:
         for case in cases:
-            data = read_case(case, choice)
+            data = read_case(case, choice, settings.orientation)
             task = progress.add_task(case.name, total=len(data.slices))
             result = run_case(
                 case,
@@ -154,6 +171,7 @@ def predict(
                 overlays=overlays.value,
                 data=data,
                 on_batch=lambda count, task=task: progress.advance(task, count),
+                label_format=label_format.value,
             )
             progress.remove_task(task)
             for measure in result.report.classes:
@@ -165,6 +183,8 @@ def predict(
                     _number(measure.percent_of_lung),
                 )
             console.print(f"{case.name}: read as {data.assumed}", highlight=False)
+            if data.orientation:
+                console.print(f"{case.name}: {data.orientation}", highlight=False)
             console.print(
                 f"{case.name}: {result.labels_path}, {len(result.overlay_paths)} overlay(s), "
                 f"{result.report_paths[0].name} and {result.report_paths[1].name}",

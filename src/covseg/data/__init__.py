@@ -13,7 +13,10 @@
   ``hu_offset``, ``nan``
 - :mod:`covseg.data.slice_files`: ``read_image`` and ``read_mask``, one 2-D slice file of any format
 - :mod:`covseg.data.labels`: stored mask values and one-hot masks to labels 0..3
-- :mod:`covseg.data.nifti`: NIfTI reading (header checks, voxel sizes in mm), label-map writing
-  and the orientation rule
+- :mod:`covseg.data.nifti`: NIfTI reading (header checks, voxel sizes in mm) and label-map writing
+- :mod:`covseg.data.orientation`: the orientation rule, ``Reorientation`` (stored volume <-> the
+  LPS display the models are trained in, by flips and axis swaps)
+- :mod:`covseg.data.dicom`: DICOM CT series (pydicom, ``covseg[dicom]``): ``scan_series``,
+  ``choose_series``, ``read_series`` (ordered along the normal, HU, spacing and affine)
 - :mod:`covseg.data.fetch`: downloading the public MedSeg files
 """

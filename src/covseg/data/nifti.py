@@ -1,13 +1,12 @@
 """NIfTI volumes and slices: header checks, the orientation rule, CT reading and label writing.
 
-Orientation rule: a displayed slice is ``raw[:, :, z].T``, where ``raw`` is the array nibabel
-returns (axes: column, row, slice). So a volume in display orientation is
-``raw.transpose(2, 1, 0)`` with axes (slice, row, column), and writing goes back through the same
-transpose (it is its own inverse). This is how MedSeg's radiologists drew the masks and how the
-published PNG slices look (patient's right on the image left, anterior up). MedSeg's headers carry
-orientation codes ('L', 'A', 'S') that do not describe that display, so covseg does not reorient by
-the affine: it keeps the affine and header geometry and only transposes, which makes written label
-volumes overlay the input volume exactly in any NIfTI viewer.
+Orientation rule (:mod:`covseg.data.orientation`): a displayed slice is ``raw[:, :, z].T``, where
+``raw`` is the array nibabel returns (axes: column, row, slice), after the volume is brought to
+the display orientation (LPS: patient's right on the image left, anterior up) when its header has
+one. A header whose ``qform_code`` and ``sform_code`` are both 0 has none — MedSeg's files are
+such, and their masks were drawn on ``raw[:, :, z].T`` as stored — so the volume is shown as
+stored. Written label volumes go back through the same steps and keep the input's affine and
+header geometry, so they overlay the input volume exactly in any NIfTI viewer.
 
 Header numbers are checked before they size anything: the dimensions must fit the file (a gzip
 file holds at most :data:`GZIP_MAX_RATIO` times its size), at most :data:`MAX_VOXELS` voxels, and
@@ -29,8 +28,9 @@ import numpy as np
 
 from covseg import CLASS_NAMES
 from covseg.core.errors import CovsegError
-from covseg.data.interpret import IntensityChoice, Intensities, Storage, interpret_intensities
+from covseg.data.interpret import Intensities, IntensityChoice, Storage, interpret_intensities
 from covseg.data.labels import to_labels
+from covseg.data.orientation import DISPLAY_ORIENTATION, Reorientation, reorientation
 from covseg.files import one_line, write_bytes
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -44,8 +44,8 @@ VOXEL_SIZE_LIMITS_MM = (1e-3, 1e3)
 or NaN is a broken header that would make every volume in ml wrong."""
 _UNIT_TO_MM = {0: ("unknown", 1.0), 1: ("meter", 1000.0), 2: ("mm", 1.0), 3: ("micron", 1e-3)}
 """NIfTI spatial unit codes (the low 3 bits of xyzt_units) and their size in mm."""
-_GEOMETRY_FIELDS = ("pixdim", "xyzt_units", "qform_code", "sform_code", "quatern_b", "quatern_c",
-                    "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "dim_info")
+_GEOMETRY_FIELDS = ("pixdim", "xyzt_units", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
+                    "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "dim_info")
 _READ_ERRORS = (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, EOFError, OSError,
                 zlib.error, ValueError, TypeError, struct.error, OverflowError, IndexError, KeyError)
 
@@ -64,14 +64,15 @@ def nifti_stem(path: Path) -> str:
     return path.stem
 
 
-def raw_to_display(raw: np.ndarray) -> np.ndarray:
-    """nibabel's (column, row, slice) array -> (slice, row, column) display order (a view)."""
-    return raw.transpose(2, 1, 0)
-
-
-def display_to_raw(volume: np.ndarray) -> np.ndarray:
-    """(slice, row, column) display order -> nibabel's (column, row, slice) layout (a view)."""
-    return volume.transpose(2, 1, 0)
+def image_reorientation(
+    image: nib.Nifti1Image, target: str = DISPLAY_ORIENTATION, where: object = "the volume"
+) -> Reorientation:
+    """How ``image``'s stored array becomes display order: by its affine when its header has an
+    orientation (``qform_code`` or ``sform_code`` > 0), else as stored (see the module docstring).
+    Raises a one-line :class:`CovsegError` naming ``where`` for an affine without orientation."""
+    header = image.header
+    oriented = int(header["qform_code"]) > 0 or int(header["sform_code"]) > 0
+    return reorientation(image.affine if oriented else None, target, str(where))
 
 
 def _reason(error: BaseException) -> str:
@@ -178,39 +179,78 @@ def voxel_size_mm(image: nib.Nifti1Image, path: Path) -> tuple[float, float, flo
     return sizes
 
 
-def read_volume(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """A 3-D volume as float32 (Z, H, W) in display orientation, values as the header scales them."""
+def read_volume(path: Path, target: str = DISPLAY_ORIENTATION) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A 3-D volume as float32 (Z, H, W) in display orientation (``target``, see
+    :func:`image_reorientation`), values as the header scales them, and the image."""
     raw, image, _ = _volume_raw(path)
-    return np.ascontiguousarray(raw_to_display(raw), dtype=np.float32), image
+    display = image_reorientation(image, target, path).to_display(raw)
+    return np.ascontiguousarray(display, dtype=np.float32), image
 
 
-def read_ct_volume(path: Path, choice: IntensityChoice) -> tuple[Intensities, nib.Nifti1Image]:
-    """A CT volume (Z, H, W) in display orientation, its intensities decided by
-    :func:`covseg.data.interpret.interpret_intensities` over the whole volume, and the image.
+def decide_ct_volume(
+    raw: np.ndarray, storage: Storage, choice: IntensityChoice, where: str, reoriented: Reorientation
+) -> Intensities:
+    """A stored CT array (X, Y, Z) in display order (Z, H, W), its intensities decided by
+    :func:`covseg.data.interpret.interpret_intensities` over the whole volume; every volume
+    reader (NIfTI, DICOM) ends here. Raises a one-line :class:`CovsegError` naming ``where``."""
+    decided = interpret_intensities(reoriented.to_display(raw), storage, choice, where)
+    return replace(decided, values=np.ascontiguousarray(decided.values))
+
+
+def read_ct_volume(
+    path: Path, choice: IntensityChoice, target: str = DISPLAY_ORIENTATION
+) -> tuple[Intensities, nib.Nifti1Image]:
+    """A CT volume (Z, H, W) in display orientation (``target``, see :func:`image_reorientation`),
+    its intensities decided by :func:`covseg.data.interpret.interpret_intensities` over the
+    whole volume, and the image.
 
     The voxel size is checked (:func:`voxel_size_mm`). Raises a one-line :class:`CovsegError`.
     """
     raw, image, storage = _volume_raw(path)
     voxel_size_mm(image, path)
-    decided = interpret_intensities(raw_to_display(raw), storage, choice, str(path))
-    values = np.ascontiguousarray(decided.values)
-    return replace(decided, values=values), image
+    return decide_ct_volume(raw, storage, choice, str(path), image_reorientation(image, target, path)), image
 
 
-def read_mask_volume(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """A binary mask volume (e.g. lung masks): bool (Z, H, W), non-zero is inside; NaN refused."""
-    volume, image = read_volume(path)
+def _check_like(image: nib.Nifti1Image, path: Path, reference: nib.Nifti1Image | None) -> None:
+    """Refuse a mask whose header has an orientation when its image's has none, or the reverse:
+    one would be reoriented and the other not, and nothing says whether their voxels line up."""
+    if reference is None:
+        return
+    mine = image_reorientation(image, where=path).stored
+    theirs = image_reorientation(reference, where=reference.get_filename()).stored
+    if (mine is None) != (theirs is None):
+        def said(codes: str | None) -> str:
+            return "no orientation (qform_code and sform_code 0)" if codes is None else f"orientation {codes}"
+
+        raise CovsegError(f"{path} has {said(mine)} but {reference.get_filename()} has {said(theirs)}: "
+                          "covseg cannot tell whether their voxels line up; give both the same header")
+
+
+def read_mask_volume(
+    path: Path, target: str = DISPLAY_ORIENTATION, reference: nib.Nifti1Image | None = None
+) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A binary mask volume (e.g. lung masks): bool (Z, H, W), non-zero is inside; NaN refused.
+
+    With ``reference`` (the image it belongs to), a mask that has an orientation where the image
+    has none, or the reverse, is refused (:func:`image_reorientation` would treat them apart).
+    """
+    volume, image = read_volume(path, target)
+    _check_like(image, path, reference)
     bad = int(volume.size - np.count_nonzero(np.isfinite(volume)))
     if bad:
         raise CovsegError(f"{path}: {bad:,} mask values are NaN or infinite; a mask holds 0 and non-zero")
     return volume != 0, image
 
 
-def read_label_volume(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """A label volume (e.g. MedSeg's float64 masks) as uint8 (Z, H, W) labels 0..3, display order."""
+def read_label_volume(
+    path: Path, target: str = DISPLAY_ORIENTATION, reference: nib.Nifti1Image | None = None
+) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A label volume (e.g. MedSeg's float64 masks) as uint8 (Z, H, W) labels 0..3, display order;
+    ``reference`` as for :func:`read_mask_volume`."""
     raw, image, _ = _volume_raw(path)
+    _check_like(image, path, reference)
     labels = to_labels(raw, str(path))
-    return np.ascontiguousarray(raw_to_display(labels)), image
+    return np.ascontiguousarray(image_reorientation(image, target, path).to_display(labels)), image
 
 
 def read_slice(path: Path) -> tuple[np.ndarray, Storage]:
@@ -229,10 +269,12 @@ def read_slice(path: Path) -> tuple[np.ndarray, Storage]:
     return np.ascontiguousarray(raw.reshape(sizes).T), storage
 
 
-def display_spacing(image: nib.Nifti1Image, path: Path) -> tuple[float, float]:
+def display_spacing(
+    image: nib.Nifti1Image, path: Path, target: str = DISPLAY_ORIENTATION
+) -> tuple[float, float]:
     """(row, column) pixel size in mm of display-oriented slices, from :func:`voxel_size_mm`."""
-    sizes = voxel_size_mm(image, path)
-    return sizes[1], sizes[0]
+    _, row, column = image_reorientation(image, target, path).display_sizes(voxel_size_mm(image, path))
+    return row, column
 
 
 def label_description(class_names: Sequence[str]) -> str:
@@ -242,18 +284,25 @@ def label_description(class_names: Sequence[str]) -> str:
 
 
 def write_label_volume(
-    labels: np.ndarray, reference: nib.Nifti1Image, path: Path, class_names: Sequence[str] = CLASS_NAMES
+    labels: np.ndarray,
+    reference: nib.Nifti1Image,
+    path: Path,
+    class_names: Sequence[str] = CLASS_NAMES,
+    target: str = DISPLAY_ORIENTATION,
 ) -> None:
-    """Write (Z, H, W) uint8 labels (display order) with the reference's geometry, atomically.
+    """Write (Z, H, W) uint8 labels (display order ``target``, as read) in the reference's own
+    layout and geometry, atomically.
 
-    Kept from the reference: the affine, qform and sform with their codes, voxel sizes and units,
-    so the file overlays the reference volume. Set for a label map (not copied from the CT): uint8
+    The labels go back through :func:`image_reorientation` of the reference. Kept from the
+    reference: the affine, qform and sform with their codes, voxel sizes and units, so the file
+    overlays the reference volume. Set for a label map (not copied from the CT): uint8
     without scaling (scl_slope 1, scl_inter 0), intent ``NIFTI_INTENT_LABEL`` (1002), display range
     cal_min 0 / cal_max the highest label, ``descrip`` naming the classes, no extensions.
     ``.nii.gz`` names are gzip-compressed.
     """
     path = Path(path)
-    expected = tuple(reversed(reference.shape[:3]))
+    reoriented = image_reorientation(reference, target, path)
+    expected = reoriented.display_shape(reference.shape[:3])
     if labels.ndim != 3 or tuple(labels.shape) != expected:
         raise CovsegError(
             f"{path}: labels of shape {tuple(labels.shape)} do not match the reference volume "
@@ -262,7 +311,7 @@ def write_label_volume(
     header = reference.header.copy()
     header.extensions.clear()
     header.set_data_dtype(np.uint8)
-    output = type(reference)(np.ascontiguousarray(display_to_raw(labels.astype(np.uint8))),
+    output = type(reference)(np.ascontiguousarray(reoriented.to_stored(labels.astype(np.uint8))),
                              reference.affine, header=header)
     out = output.header
     for field in _GEOMETRY_FIELDS:  # as stored, so that viewers place both files identically

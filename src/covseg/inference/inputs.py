@@ -1,14 +1,18 @@
-"""What ``covseg predict`` reads: NIfTI volumes, 2-D images (PNG/JPG/TIFF) or folders of them.
+"""What ``covseg predict`` reads: NIfTI volumes, 2-D images (PNG/JPG/TIFF), DICOM series, folders.
 
 Each input file is one *case*, named after its file (without ``.nii.gz``, ``.nii`` or the image
 suffix) made safe by :func:`covseg.files.safe_file_name`: the name becomes the case's output
 folder, so ``...nii.gz``, ``.hidden.nii.gz`` or ``a\\b.png`` can never reach outside ``--out``.
+DICOM files in a folder (at any depth) are grouped by series (:mod:`covseg.data.dicom`): each
+chosen series is one case (``--series``), named after its SeriesNumber and SeriesDescription.
 Images are read exactly as the ``folder`` data set reads training
 slices and volumes as the ``medseg`` data set reads them: what the values mean (Hounsfield units or
 8-bit grey levels) is decided by :func:`covseg.data.interpret.interpret_intensities` with the same
 options (``--intensity``, ``--hu-offset``, ``--nan``), so a model sees at inference what it saw in
-training, and the decision is recorded in each case's report. :mod:`covseg.inference.predict`
-normalises the slices with the model's settings.
+training, and the decision is recorded in each case's report. Volumes with an orientation (NIfTI
+with a qform/sform code, every DICOM series) are shown in the model's orientation
+(:mod:`covseg.data.orientation`); labels go back to the input's own layout.
+:mod:`covseg.inference.predict` normalises the slices with the model's settings.
 """
 
 from __future__ import annotations
@@ -24,37 +28,68 @@ import nibabel as nib
 import numpy as np
 
 from covseg.core.errors import CovsegError
+from covseg.data.dicom import (
+    SERIES_ALL,
+    DicomSeries,
+    DicomVolume,
+    choose_series,
+    is_dicom_file,
+    read_series,
+    scan_series,
+)
 from covseg.data.intensity import Intensity
 from covseg.data.interpret import IntensityChoice
-from covseg.data.nifti import is_nifti, nifti_stem, read_ct_volume, read_mask_volume, voxel_size_mm
+from covseg.data.nifti import (
+    image_reorientation,
+    is_nifti,
+    nifti_stem,
+    read_ct_volume,
+    read_mask_volume,
+    voxel_size_mm,
+)
+from covseg.data.orientation import DISPLAY_ORIENTATION, Reorientation
 from covseg.data.slice_files import PIL_SUFFIXES, read_image
 from covseg.files import safe_file_name
 
-KINDS = "NIfTI volumes (.nii, .nii.gz) or images (" + ", ".join(PIL_SUFFIXES) + ")"
+KINDS = "NIfTI volumes (.nii, .nii.gz), images (" + ", ".join(PIL_SUFFIXES) + ") or DICOM series"
 
 
 @dataclass(frozen=True)
 class Case:
-    """One input file: ``kind`` "volume" (3-D NIfTI) or "image" (one 2-D slice).
+    """One input: ``kind`` "volume" (3-D NIfTI), "image" (one 2-D slice) or "dicom" (a series).
 
-    ``name``: the file name without its suffix, made safe to use as a folder name (``case`` when
-    nothing is left, e.g. for ``...nii.gz``).
+    ``name``: the file name without its suffix (a series: SeriesNumber_SeriesDescription), made
+    safe to use as a folder name (``case`` when nothing is left, e.g. for ``...nii.gz``).
+    ``path``: the file, or the folder a series was found in; ``series``: the DICOM series.
     """
 
     name: str
     path: Path
-    kind: Literal["volume", "image"]
+    kind: Literal["volume", "image", "dicom"]
+    series: DicomSeries | None = None
+
+    @property
+    def where(self) -> str:
+        """How reports and messages name the input: the file, or the folder and the series."""
+        return self.series.where if self.series is not None else str(self.path)
+
+    @property
+    def is_volume(self) -> bool:
+        return self.kind in ("volume", "dicom")
 
 
 @dataclass
 class CaseData:
     """A case read into memory: slices (Z, H, W) or (1, H, W, 3) with stored values.
 
-    ``reference``: the NIfTI image of a volume (affine, header, zooms), None for an image.
-    ``voxel_ml``: volume of one voxel in millilitres (product of the voxel sizes in mm^3 / 1000,
-    :func:`covseg.data.nifti.voxel_size_mm`), None for an image (a PNG carries no pixel size).
-    ``assumed``: what the values were taken to be (:attr:`covseg.data.interpret.Intensities.summary`);
-    ``replaced``: NaN/infinite values read as air (``--nan air``).
+    ``reference``: the NIfTI image of a volume (affine, header, zooms; for a DICOM series one
+    built from its headers), None for an image. ``voxel_ml``: volume of one voxel in millilitres
+    (product of the voxel sizes in mm^3 / 1000, :func:`covseg.data.nifti.voxel_size_mm`), None
+    for an image (a PNG carries no pixel size). ``spacing_mm``: the voxel sizes (x, y, z) of
+    the stored volume. ``assumed``: what the values were taken to be
+    (:attr:`covseg.data.interpret.Intensities.summary`); ``replaced``: NaN/infinite values read
+    as air (``--nan air``). ``reoriented``: how the stored volume became the slices (None for
+    an image); ``dicom``: the series as read (for DICOM SEG), None for other inputs.
     """
 
     case: Case
@@ -64,12 +99,17 @@ class CaseData:
     voxel_ml: float | None
     assumed: str = ""
     replaced: int = 0
+    spacing_mm: tuple[float, ...] | None = None
+    reoriented: Reorientation | None = None
+    dicom: DicomVolume | None = None
 
     @property
-    def spacing_mm(self) -> tuple[float, ...] | None:
-        if self.reference is None:
-            return None
-        return voxel_size_mm(self.reference, self.case.path)
+    def orientation(self) -> str:
+        """One line for the report: how the volume was oriented (and its geometry, for DICOM)."""
+        if self.reoriented is None:
+            return ""
+        text = self.reoriented.describe()
+        return f"{text}; {self.dicom.describe()}" if self.dicom is not None else text
 
 
 def _natural_key(path: Path) -> list:
@@ -89,26 +129,65 @@ def _case_of(path: Path) -> Case:
         return Case(safe_file_name(nifti_stem(path)), path, "volume")
     if path.suffix.lower() in PIL_SUFFIXES:
         return Case(safe_file_name(path.stem), path, "image")
+    if is_dicom_file(path):
+        raise CovsegError(f"{path} is one DICOM file; give the folder that holds its series")
     raise CovsegError(f"{path} is not an input covseg can read: give {KINDS} or a folder of them")
 
 
-def discover_cases(inputs: Sequence[Path]) -> list[Case]:
-    """The cases of the given files and folders (a folder: its input files, naturally sorted).
+def _series_cases(
+    folder: Path, series: Sequence[str], matched: set[str], passed_over: list[str]
+) -> list[Case]:
+    """The cases of the DICOM series under ``folder`` chosen by ``series`` (``--series``); the
+    values that chose one go to ``matched``, a folder whose series none chose to ``passed_over``."""
+    found = scan_series(folder)
+    if not found:
+        return []
+    chosen = choose_series(found, series, folder)
+    if not chosen:
+        passed_over.append(f"{folder}: " + "; ".join(item.summary() for item in found))
+    matched.update(value for value in series for item in chosen if value in (item.uid, str(item.number)))
+    names = [item.case_name() for item in chosen]
+    cases = []
+    for item, name in zip(chosen, names, strict=True):
+        if [other.casefold() for other in names].count(name.casefold()) > 1:  # same number and description
+            name = safe_file_name(f"{name}_{item.uid[-12:]}")
+        cases.append(Case(name, folder, "dicom", item))
+    return cases
+
+
+def discover_cases(inputs: Sequence[Path], series: Sequence[str] = ()) -> list[Case]:
+    """The cases of the given files and folders (a folder: its input files, naturally sorted, and
+    the DICOM series under it, chosen by ``series``: UIDs or SeriesNumbers, or ``all``; see
+    :func:`covseg.data.dicom.choose_series`).
 
     Two inputs whose case names are the same, ignoring case (so that a case-insensitive file
     system cannot merge their folders either), are refused: one would overwrite the other's outputs.
     """
     cases: list[Case] = []
+    matched: set[str] = set()
+    passed_over: list[str] = []
+    dicom_folders = 0
     for path in map(Path, inputs):
         if path.is_dir():
             files = sorted((child for child in path.iterdir() if _is_input(child)), key=_natural_key)
-            if not files:
+            skipped = len(passed_over)
+            found = _series_cases(path, series, matched, passed_over)
+            dicom_folders += bool(found)
+            if not files and not found and len(passed_over) == skipped:
                 raise CovsegError(f"{path} holds no {KINDS}")
-            cases += [_case_of(child) for child in files]
+            cases += [_case_of(child) for child in files] + found
         elif path.exists():
             cases.append(_case_of(path))
         else:
             raise CovsegError(f"{path} does not exist")
+    if series and not dicom_folders and not passed_over:
+        raise CovsegError(f"--series {' '.join(series)} chooses DICOM series, but no input folder holds any")
+    unmatched = [value for value in series if value != SERIES_ALL and value not in matched]
+    if unmatched:
+        raise CovsegError(f"--series {' '.join(unmatched)}: no such SeriesInstanceUID or SeriesNumber "
+                          "among the DICOM series of the inputs")
+    if passed_over:
+        raise CovsegError(f"--series {' '.join(series)} chose none of the series in {passed_over[0]}")
     seen: dict[str, Case] = {}
     for case in cases:
         earlier = seen.setdefault(case.name.casefold(), case)
@@ -120,32 +199,42 @@ def discover_cases(inputs: Sequence[Path]) -> list[Case]:
     return cases
 
 
-def read_case(case: Case, choice: IntensityChoice | None = None) -> CaseData:
-    """Read a case, its intensities decided with ``choice`` (default: automatic, predict spelling)."""
+def read_case(
+    case: Case, choice: IntensityChoice | None = None, orientation: str = DISPLAY_ORIENTATION
+) -> CaseData:
+    """Read a case, its intensities decided with ``choice`` (default: automatic, predict spelling),
+    a volume shown in ``orientation`` (the model's, :mod:`covseg.data.orientation`)."""
     choice = choice or IntensityChoice(spelling="predict")
     if case.kind == "image":
-        decided = read_image(case.path, choice)
-        values, reference, voxel_ml = decided.values[None], None, None
+        image = read_image(case.path, choice)
+        return CaseData(case, image.values[None], image.kind, None, None, image.summary, image.replaced)
+    if case.kind == "dicom":
+        volume = read_series(case.series, choice, orientation)
+        decided, reference, reoriented, sizes = (volume.intensities, volume.reference, volume.reoriented,
+                                                 volume.voxel_size_mm)
     else:
-        decided, reference = read_ct_volume(case.path, choice)
-        values, voxel_ml = decided.values, math.prod(voxel_size_mm(reference, case.path)) / 1000.0
-    return CaseData(case, values, decided.kind, reference, voxel_ml, decided.summary, decided.replaced)
+        volume = None
+        decided, reference = read_ct_volume(case.path, choice, orientation)
+        reoriented = image_reorientation(reference, orientation, case.path)
+        sizes = voxel_size_mm(reference, case.path)
+    return CaseData(case, decided.values, decided.kind, reference, math.prod(sizes) / 1000.0, decided.summary,
+                    decided.replaced, tuple(sizes), reoriented, volume)
 
 
 def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
     """A lung mask volume (any non-zero voxel is lung) in display order, checked against the case."""
     if data.reference is None:
         raise CovsegError(
-            f"--lung-mask {path}: lung masks go with NIfTI volumes, not with the image {data.case.path}"
+            f"--lung-mask {path}: lung masks go with volumes, not with the image {data.case.path}"
         )
-    mask, reference = read_mask_volume(path)
+    mask, reference = read_mask_volume(path, data.reoriented.target)
     if reference.shape[:3] != data.reference.shape[:3]:
         raise CovsegError(
-            f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.path} has "
+            f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.where} has "
             f"{data.reference.shape[:3]}"
         )
     if not np.allclose(reference.affine, data.reference.affine, atol=1e-3):
         raise CovsegError(
-            f"--lung-mask {path} has another affine than {data.case.path}: not the same geometry"
+            f"--lung-mask {path} has another affine than {data.case.where}: not the same geometry"
         )
     return mask

@@ -17,13 +17,15 @@ import numpy as np
 
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Intensity, Normalisation, normalise_channels
+from covseg.data.orientation import DISPLAY_ORIENTATION
 from covseg.data.transforms import resize_image, resize_labels
 from covseg.onnx import ExportMetadata, OnnxSegmenter
 
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """How to feed a model and read its output: class names, intensities, input size, channels."""
+    """How to feed a model and read its output: class names, intensities, input size, channels,
+    and the orientation its slices are shown in (:mod:`covseg.data.orientation`)."""
 
     class_names: tuple[str, ...]
     normalisation: Normalisation
@@ -31,6 +33,7 @@ class ModelSettings:
     in_channels: int
     scale_8bit: bool
     description: str
+    orientation: str = DISPLAY_ORIENTATION
 
 
 def parse_classes(text: str) -> tuple[str, ...]:
@@ -103,7 +106,9 @@ def resolve_settings(
     else:
         image_size = None
     description = metadata.describe() if metadata is not None else f"{segmenter.origin} (no covseg metadata)"
-    return ModelSettings(class_names, normalisation, image_size, in_channels, scale_8bit, description)
+    orientation = metadata.orientation if metadata is not None else DISPLAY_ORIENTATION
+    return ModelSettings(class_names, normalisation, image_size, in_channels, scale_8bit, description,
+                         orientation=orientation)
 
 
 def model_input(slice_: np.ndarray, intensity: Intensity, settings: ModelSettings, where: str) -> np.ndarray:

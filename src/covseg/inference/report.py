@@ -47,6 +47,8 @@ class LesionReport:
     """How the input's values were read (:attr:`covseg.data.interpret.Intensities.summary`)."""
     non_finite_as_air: int = 0
     """NaN/infinite input values read as air (``--nan air``); 0 otherwise."""
+    orientation: str = ""
+    """How a volume was oriented for the model (:meth:`covseg.data.orientation.Reorientation.describe`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

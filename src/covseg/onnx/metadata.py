@@ -18,6 +18,7 @@ from pathlib import Path
 from covseg import __version__
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Normalisation
+from covseg.data.orientation import DISPLAY_ORIENTATION, parse_orientation
 from covseg.files import one_line
 
 FORMAT = "covseg-onnx-1"
@@ -32,6 +33,10 @@ class ExportMetadata:
     ``image_size``: the square side the model was trained at (predict resizes slices to it), None
     for native-size training or an untrained export. ``source``: the run folder or checkpoint the
     weights came from (None when untrained). ``val_miou``: validation mIoU of that checkpoint.
+    ``orientation``: the orientation the model's slices were shown in (``covseg.orientation``,
+    nibabel axis codes of the array whose slices are ``raw[:, :, z].T``; see
+    :mod:`covseg.data.orientation`); exports without the key were trained in
+    :data:`~covseg.data.orientation.DISPLAY_ORIENTATION` too, so it is their default.
     ``extra``: further ``covseg.*`` keys (named without the prefix), kept through a round trip.
     """
 
@@ -46,6 +51,7 @@ class ExportMetadata:
     epoch: int | None = None
     val_miou: float | None = None
     covseg_version: str = __version__
+    orientation: str = DISPLAY_ORIENTATION
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -53,6 +59,8 @@ class ExportMetadata:
             raise CovsegError(
                 f"{self.model_name}: {len(self.class_names)} class names for {self.num_classes} classes"
             )
+        if parse_orientation(self.orientation, f"{self.model_name}: orientation") != self.orientation:
+            raise CovsegError(f"{self.model_name}: orientation '{self.orientation}' must be upper case")
 
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` of the ONNX file, all strings."""
@@ -69,6 +77,7 @@ class ExportMetadata:
             "source": json.dumps(self.source),
             "epoch": json.dumps(self.epoch),
             "val_miou": json.dumps(self.val_miou),
+            "orientation": self.orientation,
             **self.extra,
         }
         return {PREFIX + key: value for key, value in values.items()}
@@ -98,6 +107,7 @@ class ExportMetadata:
             "source",
             "epoch",
             "val_miou",
+            "orientation",
         }
         try:
             class_names = json.loads(values["class_names"])
@@ -115,6 +125,8 @@ class ExportMetadata:
                 epoch=_optional(values, "epoch", int),
                 val_miou=_optional(values, "val_miou", float),
                 covseg_version=values.get("covseg_version", "unknown"),
+                orientation=parse_orientation(values.get("orientation", DISPLAY_ORIENTATION),
+                                              PREFIX + "orientation"),
                 extra={key: value for key, value in values.items() if key not in known},
             )
         except (ValueError, TypeError, CovsegError) as error:
