@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from covseg.core.calls import plugin_call
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
-from covseg.core.calls import plugin_call
 from covseg.core.registry import get_registry
 from covseg.data.interpret import HU_LIMITS
 from covseg.data.labels import NUM_CLASSES

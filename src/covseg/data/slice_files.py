@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from covseg.core.errors import CovsegError
-from covseg.data.interpret import IntensityChoice, Intensities, Storage, interpret_intensities
+from covseg.data.interpret import Intensities, IntensityChoice, Storage, interpret_intensities
 from covseg.data.labels import NUM_CLASSES, one_hot_to_labels, to_labels
 from covseg.data.nifti import is_nifti, read_slice
 from covseg.files import one_line
@@ -119,7 +119,8 @@ def _read_npy(path: Path, mask: bool) -> tuple[np.ndarray, Storage]:
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(handle)
             offset = handle.tell()
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error, tokenize.TokenError) as error:
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error,
+            tokenize.TokenError) as error:
         raise CovsegError(f"{path} is not a readable NPY file: {one_line(error)}") from None
     if dtype.hasobject or dtype.kind not in kinds or dtype == np.float16:
         expected = "integers, booleans or float32/float64" if mask else "integers or float32/float64"

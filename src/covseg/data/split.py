@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from covseg.files import read_json_object, write_json
 from covseg.core.errors import CovsegError
+from covseg.files import read_json_object, write_json
 
 FORMAT = "covseg-split-1"
 

@@ -40,5 +40,5 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image (H, W, C) and mask (H, W) resized to side x side (see :func:`resize_image`, :func:`resize_labels`)."""
+    """Image (H, W, C) and mask (H, W) at side x side (:func:`resize_image`, :func:`resize_labels`)."""
     return resize_image(image, (side, side)), resize_labels(mask, (side, side))
