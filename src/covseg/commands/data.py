@@ -12,6 +12,7 @@ from rich.table import Table
 
 from covseg import CLASS_NAMES
 from covseg.commands._common import console, error_console, user_errors, warn
+from covseg.commands._progress import DownloadBars
 from covseg.commands.plugins import warn_plugin_problems
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
@@ -119,7 +120,8 @@ def fetch(
     """Download the public MedSeg COVID-19 files (resumable, checked against known sizes and sha256)."""
     if name != "medseg":
         raise CovsegError(f"covseg can fetch 'medseg', not '{name}'")
-    results = fetch_medseg(dest, url, console=error_console)
+    with DownloadBars(error_console) as bars:
+        results = fetch_medseg(dest, url, on_progress=bars.update)
     table = Table(title=f"MedSeg files in {dest}")
     for column in ("file", "status", "bytes"):
         table.add_column(column, justify="right" if column == "bytes" else "left")

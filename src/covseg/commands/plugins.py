@@ -15,7 +15,7 @@ from covseg.commands._common import console, user_errors, warn
 from covseg.core.calls import build_model
 from covseg.core.discovery import DISABLE_VARIABLE
 from covseg.core.errors import CovsegError
-from covseg.core.registry import KINDS, Provided, Registry, get_registry
+from covseg.core.registry import KINDS, Provided, Registry, get_registry, plural
 from covseg.terminal import join, styled
 
 PARAMS_HELP = "Also count each model's parameters (builds each model on the meta device: slower)."
@@ -95,7 +95,8 @@ def plugins() -> None:
     table.add_column("module and what it provides", overflow="fold")
     for info in registry.plugins:
         by_kind = provides.get((info.package, info.name), {})
-        offered = "; ".join(f"{kind}s: {', '.join(names)}" for kind, names in by_kind.items()) or "nothing"
+        offered = "; ".join(f"{plural(kind)}: {', '.join(names)}"
+                            for kind, names in by_kind.items()) or "nothing"
         table.add_row(_plugin_cell(info.name, info.package, info.version),
                       join(styled(info.module, "dim"), "\n", offered))
     for info in registry.disabled:

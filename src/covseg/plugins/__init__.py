@@ -7,8 +7,10 @@ importable but internal and may change. covseg's own built-in plugins use only t
     from covseg.plugins import ModelEntry, hookimpl
 
 - hooks and entries: :data:`hookimpl`, :class:`ModelEntry`, :class:`DatasetEntry`,
-  :class:`MetricEntry`, :class:`CTSlices`, :class:`CovsegError` (the hooks' manual is
-  :mod:`covseg.core.hookspecs`);
+  :class:`MetricEntry`, :class:`LossEntry`, :class:`LoggerEntry`, :class:`CTSlices`,
+  :class:`CovsegError` (the hooks' manual is :mod:`covseg.core.hookspecs`);
+- what the lifecycle hooks receive: :class:`ValidationSamples`, :class:`SlicePrediction`, and
+  :func:`side_by_side` / :func:`overlay` (image | truth | prediction pictures, RGB uint8);
 - labels: :data:`CLASS_NAMES` (mask value = index), :data:`NUM_CLASSES`, :func:`to_labels`,
   :func:`parse_mask_values`;
 - dataset options: :func:`check_known`, :func:`int_option`;
@@ -23,13 +25,23 @@ Importing this module imports no torch: plugin modules are imported at every sta
 """
 
 from covseg import CLASS_NAMES
-from covseg.core.entries import CTSlices, DatasetEntry, MetricEntry, ModelEntry
+from covseg.core.entries import (
+    CTSlices,
+    DatasetEntry,
+    LoggerEntry,
+    LossEntry,
+    MetricEntry,
+    ModelEntry,
+    SlicePrediction,
+    ValidationSamples,
+)
 from covseg.core.errors import CovsegError
 from covseg.core.hookspecs import hookimpl
 from covseg.data.labels import NUM_CLASSES, parse_mask_values, to_labels
 from covseg.data.nifti import display_spacing, is_nifti, nifti_stem, read_label_volume, read_volume
 from covseg.data.options import check_known, int_option
 from covseg.data.slice_files import PIL_SUFFIXES, read_pixels
+from covseg.visualize import overlay, side_by_side
 
 __all__ = [
     "CLASS_NAMES",
@@ -38,17 +50,23 @@ __all__ = [
     "CTSlices",
     "CovsegError",
     "DatasetEntry",
+    "LoggerEntry",
+    "LossEntry",
     "MetricEntry",
     "ModelEntry",
+    "SlicePrediction",
+    "ValidationSamples",
     "check_known",
     "display_spacing",
     "hookimpl",
     "int_option",
     "is_nifti",
     "nifti_stem",
+    "overlay",
     "parse_mask_values",
     "read_label_volume",
     "read_pixels",
     "read_volume",
+    "side_by_side",
     "to_labels",
 ]
