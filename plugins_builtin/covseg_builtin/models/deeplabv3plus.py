@@ -39,15 +39,13 @@ def covseg_models() -> list[ModelEntry]:
         ModelEntry(
             "deeplabv3plus-resnet101",
             partial(build_deeplabv3plus, "resnet101"),
-            "DeepLab V3+ on a ResNet-101 encoder (timm), ASPP, low-level skip, output stride 16 "
-            "(option output_stride 8 or 16).",
+            "DeepLab V3+ on a ResNet-101 encoder (timm), ASPP, low-level skip, output stride 16 or 8.",
             family="deeplabv3plus",
         ),
         ModelEntry(
             "deeplabv3plus-xception",
             partial(build_deeplabv3plus, "xception65"),
-            "DeepLab V3+ on aligned Xception-65 (timm), as in the paper, output stride 16 "
-            "(option output_stride 8 or 16).",
+            "DeepLab V3+ on aligned Xception-65 (timm), as in the paper, output stride 16 or 8.",
             family="deeplabv3plus",
         ),
     ]

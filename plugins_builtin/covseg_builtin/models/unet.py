@@ -34,8 +34,8 @@ def covseg_models() -> list[ModelEntry]:
         ModelEntry(
             "unet",
             build_unet,
-            "Classic UNet (Ronneberger 2015), 64-1024 channels (option base_channels), batch norm, "
-            "padded convolutions.",
+            "Classic UNet (Ronneberger 2015), 64-1024 channels (base_channels 64), batch norm, padded "
+            "convolutions.",
             family="unet",
         ),
     ]

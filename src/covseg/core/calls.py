@@ -55,9 +55,10 @@ def error_text(error: BaseException) -> str:
     return one_line(error)
 
 
-def model_options(provided: Provided[ModelEntry]) -> tuple[str, ...] | None:
-    """The options a model's factory takes: its keyword parameters other than num_classes,
-    in_channels and pretrained; None when they cannot be listed (``**kwargs``, no signature)."""
+def model_options(provided: Provided[ModelEntry]) -> dict[str, Any] | None:
+    """The options a model's factory takes, with their defaults (``inspect.Parameter.empty`` for
+    none): its keyword parameters other than num_classes, in_channels and pretrained. None when they
+    cannot be listed (a factory taking ``**kwargs``, or without a readable signature)."""
     try:
         parameters = inspect.signature(provided.entry.factory).parameters.values()
     except (TypeError, ValueError):  # a callable without a readable signature
@@ -65,8 +66,8 @@ def model_options(provided: Provided[ModelEntry]) -> tuple[str, ...] | None:
     if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
         return None
     keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return tuple(parameter.name for parameter in parameters
-                 if parameter.kind in keyword and parameter.name not in SET_BY_COVSEG)
+    return {parameter.name: parameter.default for parameter in parameters
+            if parameter.kind in keyword and parameter.name not in SET_BY_COVSEG}
 
 
 def check_model_options(provided: Provided[ModelEntry], options: Mapping[str, Any]) -> None:
