@@ -27,11 +27,12 @@ Two sorts of hooks:
   only those it names), so new arguments never break a plugin.
 
 A plugin implements only the hooks it needs. A plugin cannot take covseg down: a failing import
-(``sys.exit`` included), a hook that raises or returns something else than entries, a factory or
-loader that raises, are each reported in one line naming the package, and the other plugins keep
-working. A name (or model alias) offered by two plugins is
-refused when used, naming both packages; ``COVSEG_DISABLE_PLUGINS=plugin,...`` disables one.
-``COVSEG_TRACE_PLUGINS=1`` logs every hook call.
+(``sys.exit`` included), a hook that raises or returns something else than entries, a factory,
+loader, loss or logger that raises, are each reported in one line naming the package, and the other
+plugins keep working; a lifecycle hook that raises mid-run is reported once and training goes on. A
+name (or model alias) offered by two plugins is refused when used, naming both packages;
+``COVSEG_DISABLE_PLUGINS=plugin,...`` disables one. ``COVSEG_TRACE_PLUGINS=1`` logs every hook
+call.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ factory, a dataset loader) goes through :mod:`covseg.core.calls`, which turns it
 
 ``COVSEG_TRACE_PLUGINS=1`` logs plugin loading and every hook call (pluggy's hook-call monitoring)
 to the ``covseg.plugins`` logger, on stderr unless logging is configured otherwise.
+
+The lifecycle hooks of a training run are called through :mod:`covseg.core.lifecycle`, on the
+installed plugins and on the run's listeners, which :meth:`Registry.attached` registers with pluggy
+for the run only.
 """
 
 from __future__ import annotations
