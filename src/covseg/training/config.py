@@ -235,7 +235,8 @@ class TrainConfig:
         option="--loss", metavar="NAME", help="Loss: any installed loss plugin (see `covseg plugins`)."))
     class_weighting: str = field(default="sqrt-inverse-frequency", metadata=setting(
         option="--class-weighting", choices=CLASS_WEIGHTINGS, metavar="NAME",
-        help="Class weights of the cross-entropy."))
+        help="Class weights from the training masks, handed to the loss (the built-in losses weight "
+        "their cross-entropy with them)."))
     augmentation: dict[str, Any] = field(default_factory=_default_augmentation, metadata=setting(
         parse=_augmentation,
         help="Augmentation: the preset 'reference' (rotation, flips, Gaussian noise) or a table of "
