@@ -58,7 +58,7 @@ def main(
             seed=seed,
             out=str(out / recipe),
         )
-        run_dir = train(config, SafeConsole(quiet=True))
+        run_dir = train(config)
         results[recipe] = json.loads((run_dir / "summary.json").read_text())
         console.print(f"{recipe}: {run_dir}")
     first = results["reference"]

@@ -52,7 +52,8 @@ def test_models_lists_name_aliases_family_and_provider_at_80_columns():
     assert model == "deeplabv3-resnet50 alias deeplab-resnet50 family deeplabv3"
     assert description == ("DeepLab V3 (torchvision) on a dilated ResNet-50 backbone, ASPP, output stride 8. "
                            "covseg_builtin.models.torchvision_segmentation (covseg)")
-    assert rows["unet"][0] == "unet family unet"
+    assert rows["unet"][0] == "unet family unet options: base_channels=64"  # the factory's options
+    assert rows["deeplabv3plus-xception"][0].endswith("options: output_stride=16")
     assert "params" not in result.stdout  # nothing is built unless asked
     assert result.stderr == ""
 
@@ -62,7 +63,7 @@ def test_models_params_counts_each_model_on_the_meta_device():
     assert result.exit_code == 0, result.output
     rows = _model_rows(result.stdout)
     assert rows["fcn-resnet50"][0] == "fcn-resnet50 family fcn 32.9 M params"
-    assert rows["unet"][0] == "unet family unet 31.0 M params"
+    assert rows["unet"][0] == "unet family unet options: base_channels=64 31.0 M params"
 
 
 def test_plugins_lists_the_builtin_plugins_with_versions():

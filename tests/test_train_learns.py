@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from rich.console import Console
 from torch.utils.data import DataLoader
 
 from covseg.core.registry import create_model
@@ -41,7 +40,7 @@ def test_unet_learns_the_phantom_lesions(tmp_path):
         checkpoint_every=PHANTOM_EPOCHS,
         out=str(tmp_path),
     )
-    run = train(config, Console(quiet=True))
+    run = train(config)
     records = epoch_records(run)
     # The start: the same initial weights (train seeds torch, then builds the model), untrained.
     torch.manual_seed(config.seed)
@@ -68,7 +67,7 @@ def test_unet_beats_all_background_on_the_real_medseg_slices(tmp_path, medseg100
         checkpoint_every=MEDSEG_EPOCHS,
         out=str(tmp_path),
     )
-    run = train(config, Console(quiet=True))
+    run = train(config)
     split = Split.load(run / "split.json")
     assert len(split.train_ids) == 64 and len(split.val_ids) == 16
     # All-background baseline on the same validation slices at the same size.

@@ -99,15 +99,16 @@ def test_benchmark_takes_every_shared_and_machine_setting_but_not_the_per_pair_o
             assert info.option in options, name
     assert "--seed" not in options and "--seeds" in options
     assert "--split" in options and "--window" in options and "--lr" in options and "--pretrained" in options
-    assert {"device", "workers", "amp", "compile", "deterministic", "checkpoint_every"} == {
+    assert {"device", "workers", "amp", "compile", "deterministic", "checkpoint_every", "loggers"} == {
         name for name, info in TrainConfig.settings().items() if info.scope == MACHINE}
+    assert "--model-option" not in options  # one model's factory arguments: covseg train only
     assert "lr" in shared_settings() and "device" not in shared_settings()
 
 
 def test_resume_rule_and_benchmark_scope_come_from_the_field_metadata():
     settings = TrainConfig.settings()
     assert {name for name, info in settings.items() if info.resumable} == {
-        "epochs", "device", "workers", "amp", "compile", "deterministic", "checkpoint_every"}
+        "epochs", "device", "workers", "amp", "compile", "deterministic", "checkpoint_every", "loggers"}
     assert settings["seed"].commands == (TRAIN,) and settings["out"].commands == (TRAIN,)
 
 

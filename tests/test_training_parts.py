@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from covseg_builtin.losses.modules import SoftDiceLoss
 from torch.nn import functional as F
 
 from covseg.checkpoint import load_checkpoint, save_checkpoint
@@ -17,7 +18,7 @@ from covseg.data.augment import AugmentationConfig
 from covseg.runs import MetricsLog, create_run_dir
 from covseg.training import RECIPES, TrainConfig
 from covseg.training.loop import StepSettings, recalibrate_batch_norm
-from covseg.training.losses import SoftDiceLoss, build_loss, class_weights_from_masks
+from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler, lr_factor
 from covseg.training.state import capture_rng_state, restore_rng_state
 
@@ -81,7 +82,6 @@ def test_config_json_round_trip_and_one_line_errors(tmp_path):
         ("seed", -1, "--seed -1: must be between 0 and 4294967295"),
         ("checkpoint_every", 0, "--checkpoint-every 0: must be between 1 and 100000"),
         ("optimizer", "lamb", "--optimizer lamb: choose one of adam, adamw, sgd"),
-        ("loss", "focal", "--loss focal: choose one of"),
         ("lr", math.inf, "TrainConfig: lr: inf is not a finite number"),
         ("lr", math.nan, "TrainConfig: lr: nan is not a finite number"),
         ("epochs", "8", "TrainConfig: epochs: expected an integer, got the string '8'"),

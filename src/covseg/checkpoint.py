@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain values:
 
 - ``format``: ``"covseg-checkpoint-1"``
-- ``model_name``, ``num_classes``, ``in_channels``, ``class_names``
+- ``model_name``, ``num_classes``, ``in_channels``, ``class_names``, ``model_options`` (the
+  factory's keyword arguments, ``--model-option``; absent in checkpoints before it existed)
 - ``normalisation``: the intensity settings the model was trained with
   (:meth:`covseg.data.intensity.Normalisation.to_dict`)
 - ``image_size``: the side the slices were resized to for training, or None
@@ -49,7 +50,10 @@ def model_from_checkpoint(path: Path, map_location: str | torch.device = "cpu"):
     from covseg.core.registry import create_model
 
     checkpoint = load_checkpoint(path, map_location)
+    options = checkpoint.get("model_options") or {}
+    if not isinstance(options, dict):
+        raise CovsegError(f"{path}: model_options is {type(options).__name__}, not a table")
     model = create_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"],
-                         in_channels=checkpoint.get("in_channels", 3))
+                         in_channels=checkpoint.get("in_channels", 3), **options)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), checkpoint

@@ -50,6 +50,9 @@ def _root(
                                  callback=_version, is_eager=True),
 ) -> None:
     """covseg: train, compare and ship COVID-19 CT lesion segmentation models."""
+    from covseg.commands._logging import setup_logging
+
+    setup_logging()  # library messages (logging) reach the terminal through covseg's safe consoles
 
 
 def main() -> None:

@@ -7,15 +7,18 @@ Example::
     settings = BenchmarkSettings.resolve({"epochs": 1, "image_size": 64})
     outcome = run_benchmark("runs/benchmark", settings, make_pairs(["unet", "fcn-resnet50"], [0]))
     outcome.results.write()   # already done by run_benchmark; results.md, .csv, .json and plots
+
+Nothing here prints: messages go to the ``covseg.benchmark`` loggers (``logging``), each pair's
+progress to the ``listeners`` given (lifecycle hooks), and the results table is the caller's to
+show (``outcome.results.rich_table()``; the benchmark command prints it).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
 
 from covseg.benchmark.measure import DEFAULT_LATENCY_SIZE, measure_model
 from covseg.benchmark.montage import build_montage
@@ -37,10 +40,10 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.split import Split
 from covseg.devices import resolve_device
-from covseg.terminal import SafeConsole, styled
 from covseg.training.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from covseg.training.run_plugins import resolve_plugins
 
-LOG_WIDTH = 160
+logger = logging.getLogger(__name__)
 MIN_LATENCY_SIZE, MAX_LATENCY_SIZE = MIN_IMAGE_SIZE, MAX_IMAGE_SIZE
 
 
@@ -63,15 +66,16 @@ def run_benchmark(
     options: RunOptions | None = None,
     report: bool = True,
     latency_size: int = DEFAULT_LATENCY_SIZE,
-    console: Console | None = None,
+    listeners: Sequence[object] = (),
 ) -> BenchmarkOutcome:
     """Train every unfinished pair of ``pairs`` under ``settings`` in ``out``, then (``report``) gather.
 
     The split is made once (``out/split.json``) and given to every pair. Finished pairs are
     skipped; a pair that stopped part-way is resumed from its last.pt; a failing pair is recorded and
-    the others still run.
+    the others still run. ``listeners`` follow each pair trained in this process (see
+    :func:`covseg.training.train`). An unknown loss or logger, or a logger that cannot start, is
+    refused before anything is written.
     """
-    console = console or SafeConsole()
     options = options or RunOptions()
     if not (latency_size == 0 or MIN_LATENCY_SIZE <= latency_size <= MAX_LATENCY_SIZE):
         raise CovsegError(f"--latency-size {latency_size}: must be 0 (no latency) or between "
@@ -79,25 +83,21 @@ def run_benchmark(
     # Bad --jobs or --device fail here, before any data is read.
     worker_slots(jobs, options.device)
     config = settings.train_config(pairs[0], Path(out), options)
+    resolve_plugins(config)  # e.g. --loss or --log names no installed plugin
     slices = load_benchmark_slices(settings)  # bad data fails before the folder records any settings
     config.for_intensity(slices.intensity, slices.source)  # e.g. --window on 8-bit slices
     plan = prepare_plan(Path(out), settings, pairs)
     split = ensure_split(plan, slices)
     skipped = [pair for pair in pairs if finished_run(plan.out, pair) is not None]
     pending = [pair for pair in pairs if pair not in skipped]
-    console.print(
-        f"Benchmark {plan.out}: {len(pairs)} pair(s), {settings.describe()}; split {len(split.train_ids)} "
-        f"training / {len(split.val_ids)} validation slices of {slices.source}.",
-        highlight=False,
-    )
+    logger.info("Benchmark %s: %d pair(s), %s; split %d training / %d validation slices of %s.", plan.out,
+                len(pairs), settings.describe(), len(split.train_ids), len(split.val_ids), slices.source)
     if skipped:
-        shown = ", ".join(pair.key for pair in skipped)
-        console.print(f"Already finished, skipped: {shown}", highlight=False)
-    ran = run_pairs(plan, pending, jobs=jobs, options=options, console=console)
+        logger.info("Already finished, skipped: %s", ", ".join(pair.key for pair in skipped))
+    ran = run_pairs(plan, pending, jobs=jobs, options=options, listeners=listeners)
     results = None
     if report:
-        results = gather(plan, latency_size=latency_size, device=options.device, console=console,
-                         slices=slices)
+        results = gather(plan, latency_size=latency_size, device=options.device, slices=slices)
     return BenchmarkOutcome(plan, ran, skipped, results)
 
 
@@ -106,37 +106,32 @@ def gather(
     *,
     latency_size: int = DEFAULT_LATENCY_SIZE,
     device: str = "auto",
-    console: Console | None = None,
     slices: CTSlices | None = None,
 ) -> BenchmarkResults:
-    """Read every pair's outcome, measure each model once, write results.md/.csv/.json and the plots."""
-    console = console or SafeConsole()
+    """Read every pair's outcome, measure each model once, write results.md/.csv/.json and the plots.
+
+    Returns the results; showing them (``results.rich_table()``, ``result.errors``) is the caller's.
+    """
     results = collect_results(plan)
     for result in results.models:
         run_dir = results.first_run(result)
-        with console.status(f"measuring {result.model}: parameters, GFLOPs"
-                            f"{', ONNX CPU latency' if run_dir and latency_size else ''}"):
-            try:
-                result.measurements = measure_model(plan.out, result.model, run_dir, latency_size)
-            except Exception as error:  # a model that cannot even be built was reported as failed already
-                console.print(styled(f"{result.model}: not measured: {one_line(error)}", "yellow"))
+        logger.info("measuring %s: parameters, GFLOPs%s", result.model,
+                    ", ONNX CPU latency" if run_dir and latency_size else "")
+        try:
+            result.measurements = measure_model(plan.out, result.model, run_dir, latency_size)
+        except Exception as error:  # a model that cannot even be built was reported as failed already
+            logger.warning("%s: not measured: %s", result.model, one_line(error))
     paths = results.write()
     paths.append(plot_miou(results, plan.out / MIOU_PLOT))
     paths.append(plot_curves(results, plan.out / CURVES_PLOT))
     if plan.split_path.is_file():
         runs = {result.model: results.first_run(result) for result in results.models if result.finished}
-        with console.status("predicting the montage slices with every model"):
-            montage = build_montage(runs, slices or load_benchmark_slices(plan.settings),
-                                    Split.load(plan.split_path), plan.settings.image_size,
-                                    resolve_device(device))
+        logger.info("predicting the montage slices with every model")
+        montage = build_montage(runs, slices or load_benchmark_slices(plan.settings),
+                                Split.load(plan.split_path), plan.settings.image_size,
+                                resolve_device(device))
         paths.append(plot_montage(montage, plan.out / MONTAGE_PLOT))
         for model, reason in montage.skipped.items():
-            console.print(styled(f"{model}: not in the montage: {reason}", "yellow"))
-    # Logs and pipes get 80 columns by default, too few for the table: give them room.
-    wide = console if console.is_terminal else SafeConsole(file=console.file, width=LOG_WIDTH)
-    wide.print(results.rich_table())
-    for result in results.models:
-        for error in result.errors:
-            console.print(styled(f"{result.model} {error}", "red"), soft_wrap=True)
-    console.print("Wrote " + ", ".join(str(path) for path in paths), highlight=False, soft_wrap=True)
+            logger.warning("%s: not in the montage: %s", model, reason)
+    logger.info("Wrote %s", ", ".join(str(path) for path in paths))
     return results

@@ -10,6 +10,7 @@ out of memory) is recorded the same way by the parent.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import queue
 import signal
@@ -21,8 +22,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
 
 from covseg.benchmark.hardware import device_name
 from covseg.benchmark.plan import (
@@ -46,8 +45,9 @@ from covseg.devices import resolve_device
 from covseg.files import one_line, write_text
 from covseg.onnx import cpu_cores
 from covseg.runs import RUN_CONFIG, read_summary
-from covseg.terminal import SafeConsole, join, styled
 from covseg.training.settings import option_name
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,15 +99,15 @@ def worker_slots(jobs: int, device: str) -> list[WorkerSlot]:
 
 
 def run_pair(plan: Plan, pair: Pair, options: RunOptions | None = None,
-             console: Console | None = None) -> JobRecord:
+             listeners: Sequence[object] = ()) -> JobRecord:
     """Train one pair in this process (resuming a run that stopped part-way) and record the outcome.
 
     Exceptions other than Ctrl-C are caught: the pair is recorded as failed, with a one-line error
     in its job record and the traceback in ``logs/<pair>.log``, and the caller goes on.
+    ``listeners`` follow the run (see :func:`covseg.training.train`).
     """
     from covseg.training import TrainConfig, train
 
-    console = console or SafeConsole()
     options = options or RunOptions()
     out = plan.out
     resume = unfinished_run(out, pair)
@@ -122,9 +122,9 @@ def run_pair(plan: Plan, pair: Pair, options: RunOptions | None = None,
             settings = TrainConfig.settings()
             labels = {name: option_name(name, settings[name]) for name in options.values}
             config = recorded.resumed_with(options.values, labels)
-            run_dir = train(config, console, resume=resume)
+            run_dir = train(config, resume=resume, listeners=listeners)
         else:
-            run_dir = train(plan.settings.train_config(pair, out, options), console)
+            run_dir = train(plan.settings.train_config(pair, out, options), listeners=listeners)
     except KeyboardInterrupt:
         write_record(out, _failed(record, out, pair, before, "interrupted (Ctrl-C); rerun to resume it"))
         raise
@@ -150,18 +150,18 @@ def _failed(record: JobRecord, out: Path, pair: Pair, before: Path | None, error
 
 
 def run_pairs(plan: Plan, pairs: Sequence[Pair], *, jobs: int = 1, options: RunOptions | None = None,
-              console: Console | None = None) -> list[JobRecord]:
-    """Run ``pairs``: in this process for ``jobs`` 1, else in ``jobs`` worker processes at a time."""
-    console = console or SafeConsole()
+              listeners: Sequence[object] = ()) -> list[JobRecord]:
+    """Run ``pairs``: in this process for ``jobs`` 1 (``listeners`` follow each run), else in ``jobs``
+    worker processes at a time (each with its own output in ``logs/``)."""
     options = options or RunOptions()
     if jobs == 1:
         records = []
         for number, pair in enumerate(pairs, start=1):
-            console.rule(join(styled(pair.model, "bold"), f" seed {pair.seed} ({number}/{len(pairs)})"))
-            records.append(run_pair(plan, pair, options, console))
-            _announce(console, plan, records[-1])
+            logger.info("pair %d/%d: %s seed %d", number, len(pairs), pair.model, pair.seed)
+            records.append(run_pair(plan, pair, options, listeners))
+            _announce(plan, records[-1])
         return records
-    return _run_in_workers(plan, pairs, worker_slots(jobs, options.device), options, console)
+    return _run_in_workers(plan, pairs, worker_slots(jobs, options.device), options)
 
 
 def worker_command(plan: Plan, pair: Pair, slot: WorkerSlot, options: RunOptions) -> list[str]:
@@ -175,8 +175,8 @@ def worker_command(plan: Plan, pair: Pair, slot: WorkerSlot, options: RunOptions
     return command
 
 
-def _run_in_workers(plan: Plan, pairs: Sequence[Pair], slots: list[WorkerSlot], options: RunOptions,
-                    console: Console) -> list[JobRecord]:
+def _run_in_workers(plan: Plan, pairs: Sequence[Pair], slots: list[WorkerSlot],
+                    options: RunOptions) -> list[JobRecord]:
     free: queue.Queue[WorkerSlot] = queue.Queue()
     for slot in slots:
         free.put(slot)
@@ -186,7 +186,7 @@ def _run_in_workers(plan: Plan, pairs: Sequence[Pair], slots: list[WorkerSlot], 
     def run(pair: Pair) -> JobRecord:
         slot = free.get()
         try:
-            return _run_worker(plan, pair, slot, options, console, running, lock)
+            return _run_worker(plan, pair, slot, options, running, lock)
         finally:
             free.put(slot)
 
@@ -200,12 +200,11 @@ def _run_in_workers(plan: Plan, pairs: Sequence[Pair], slots: list[WorkerSlot], 
         raise
 
 
-def _run_worker(plan: Plan, pair: Pair, slot: WorkerSlot, options: RunOptions, console: Console,
+def _run_worker(plan: Plan, pair: Pair, slot: WorkerSlot, options: RunOptions,
                 running: set[subprocess.Popen], lock: threading.Lock) -> JobRecord:
     log = log_path(plan.out, pair)
     log.parent.mkdir(parents=True, exist_ok=True)
-    started = f" seed {pair.seed}: started on {slot.name} (output: {log})"
-    console.print(join(styled(pair.model, "bold"), started))
+    logger.info("%s seed %d: started on %s (output: %s)", pair.model, pair.seed, slot.name, log)
     env = {**os.environ, **slot.env}
     with log.open("w", encoding="utf-8") as output:
         process = subprocess.Popen(worker_command(plan, pair, slot, options), env=env, stdout=output,
@@ -223,7 +222,7 @@ def _run_worker(plan: Plan, pair: Pair, slot: WorkerSlot, options: RunOptions, c
             status=FAILED, finished=now(), error=f"worker process {_exit_reason(code)}; {_last_line(log)}",
         )
         write_record(plan.out, record)
-    _announce(console, plan, record)
+    _announce(plan, record)
     return record
 
 
@@ -242,14 +241,12 @@ def _last_line(log: Path) -> str:
     return f"last output: {lines[-1][:200]}" if lines else f"no output in {log}"
 
 
-def _announce(console: Console, plan: Plan, record: JobRecord) -> None:
-    name = join(styled(record.model, "bold"), f" seed {record.seed}: ")
+def _announce(plan: Plan, record: JobRecord) -> None:
     if record.status == DONE and record.run_dir:
         summary = read_summary(plan.out / record.run_dir)
         miou = summary.get("best_metrics", {}).get("miou")
         shown = f"{miou:.4f}" if isinstance(miou, float) else "n/a"
-        console.print(join(name, styled("done", "green"), f", best validation mIoU {shown} "
-                           f"(epoch {summary.get('best_epoch')}) in {summary.get('wall_time_s', 0.0):.0f} s"),
-                      highlight=False)
+        logger.info("%s seed %d: done, best validation mIoU %s (epoch %s) in %.0f s", record.model,
+                    record.seed, shown, summary.get("best_epoch"), summary.get("wall_time_s", 0.0))
     else:
-        console.print(join(name, styled("failed", "red"), f": {record.error}"), soft_wrap=True)
+        logger.warning("%s seed %d: failed: %s", record.model, record.seed, record.error)

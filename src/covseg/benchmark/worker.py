@@ -13,8 +13,10 @@ import sys
 
 from covseg.benchmark.plan import DONE, Pair, RunOptions, load_plan
 from covseg.benchmark.runner import run_pair
+from covseg.commands._logging import setup_logging
+from covseg.commands._progress import TrainingProgress
 from covseg.core.errors import CovsegError
-from covseg.terminal import SafeConsole
+from covseg.terminal import console
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="this machine's settings as JSON (RunOptions.to_json)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of this worker")
     args = parser.parse_args(argv)
-    console = SafeConsole()
+    setup_logging()  # the log file shows what `covseg train` shows
     if args.threads:
         import torch
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = load_plan(args.out)
         options = RunOptions.from_json(args.run_options)
-        record = run_pair(plan, Pair(args.model, args.seed), options, console)
+        record = run_pair(plan, Pair(args.model, args.seed), options, [TrainingProgress(console)])
     except CovsegError as error:
         console.print(f"error: {error}", highlight=False, soft_wrap=True)
         return 2

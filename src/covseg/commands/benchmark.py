@@ -8,17 +8,22 @@ the benchmark's own options are written here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from covseg.commands._common import console, error_console, user_errors
 from covseg.commands._settings import with_settings
 from covseg.core.errors import CovsegError
+from covseg.terminal import SafeConsole, styled
 from covseg.training.settings import BENCHMARK
+
+if TYPE_CHECKING:
+    from covseg.benchmark.report import BenchmarkResults
 
 EXIT_FAILED_PAIRS = 1
 EXIT_INTERRUPTED = 130
+LOG_WIDTH = 160
 DEFAULT_OUT = Path("runs/benchmark")
 OWN = "Benchmark"
 
@@ -62,6 +67,7 @@ def benchmark(
     """
     from covseg.benchmark import gather, load_plan, make_pairs, run_benchmark
     from covseg.benchmark.plan import FAILED, parse_models, parse_seeds, resolve_settings, select_pair
+    from covseg.commands._progress import TrainingProgress
     from covseg.training import TrainConfig
 
     if report_only:
@@ -72,7 +78,8 @@ def benchmark(
             raise CovsegError(f"--report-only reads the settings from {out / 'benchmark.json'} and trains "
                               f"nothing; drop {(extra or ['--jobs'])[0]}")
         device = settings.get("device", "auto")
-        results = gather(load_plan(out), latency_size=latency_size, device=device, console=console)
+        results = gather(load_plan(out), latency_size=latency_size, device=device)
+        _show(results)
         _exit_on_failures(any(model.errors for model in results.models))
         return
     if only_pair is not None and jobs != 1:
@@ -82,8 +89,8 @@ def benchmark(
     if only_pair is not None:
         pairs = [select_pair(pairs, only_pair)]
     try:
-        outcome = run_benchmark(out, shared, pairs, jobs=jobs, options=options,
-                                report=only_pair is None, latency_size=latency_size, console=console)
+        outcome = run_benchmark(out, shared, pairs, jobs=jobs, options=options, report=only_pair is None,
+                                latency_size=latency_size, listeners=[TrainingProgress(console)])
     except KeyboardInterrupt:
         error_console.print(f"interrupted; rerun the same command to resume (finished pairs stay in "
                             f"{out})", highlight=False, soft_wrap=True)
@@ -93,7 +100,18 @@ def benchmark(
                       f"`covseg benchmark --report-only --out {out}`.", highlight=False)
         _exit_on_failures(any(record.status == FAILED for record in outcome.ran))
         return
+    _show(outcome.results)
     _exit_on_failures(any(model.errors for model in outcome.results.models))
+
+
+def _show(results: BenchmarkResults) -> None:
+    """The results table, then each failed pair's error in red."""
+    # Logs and pipes get 80 columns by default, too few for the table: give them room.
+    wide = console if console.is_terminal else SafeConsole(file=console.file, width=LOG_WIDTH)
+    wide.print(results.rich_table())
+    for result in results.models:
+        for error in result.errors:
+            error_console.print(styled(f"{result.model} {error}", "red"), soft_wrap=True)
 
 
 def _exit_on_failures(failed: bool) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from covseg import CLASS_NAMES
 from covseg.commands._common import console, error_console, user_errors, warn
+from covseg.commands._progress import DownloadBars
 from covseg.commands.plugins import warn_plugin_problems
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
@@ -131,7 +132,8 @@ def fetch(
 
     if name != "medseg":
         raise CovsegError(f"covseg can fetch 'medseg', not '{name}'")
-    results = fetch_medseg(dest, url, console=error_console)
+    with DownloadBars(error_console) as bars:
+        results = fetch_medseg(dest, url, on_progress=bars.update)
     table = Table(title=f"MedSeg files in {dest}")
     for column in ("file", "status", "bytes"):
         table.add_column(column, justify="right" if column == "bytes" else "left")

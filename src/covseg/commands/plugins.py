@@ -6,16 +6,18 @@ counts (each model then built on the meta device, guarded: a failing factory is 
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from covseg.commands._common import console, user_errors, warn
-from covseg.core.calls import build_model
+from covseg.core.calls import build_model, model_options
 from covseg.core.discovery import DISABLE_VARIABLE
 from covseg.core.errors import CovsegError
-from covseg.core.registry import KINDS, Provided, Registry, get_registry
+from covseg.core.registry import KINDS, Provided, Registry, get_registry, plural
 from covseg.terminal import join, styled
 
 PARAMS_HELP = "Also count each model's parameters (builds each model on the meta device: slower)."
@@ -54,6 +56,11 @@ def models(
         lines = [styled(entry.name, "bold")]
         lines += [styled(f"alias {alias}", "dim") for alias in entry.aliases]
         lines.append(styled(f"family {entry.family}", "dim"))
+        options = model_options(provided)
+        if options:
+            shown = ", ".join(name if default is inspect.Parameter.empty else f"{name}={default!r}"
+                              for name, default in options.items())
+            lines.append(styled(f"options: {shown}", "dim"))
         if params:
             lines.append(_params_line(provided, build_errors))
         if in_conflict & set(entry.names):
@@ -95,7 +102,8 @@ def plugins() -> None:
     table.add_column("module and what it provides", overflow="fold")
     for info in registry.plugins:
         by_kind = provides.get((info.package, info.name), {})
-        offered = "; ".join(f"{kind}s: {', '.join(names)}" for kind, names in by_kind.items()) or "nothing"
+        offered = "; ".join(f"{plural(kind)}: {', '.join(names)}"
+                            for kind, names in by_kind.items()) or "nothing"
         table.add_row(_plugin_cell(info.name, info.package, info.version),
                       join(styled(info.module, "dim"), "\n", offered))
     for info in registry.disabled:

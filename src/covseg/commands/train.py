@@ -1,7 +1,9 @@
 """`covseg train MODEL`: train a model on a data set (the embedded phantom when none is given).
 
 The training options are generated from the TrainConfig fields (:mod:`covseg.commands._settings`);
-only MODEL, ``--config`` and ``--resume`` are written here.
+only MODEL, ``--config`` and ``--resume`` are written here. What the run shows (progress bar, epoch
+lines, results table) is :class:`~covseg.commands._progress.TrainingProgress`, a listener of the
+run's lifecycle hooks; the library's messages arrive through ``logging``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def train(
     `torchrun --nproc_per_node=N -m covseg train ...` it trains on N processes with
     DistributedDataParallel.
     """
+    from covseg.commands._progress import TrainingProgress
     from covseg.training import TrainConfig, TrainingInterrupted
     from covseg.training import train as run_training
 
@@ -47,7 +50,7 @@ def train(
     else:
         run_config = TrainConfig.resolve(model, options=settings, config_file=config, from_cli=True)
     try:
-        run_training(run_config, console, resume=resume)
+        run_training(run_config, resume=resume, listeners=[TrainingProgress(console)])
     except TrainingInterrupted as interrupted:
         error_console.print(
             f"interrupted: {interrupted.run_dir / 'last.pt'} holds epoch {interrupted.epoch}; resume with "

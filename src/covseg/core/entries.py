@@ -1,4 +1,5 @@
-"""What plugins hand to covseg: one small, frozen record per model, dataset or metric.
+"""What plugins hand to covseg: one small, frozen record per model, dataset, metric, loss or logger,
+and what covseg hands back to the lifecycle hooks (:class:`SlicePrediction`, :class:`ValidationSamples`).
 
 These records are the whole contract between covseg and a plugin. The hook specifications in
 :mod:`covseg.core.hookspecs` say when covseg asks for them.
@@ -10,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,10 +35,13 @@ def _check_callable(kind: str, name: str, field_name: str, value: object) -> Non
 
 
 class ModelFactory(Protocol):
-    """Builds a network: (N, in_channels, H, W) in, logits (N, num_classes, H, W) out."""
+    """Builds a network: (N, in_channels, H, W) in, logits (N, num_classes, H, W) out.
+
+    Further keyword arguments with defaults are the model's options (``--model-option KEY=VALUE``).
+    """
 
     def __call__(
-        self, num_classes: int = 4, in_channels: int = 3, pretrained: bool = False
+        self, num_classes: int = 4, in_channels: int = 3, pretrained: bool = False, **options: Any
     ) -> torch.nn.Module: ...
 
 
@@ -45,9 +49,11 @@ class ModelFactory(Protocol):
 class ModelEntry:
     """A segmentation architecture a plugin offers.
 
-    ``factory(num_classes, in_channels, pretrained)`` returns a ``torch.nn.Module`` whose forward
-    takes a float tensor (N, in_channels, H, W) of any H, W >= 32 and returns logits
-    (N, num_classes, H, W). ``pretrained=True`` loads ImageNet weights for the backbone. The
+    ``factory(num_classes, in_channels, pretrained, **options)`` returns a ``torch.nn.Module`` whose
+    forward takes a float tensor (N, in_channels, H, W) of any H, W >= 32 and returns logits
+    (N, num_classes, H, W). ``pretrained=True`` loads ImageNet weights for the backbone. Its other
+    keyword parameters (with defaults) are the model's options, set with ``--model-option
+    KEY=VALUE`` and recorded in the checkpoint, like ``timm.create_model(name, **kwargs)``. The
     factory imports torch and the network code itself: listing models must not import them.
 
     ``aliases`` are further names that resolve to this model everywhere a model name is accepted
@@ -157,4 +163,99 @@ class MetricEntry:
         return (self.name,)
 
 
-Entry = ModelEntry | DatasetEntry | MetricEntry
+class LossBuilder(Protocol):
+    """Builds a loss: ``loss(logits, target)`` -> a scalar tensor."""
+
+    def __call__(self, num_classes: int, class_weights: torch.Tensor | None) -> torch.nn.Module: ...
+
+
+@dataclass(frozen=True)
+class LossEntry:
+    """A training loss a plugin offers (``--loss NAME``).
+
+    ``build(num_classes=..., class_weights=...)`` returns a ``torch.nn.Module`` whose forward takes
+    logits (N, num_classes, H, W) (float32 or bfloat16 under autocast) and the target labels
+    (N, H, W) int64 in 0..num_classes-1, and returns the mean loss as a scalar tensor (0-d). Compute
+    in float32 (``logits.float()``): softmax over bf16 logits loses the small probabilities.
+    ``class_weights`` is a float32 tensor (num_classes,) from ``--class-weighting`` (the training
+    masks' pixel counts), or None for ``--class-weighting none``; use it or ignore it, and say
+    which in ``description``. Import torch inside ``build``.
+
+    Raises ``ValueError``/``TypeError`` for a name that is not a name or a build that is not
+    callable.
+    """
+
+    name: str
+    build: LossBuilder
+    description: str
+
+    def __post_init__(self) -> None:
+        _check_name("loss", self.name)
+        _check_callable("loss", self.name, "build", self.build)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
+
+
+@dataclass(frozen=True)
+class LoggerEntry:
+    """An experiment logger a plugin offers (``--log NAME``).
+
+    ``create()`` is called once per run, before any data is read or run folder made, on every
+    process; it returns the run's logger: an object whose methods, decorated with ``hookimpl``, are
+    named like the lifecycle hooks (``covseg_train_start``, ``covseg_epoch_end``,
+    ``covseg_train_end``, ...; see :mod:`covseg.core.hookspecs`). covseg registers it for that one
+    run (on rank 0 under torchrun) and calls it like any plugin. ``create`` raises
+    :class:`~covseg.core.errors.CovsegError` with one line when the logger cannot work here, e.g.
+    its package is missing (say which extra to install); it imports that package itself.
+    """
+
+    name: str
+    create: Callable[[], object]
+    description: str
+
+    def __post_init__(self) -> None:
+        _check_name("logger", self.name)
+        _check_callable("logger", self.name, "create", self.create)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
+
+
+@dataclass(frozen=True)
+class SlicePrediction:
+    """One validation slice as the model saw it, its truth and the model's prediction.
+
+    - ``image``: (H, W) float32 in [0, 1], the first channel of the model input (the first HU
+      window, e.g. the lung window, or the 8-bit slice / 255), at the training ``--image-size``;
+    - ``truth`` and ``prediction``: (H, W) uint8 labels 0 background, 1 ground-glass,
+      2 consolidation, 3 effusion.
+
+    The arrays are read-only. ``covseg.plugins.side_by_side(image, truth, prediction)`` makes the
+    image | truth | prediction picture (RGB uint8) that covseg's TensorBoard logger shows.
+    """
+
+    slice_id: str
+    image: np.ndarray
+    truth: np.ndarray
+    prediction: np.ndarray
+
+
+class ValidationSamples(Protocol):
+    """A few fixed validation slices, predicted on demand: what ``covseg_epoch_end`` gets.
+
+    ``ids``: the slices (the same every epoch of a run, so epochs compare: those of the validation
+    split with the most lesion pixels). ``predict()`` runs this epoch's model on them the first time
+    any plugin calls it in the epoch and returns the cached :class:`SlicePrediction` list to later
+    callers; when no plugin calls it, it costs nothing. Valid only during the hook call.
+    """
+
+    @property
+    def ids(self) -> tuple[str, ...]: ...
+
+    def predict(self) -> list[SlicePrediction]: ...
+
+
+Entry = ModelEntry | DatasetEntry | MetricEntry | LossEntry | LoggerEntry

@@ -11,18 +11,23 @@ factory, a dataset loader) goes through :mod:`covseg.core.calls`, which turns it
 
 ``COVSEG_TRACE_PLUGINS=1`` logs plugin loading and every hook call (pluggy's hook-call monitoring)
 to the ``covseg.plugins`` logger, on stderr unless logging is configured otherwise.
+
+The lifecycle hooks of a training run are called through :mod:`covseg.core.lifecycle`, on the
+installed plugins and on the run's listeners, which :meth:`Registry.attached` registers with pluggy
+for the run only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.metadata
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import pluggy
 
@@ -36,7 +41,7 @@ from covseg.core.discovery import (
     installed_sources,
     matches,
 )
-from covseg.core.entries import DatasetEntry, MetricEntry, ModelEntry
+from covseg.core.entries import DatasetEntry, LoggerEntry, LossEntry, MetricEntry, ModelEntry
 from covseg.core.errors import CovsegError
 from covseg.core.tracing import enable_tracing, trace_requested
 from covseg.files import one_line
@@ -44,7 +49,7 @@ from covseg.files import one_line
 if TYPE_CHECKING:
     import torch
 
-EntryT = TypeVar("EntryT", ModelEntry, DatasetEntry, MetricEntry)
+EntryT = TypeVar("EntryT", ModelEntry, DatasetEntry, MetricEntry, LossEntry, LoggerEntry)
 logger = logging.getLogger("covseg.plugins")
 
 
@@ -52,15 +57,25 @@ class _Kind(NamedTuple):
     hook: str
     entry_type: type
     listing: str
+    plural: str
+    name_all: bool = False
+    """An unknown name's error lists every installed name (kinds with a handful of entries)."""
 
 
 # What each kind of entry is called for users, the hook that yields it, and the command listing it.
 _KINDS = {
-    "model": _Kind("covseg_models", ModelEntry, "covseg models"),
-    "dataset": _Kind("covseg_datasets", DatasetEntry, "covseg data list"),
-    "metric": _Kind("covseg_metrics", MetricEntry, "covseg plugins"),
+    "model": _Kind("covseg_models", ModelEntry, "covseg models", "models"),
+    "dataset": _Kind("covseg_datasets", DatasetEntry, "covseg data list", "datasets"),
+    "metric": _Kind("covseg_metrics", MetricEntry, "covseg plugins", "metrics"),
+    "loss": _Kind("covseg_losses", LossEntry, "covseg plugins", "losses", name_all=True),
+    "logger": _Kind("covseg_loggers", LoggerEntry, "covseg plugins", "loggers", name_all=True),
 }
 KINDS = tuple(_KINDS)
+
+
+def plural(kind: str) -> str:
+    """``losses`` for ``loss``: how listings name a kind of entry."""
+    return _KINDS[kind].plural
 
 
 @dataclass(frozen=True)
@@ -196,7 +211,8 @@ class Registry:
             implementations = getattr(self.manager.hook, spec.hook).get_hookimpls()
             if not any(implementation.plugin is plugin for implementation in implementations):
                 continue
-            others = [other for other, _ in self._registered if other is not plugin]
+            # Every other plugin is left out, run listeners and loggers too (see attached()).
+            others = [other for other in self.manager.get_plugins() if other is not plugin]
             try:
                 # Through pluggy (not impl.function()) so that its hook-call monitoring sees it.
                 results = self.manager.subset_hook_caller(spec.hook, remove_plugins=others)()
@@ -212,7 +228,7 @@ class Registry:
         return found
 
     def provided(self, kind: str) -> list[Provided]:
-        """Every entry of a kind ("model", "dataset" or "metric") with its plugin, sorted by name.
+        """Every entry of a kind (one of :data:`KINDS`) with its plugin, sorted by name.
 
         Entries whose name is in conflict are all listed; :meth:`conflicts` says which.
         """
@@ -271,11 +287,15 @@ class Registry:
             return providers[0]
         if providers:
             raise CovsegError(self.conflict_message(Conflict(kind, name, tuple(providers))))
-        listing = _KINDS[kind].listing
+        spec = _KINDS[kind]
         close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         failed = f" ({len(self.failures)} plugin failure(s): see `covseg plugins`)" if self.failures else ""
-        raise CovsegError(f"unknown {kind} '{name}'.{hint} See `{listing}` for all names.{failed}")
+        if spec.name_all:
+            installed = ", ".join(sorted(names)) or "none"
+            raise CovsegError(f"unknown {kind} '{name}'.{hint} Installed {spec.plural}: {installed} "
+                              f"(see `{spec.listing}`).{failed}")
+        raise CovsegError(f"unknown {kind} '{name}'.{hint} See `{spec.listing}` for all names.{failed}")
 
     def model(self, name: str) -> ModelEntry:
         return self.get("model", name).entry
@@ -286,6 +306,12 @@ class Registry:
     def metric(self, name: str) -> MetricEntry:
         return self.get("metric", name).entry
 
+    def loss(self, name: str) -> LossEntry:
+        return self.get("loss", name).entry
+
+    def logger(self, name: str) -> LoggerEntry:
+        return self.get("logger", name).entry
+
     def models(self) -> list[ModelEntry]:
         return [provided.entry for provided in self.provided("model")]
 
@@ -294,6 +320,34 @@ class Registry:
 
     def metrics(self) -> list[MetricEntry]:
         return [provided.entry for provided in self.provided("metric")]
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def installed_plugins(self) -> list[tuple[object, PluginInfo]]:
+        """The loaded plugin objects (modules) with their info, in loading order."""
+        return list(self._registered)
+
+    @contextlib.contextmanager
+    def attached(self, listeners: Iterable[tuple[object, PluginInfo]]) -> Iterator[None]:
+        """Register run-scoped plugin objects (a run's loggers, a command's progress bar) while the
+        block runs, so that the lifecycle hooks reach them; they offer no entries.
+
+        Raises CovsegError naming the object's plugin when pluggy refuses it (e.g. a hook method
+        with an argument no hook specification has).
+        """
+        names: list[str] = []
+        try:
+            for plugin, info in listeners:
+                name = f"{info.package}:{info.name}:{id(plugin)}"
+                try:
+                    self.manager.register(plugin, name=name)
+                except Exception as error:  # pluggy's validation: a wrong hook name or argument
+                    raise CovsegError(f"{info.label} cannot listen to this run: "
+                                      f"{error_text(error)}") from None
+                names.append(name)
+            yield
+        finally:
+            for name in names:
+                self.manager.unregister(name=name)
 
 
 def _entries_of(returned: object, spec: _Kind) -> tuple[list, str]:
@@ -321,12 +375,14 @@ def get_registry() -> Registry:
 
 
 def create_model(
-    name: str, num_classes: int = 4, in_channels: int = 3, pretrained: bool = False
+    name: str, num_classes: int = 4, in_channels: int = 3, pretrained: bool = False, **options: Any
 ) -> torch.nn.Module:
-    """Build a registered model by name or alias, like ``timm.create_model``: ``create_model("unet")``.
+    """Build a registered model by name or alias, like ``timm.create_model``: ``create_model("unet")``,
+    ``create_model("unet", base_channels=16)``.
 
     Returns a ``torch.nn.Module`` taking (N, in_channels, H, W) float input and returning logits
-    (N, num_classes, H, W). Raises CovsegError for an unknown or ambiguous name and for a plugin
-    fault (see :func:`build_model`).
+    (N, num_classes, H, W). ``options`` go to the model's factory (its options, see
+    :func:`~covseg.core.calls.check_model_options`). Raises CovsegError for an unknown or ambiguous
+    name, an option the model does not take, and a plugin fault (see :func:`build_model`).
     """
-    return build_model(get_registry().get("model", name), num_classes, in_channels, pretrained)
+    return build_model(get_registry().get("model", name), num_classes, in_channels, pretrained, options)

@@ -34,6 +34,7 @@ def enable_tracing(manager: pluggy.PluginManager) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         logger.addHandler(handler)
+        logger.propagate = False  # a handler added later higher up (the CLI's) must not repeat them
 
     def before(hook_name: str, hook_impls: list, kwargs: Mapping[str, Any]) -> None:
         plugins = ", ".join(impl.plugin_name for impl in hook_impls) or "no plugin"
@@ -45,7 +46,8 @@ def enable_tracing(manager: pluggy.PluginManager) -> None:
             logger.debug("%s on %s raised %s", hook_name, plugins, one_line(outcome.exception))
             return
         names = [getattr(entry, "name", type(entry).__name__) for result in outcome.get_result()
-                 for entry in (result if isinstance(result, (list, tuple)) else [result])]
+                 for entry in (result if isinstance(result, (list, tuple)) else [result])
+                 if entry is not None]  # lifecycle hooks return nothing
         logger.debug("%s on %s returned %s", hook_name, plugins, ", ".join(map(str, names)) or "nothing")
 
     manager.add_hookcall_monitoring(before, after)

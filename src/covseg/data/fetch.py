@@ -13,28 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from covseg import __version__
 from covseg.core.errors import CovsegError
 from covseg.files import ONE_LINE_LIMIT, one_line
-from covseg.terminal import SafeConsole
+
+logger = logging.getLogger(__name__)
+
+OnProgress = Callable[[str, int, "int | None"], None]
+"""``on_progress(name, bytes_written, total_bytes_or_None)``: after each block of a download."""
 
 CONNECT_TIMEOUT_S = 10.0
 CHUNK_BYTES = 1 << 20
@@ -112,7 +107,8 @@ def _open(url: str, offset: int, timeout: float):
         raise _Unreachable(" ".join(str(reason).split())[:ONE_LINE_LIMIT] or type(error).__name__) from None
 
 
-def _download(url: str, part: Path, remote: RemoteFile, progress: Progress, timeout: float) -> bool:
+def _download(url: str, part: Path, remote: RemoteFile, on_progress: OnProgress | None,
+              timeout: float) -> bool:
     """Stream ``url`` into ``part``, resuming from its current size; True when it resumed."""
     offset = part.stat().st_size if part.exists() else 0
     if remote.size is not None and offset > remote.size:
@@ -132,14 +128,16 @@ def _download(url: str, part: Path, remote: RemoteFile, progress: Progress, time
                 raise _NotServed(f"the server resumed at byte {start}, not {offset}")
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else remote.size
-        task = progress.add_task(remote.name, total=total, completed=start)
         written = start
+        if on_progress is not None:
+            on_progress(remote.name, written, total)
         try:
             with part.open("ab" if start else "wb") as handle:
                 for block in iter(lambda: response.read(CHUNK_BYTES), b""):
                     handle.write(block)
                     written += len(block)
-                    progress.update(task, completed=written)
+                    if on_progress is not None:
+                        on_progress(remote.name, written, total)
         except (TimeoutError, OSError, http.client.HTTPException) as error:
             raise _interrupted(remote, written, one_line(error)) from None
     if length is not None and written < total:
@@ -159,38 +157,42 @@ def _manual_hint(files: Sequence[RemoteFile], dest: Path) -> str:
             f"and put them in {dest}")
 
 
-def fetch_files(files: Sequence[RemoteFile], dest: Path, base_url: str | None = None,
-                console: Console | None = None, timeout: float = CONNECT_TIMEOUT_S) -> list[FetchResult]:
+def fetch_files(
+    files: Sequence[RemoteFile],
+    dest: Path,
+    base_url: str | None = None,
+    on_progress: OnProgress | None = None,
+    timeout: float = CONNECT_TIMEOUT_S,
+) -> list[FetchResult]:
     """Download ``files`` into ``dest`` (see the module docstring); returns one result per file.
 
     Files already there and matching are kept. A required file that cannot be fetched raises a
-    one-line :class:`CovsegError` that says what to download by hand; an optional one is skipped.
+    one-line :class:`CovsegError` that says what to download by hand; an optional one is skipped
+    (its result says why). ``on_progress`` follows each download (the command's progress bars).
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     results = []
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console or SafeConsole(stderr=True)) as progress:
-        for remote in files:
-            target, part = dest / remote.name, dest / f"{remote.name}.part"
-            if target.is_file() and _matches(target, remote):
-                results.append(FetchResult(remote.name, target, "present", target.stat().st_size))
-                continue
-            url = f"{base_url.rstrip('/')}/{remote.name}" if base_url else remote.url
-            try:
-                resumed = _download(url, part, remote, progress, timeout)
-            except _Unreachable as error:
-                raise CovsegError(f"cannot reach {url} ({error}); {_manual_hint(files, dest)}") from None
-            except _NotServed as error:
-                if remote.required:
-                    raise CovsegError(f"{url}: {error}; {_manual_hint(files, dest)}") from None
-                results.append(FetchResult(remote.name, target, "skipped", 0, f"{url}: {error}"))
-                continue
-            _verify(part, remote)
-            os.replace(part, target)
-            results.append(FetchResult(remote.name, target, "resumed" if resumed else "downloaded",
-                                       target.stat().st_size))
+    for remote in files:
+        target, part = dest / remote.name, dest / f"{remote.name}.part"
+        if target.is_file() and _matches(target, remote):
+            results.append(FetchResult(remote.name, target, "present", target.stat().st_size))
+            continue
+        url = f"{base_url.rstrip('/')}/{remote.name}" if base_url else remote.url
+        logger.info("downloading %s from %s", remote.name, url)
+        try:
+            resumed = _download(url, part, remote, on_progress, timeout)
+        except _Unreachable as error:
+            raise CovsegError(f"cannot reach {url} ({error}); {_manual_hint(files, dest)}") from None
+        except _NotServed as error:
+            if remote.required:
+                raise CovsegError(f"{url}: {error}; {_manual_hint(files, dest)}") from None
+            results.append(FetchResult(remote.name, target, "skipped", 0, f"{url}: {error}"))
+            continue
+        _verify(part, remote)
+        os.replace(part, target)
+        results.append(FetchResult(remote.name, target, "resumed" if resumed else "downloaded",
+                                   target.stat().st_size))
     return results
 
 
@@ -208,7 +210,7 @@ def _verify(part: Path, remote: RemoteFile) -> None:
                               "deleted the download")
 
 
-def fetch_medseg(dest: Path, base_url: str | None = None, console: Console | None = None,
+def fetch_medseg(dest: Path, base_url: str | None = None, on_progress: OnProgress | None = None,
                  timeout: float = CONNECT_TIMEOUT_S) -> list[FetchResult]:
     """Download the public MedSeg files into ``dest`` (``covseg data fetch medseg``)."""
-    return fetch_files(MEDSEG_FILES, dest, base_url, console, timeout)
+    return fetch_files(MEDSEG_FILES, dest, base_url, on_progress, timeout)

@@ -7,8 +7,10 @@ importable but internal and may change. covseg's own built-in plugins use only t
     from covseg.plugins import ModelEntry, hookimpl
 
 - hooks and entries: :data:`hookimpl`, :class:`ModelEntry`, :class:`DatasetEntry`,
-  :class:`MetricEntry`, :class:`CTSlices`, :class:`CovsegError` (the hooks' manual is
-  :mod:`covseg.core.hookspecs`);
+  :class:`MetricEntry`, :class:`LossEntry`, :class:`LoggerEntry`, :class:`CTSlices`,
+  :class:`CovsegError` (the hooks' manual is :mod:`covseg.core.hookspecs`);
+- what the lifecycle hooks receive: :class:`ValidationSamples`, :class:`SlicePrediction`, and
+  :func:`side_by_side` / :func:`overlay` (image | truth | prediction pictures, RGB uint8);
 - labels: :data:`CLASS_NAMES` (mask value = index), :data:`NUM_CLASSES`, :func:`to_labels`,
   :func:`parse_mask_values`;
 - dataset options: :func:`check_known`, :func:`int_option`;
@@ -28,7 +30,16 @@ Importing this module imports no torch: plugin modules are imported at every sta
 """
 
 from covseg import CLASS_NAMES
-from covseg.core.entries import CTSlices, DatasetEntry, MetricEntry, ModelEntry
+from covseg.core.entries import (
+    CTSlices,
+    DatasetEntry,
+    LoggerEntry,
+    LossEntry,
+    MetricEntry,
+    ModelEntry,
+    SlicePrediction,
+    ValidationSamples,
+)
 from covseg.core.errors import CovsegError
 from covseg.core.hookspecs import hookimpl
 from covseg.data.interpret import OPTION_HELP as INTENSITY_OPTIONS
@@ -44,6 +55,7 @@ from covseg.data.nifti import (
 )
 from covseg.data.options import check_known, int_option
 from covseg.data.slice_files import PIL_SUFFIXES, read_image, read_mask
+from covseg.visualize import overlay, side_by_side
 
 __all__ = [
     "CLASS_NAMES",
@@ -55,9 +67,13 @@ __all__ = [
     "DatasetEntry",
     "Intensities",
     "IntensityChoice",
+    "LoggerEntry",
+    "LossEntry",
     "MetricEntry",
     "ModelEntry",
+    "SlicePrediction",
     "Storage",
+    "ValidationSamples",
     "check_known",
     "display_spacing",
     "hookimpl",
@@ -65,11 +81,13 @@ __all__ = [
     "interpret_intensities",
     "is_nifti",
     "nifti_stem",
+    "overlay",
     "parse_mask_values",
     "read_ct_volume",
     "read_image",
     "read_label_volume",
     "read_mask",
     "read_mask_volume",
+    "side_by_side",
     "to_labels",
 ]

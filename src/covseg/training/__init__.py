@@ -8,9 +8,12 @@ The public API::
 
 Modules: ``settings`` (what each setting is), ``config`` (TrainConfig, config.json),
 ``config_file`` (``--config FILE``), ``recipes`` (``reference`` and ``default``, the reference
-study's figures), ``losses``, ``optim`` (optimisers and schedules), ``loaders`` (split and data
-loaders), ``batchnorm`` (the batch-of-one check), ``loop`` (one epoch), ``state`` (RNG state),
-``distributed`` (torchrun/DDP), ``report`` (progress bar and tables), ``api`` (:func:`train`).
+study's figures), ``losses`` (the ``--loss`` plugin entry, class weights), ``run_plugins`` (the
+model, loss and loggers of a run, checked before anything is written), ``optim`` (optimisers and
+schedules), ``loaders`` (split and data loaders), ``batchnorm`` (the batch-of-one check), ``loop``
+(one epoch), ``samples`` (the validation slices the lifecycle hooks see), ``state`` (RNG state),
+``distributed`` (torchrun/DDP), ``api`` (:func:`train`). What a run shows on the terminal is the
+command line's (:mod:`covseg.commands._progress`).
 
 Names are imported on first use, so that the command line can read the settings without torch.
 """

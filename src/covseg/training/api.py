@@ -9,34 +9,40 @@ Example::
     run_dir = train(TrainConfig.load(run_dir / "config.json"), resume=run_dir)   # continue it
 
 Under ``torchrun`` the same call trains with DistributedDataParallel; rank 0 writes the files.
+
+Nothing here prints: progress goes to the lifecycle hooks (:mod:`covseg.core.hookspecs`; the train
+command's progress bar is a listener of them) and messages to the ``covseg.training.api`` logger
+(``logging``, INFO; ``logging.basicConfig(level=logging.INFO)`` shows them outside the CLI).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 from covseg import CLASS_NAMES, runs
 from covseg.checkpoint import load_checkpoint, save_checkpoint
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
-from covseg.core.registry import create_model, get_registry
+from covseg.core.lifecycle import RunHooks
+from covseg.core.registry import PluginInfo, create_model, get_registry
+from covseg.data.dataset import SliceDataset
 from covseg.data.loading import load_slices, resolve_dataset
 from covseg.devices import resolve_device
 from covseg.evaluation.evaluate import evaluate_model
 from covseg.files import json_safe, write_json
-from covseg.terminal import SafeConsole
 from covseg.training.batchnorm import single_value_batch_norm
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import (
@@ -52,12 +58,15 @@ from covseg.training.loaders import build_training_data, choose_split, normalisa
 from covseg.training.loop import StepSettings, recalibrate_batch_norm, train_one_epoch
 from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler
-from covseg.training.report import TrainingProgress, results_table
+from covseg.training.run_plugins import resolve_plugins
+from covseg.training.samples import EpochSamples, choose_sample_ids
 from covseg.training.settings import explicit
 from covseg.training.state import capture_rng_state, load_resume_checkpoint, restore_rng_state
 
 RECORD_KEYS = ("epoch", "train_loss", "lr", "images_per_s", "epoch_time_s")
 """metrics.jsonl keys that are not validation metrics; every other key of a record is one."""
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -69,27 +78,37 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.epoch = epoch
 
 
-def train(config: TrainConfig, console: Console | None = None, *, resume: Path | None = None) -> Path:
+def train(config: TrainConfig, *, resume: Path | None = None, listeners: Sequence[object] = ()) -> Path:
     """Train ``config.model`` as ``config`` says and return the run folder.
 
     ``resume``: a run folder to continue from its last.pt (model, optimiser, scheduler, epoch,
     RNG states, best metric), up to ``config.epochs``; pass that run's config (e.g. with more
-    epochs). Raises :class:`CovsegError` (one line) for bad input and for a NaN loss (the last
-    good checkpoint is kept), :class:`TrainingInterrupted` on Ctrl-C.
+    epochs). ``listeners``: objects whose ``hookimpl`` methods, named like the lifecycle hooks
+    (``covseg_train_start``, ``covseg_epoch_end``, ...), follow this run only, as ``--log``
+    loggers do (the train command's progress bar is one). Raises :class:`CovsegError` (one line)
+    for bad input, before any data is read for an unknown model, loss or logger, and for a NaN
+    loss (the last good checkpoint is kept); :class:`TrainingInterrupted` on Ctrl-C.
     """
-    console = console or SafeConsole()
     config.validate()
-    # An unknown model fails before any data is read; an alias is filed under its canonical name.
-    config = dataclasses.replace(config, model=get_registry().model(config.model).name)
+    plugins = resolve_plugins(config)
+    config = dataclasses.replace(config, model=plugins.model.entry.name)  # an alias: its canonical name
     device = resolve_device(config.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    listening = [*plugins.loggers, *((listener, _listener_info(listener)) for listener in listeners)]
     try:
         with distributed(device) as context:
-            quiet = SafeConsole(quiet=True)
-            return _TrainingRun(config, context, console if context.is_main else quiet, resume).execute()
+            hooks = RunHooks(get_registry(), listening, enabled=context.is_main)
+            with hooks.attached():
+                return _TrainingRun(config, context, resume, hooks).execute()
     finally:  # --deterministic applies to this run only, not to what the caller runs next
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _listener_info(listener: object) -> PluginInfo:
+    """How messages name a caller's listener: its class and the package that defines it."""
+    cls = type(listener)
+    return PluginInfo(cls.__name__, cls.__module__, cls.__module__.split(".")[0], "")
 
 
 def seed_everything(seed: int) -> None:
@@ -130,10 +149,10 @@ class _TrainingRun:
     """One run from set-up to summary; methods are the stages of :func:`train`."""
 
     def __init__(
-        self, config: TrainConfig, context: DistributedContext, console: Console, resume: Path | None
+        self, config: TrainConfig, context: DistributedContext, resume: Path | None, hooks: RunHooks
     ):
         self.context = context
-        self.console = console
+        self.hooks = hooks
         self.resume_checkpoint = load_resume_checkpoint(resume) if resume is not None else None
         if (self.resume_checkpoint is not None
                 and get_registry().model(self.resume_checkpoint["model_name"]).name != config.model):
@@ -151,6 +170,8 @@ class _TrainingRun:
         self.slices, config = self._load_data(config)
         self.config = config
         self.split = choose_split(config, self.slices, saved=resume / runs.RUN_SPLIT if resume else None)
+        self.sample_ids = choose_sample_ids(self.slices, self.split.val_ids)
+        self._sample_dataset: SliceDataset | None = None
         self.data = build_training_data(config, self.slices, self.split, context)
         self.steps_per_epoch = len(self.data.train_loader)
         self._check_batch_norm()
@@ -160,6 +181,7 @@ class _TrainingRun:
             num_classes=config.num_classes,
             in_channels=config.in_channels,
             pretrained=config.pretrained and resume is None,
+            **config.model_options,
         )
         self.model = self.settings.prepare_model(synchronise_batch_norm(context, model))
         self.params_m = sum(parameter.numel() for parameter in model.parameters()) / 1e6
@@ -182,6 +204,12 @@ class _TrainingRun:
         if self.resume_checkpoint is not None:
             self._restore(self.resume_checkpoint)
         self.train_model = self._wrap_for_training(self.model)
+        self.config_record = self.config.to_dict()  # what the lifecycle hooks get as ``config``
+
+    def _info(self, message: str) -> None:
+        """Log ``message`` once per run: on rank 0 only under torchrun."""
+        if self.context.is_main:
+            logger.info("%s", message)
 
     # ---- set-up ---------------------------------------------------------------------------------
     def _load_data(self, config: TrainConfig) -> tuple[CTSlices, TrainConfig]:
@@ -190,11 +218,8 @@ class _TrainingRun:
         resolved = resolve_dataset(config.dataset, data)
         slices = load_slices(resolved, data, config.dataset_options)
         if config.dataset is None and data is None:
-            self.console.print(
-                f"No --dataset/--data given: training on the embedded {resolved} "
-                f"({len(slices)} synthetic CT slices).",
-                soft_wrap=True,
-            )
+            self._info(f"No --dataset/--data given: training on the embedded {resolved} "
+                       f"({len(slices)} synthetic CT slices).")
         if slices.masks is None:
             raise CovsegError(f"{slices.source} has no label masks; training needs them")
         config = config.for_intensity(slices.intensity, slices.source)
@@ -216,7 +241,8 @@ class _TrainingRun:
         else:
             height, width = min(image.shape[:2] for image in self.slices.images)
         def build() -> torch.nn.Module:
-            return create_model(config.model, num_classes=config.num_classes, in_channels=config.in_channels)
+            return create_model(config.model, num_classes=config.num_classes, in_channels=config.in_channels,
+                                **config.model_options)
 
         layer = single_value_batch_norm(build, seen, height, width, config.in_channels)
         if layer is None:
@@ -243,7 +269,7 @@ class _TrainingRun:
                 f"{name} {weight:.2f}"
                 for name, weight in zip(self.class_names, weights.tolist(), strict=True)
             )
-            self.console.print(f"cross-entropy class weights: {shown}")
+            self._info(f"class weights ({self.config.class_weighting}): {shown}")
         return build_loss(self.config.loss, self.config.num_classes, weights)
 
     @property
@@ -293,14 +319,13 @@ class _TrainingRun:
                 self.best_metrics = dict(best["metrics"])
         if self.context.is_main:
             self.metrics_log.load(up_to_epoch=self.saved_epoch)
-        self.console.print(
-            f"Resuming {self.run_dir} after epoch {self.saved_epoch} of {self.config.epochs}.", soft_wrap=True
-        )
+        self._info(f"Resuming {self.run_dir} after epoch {self.saved_epoch} of {self.config.epochs}.")
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def _checkpoint(self, epoch: int, metrics: dict[str, Any], training_state: bool) -> dict[str, Any]:
         checkpoint: dict[str, Any] = {
             "model_name": self.config.model,
+            "model_options": dict(self.config.model_options),
             "num_classes": self.config.num_classes,
             "in_channels": self.config.in_channels,
             "class_names": self.class_names,
@@ -336,33 +361,65 @@ class _TrainingRun:
     def execute(self) -> Path:
         config = self.config
         self.started = time.perf_counter()
-        self.console.print(
-            f"Training {config.model} ({self.params_m:.1f} M parameters) on {self.context.device} "
-            f"x{self.context.world_size}, {self.settings.precision}, recipe {config.recipe}: "
+        options = f" ({', '.join(f'{key}={value}' for key, value in config.model_options.items())})" \
+            if config.model_options else ""
+        self._info(
+            f"Training {config.model}{options} ({self.params_m:.1f} M parameters) on {self.context.device} "
+            f"x{self.context.world_size}, {self.settings.precision}, recipe {config.recipe}, "
+            f"loss {config.loss}: "
             f"{len(self.split.train_ids)} training / {len(self.split.val_ids)} validation slices of "
-            f"{config.dataset}, batch {config.batch_size}, {config.epochs} epochs -> {self.run_dir}",
-            soft_wrap=True,
+            f"{config.dataset}, batch {config.batch_size}, {config.epochs} epochs -> {self.run_dir}"
         )
         if self.resume_checkpoint is None:
             self._save_last(0, {})  # resumable from the very start, even if Ctrl-C comes in epoch 1
+        self.hooks.call("covseg_train_start", run_dir=self.run_dir, config=self.config_record,
+                        first_epoch=self.first_epoch, steps_per_epoch=self.steps_per_epoch)
+        status, summary = "failed", None
         try:
-            with TrainingProgress(
-                self.console, config.epochs, self.first_epoch, self.steps_per_epoch
-            ) as progress:
-                for epoch in range(self.first_epoch, config.epochs + 1):
-                    self._run_epoch(epoch, progress)
+            for epoch in range(self.first_epoch, config.epochs + 1):
+                self._run_epoch(epoch)
+            summary = self._summary()
+            if self.context.is_main:
+                write_json(self.run_dir / runs.SUMMARY, summary)
+            status = "finished"
         except KeyboardInterrupt:
+            status = "interrupted"
             raise TrainingInterrupted(self.run_dir, self.saved_epoch) from None
-        summary = self._summary()
-        if self.context.is_main:
-            write_json(self.run_dir / runs.SUMMARY, summary)
-        self.console.print(results_table(summary))
-        self.console.print(f"Run folder: {self.run_dir}", soft_wrap=True)
+        finally:
+            self.hooks.call("covseg_train_end", run_dir=self.run_dir, config=self.config_record,
+                            status=status, summary=summary)
+        self._info(f"Run folder: {self.run_dir}")
         return self.run_dir
 
-    def _run_epoch(self, epoch: int, progress: TrainingProgress) -> None:
+    def _progress_callback(self, epoch: int) -> Any:
+        """``on_progress`` for train_one_epoch when a plugin listens (reading the loss syncs the device)."""
+        if not self.hooks.wanted("covseg_train_progress"):
+            return None
+
+        def on_progress(steps: int, loss_sum: torch.Tensor) -> None:
+            self.hooks.call("covseg_train_progress", epoch=epoch, steps=steps,
+                            steps_per_epoch=self.steps_per_epoch, loss=loss_sum.item() / steps)
+
+        return on_progress
+
+    def _epoch_end(self, record: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """Call ``covseg_epoch_end``; the validation samples are predicted only if a plugin asks."""
+        if not self.hooks.wanted("covseg_epoch_end"):
+            return
+        if self._sample_dataset is None:
+            self._sample_dataset = SliceDataset(self.slices, self.sample_ids, normalisation_of(self.config),
+                                                image_size=self.config.image_size)
+        samples = EpochSamples(self.sample_ids, self._sample_dataset, self.model, self.settings,
+                               record["epoch"])
+        try:
+            self.hooks.call("covseg_epoch_end", run_dir=self.run_dir, config=self.config_record,
+                            epoch=record["epoch"], record=record, metrics=metrics, best_epoch=self.best_epoch,
+                            best_metrics=self.best_metrics, samples=samples)
+        finally:
+            samples.close()
+
+    def _run_epoch(self, epoch: int) -> None:
         self.data.set_epoch(epoch)
-        progress.start_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         result = train_one_epoch(
             self.train_model,
@@ -371,7 +428,7 @@ class _TrainingRun:
             self.loss_fn,
             self.settings,
             self.scheduler,
-            on_progress=progress.on_steps if self.context.is_main else None,
+            on_progress=self._progress_callback(epoch),
         )
         totals = torch.tensor(
             [result.loss_sum.item(), result.steps, result.images],
@@ -417,7 +474,7 @@ class _TrainingRun:
                 )
         if epoch % self.config.checkpoint_every == 0 or epoch == self.config.epochs:
             self._save_last(epoch, metrics)
-        progress.end_epoch(record, self.best_miou, is_best)
+        self._epoch_end(record, metrics)
 
     def _summary(self) -> dict[str, Any]:
         records = self.metrics_log.records if self.context.is_main else []

@@ -10,6 +10,7 @@ option. ``sources`` records where each value that is not the field default came 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from covseg.training.settings import (
     PAIR,
     RUN,
     TRAIN,
+    TRAIN_ONLY,
     Rule,
     Setting,
     check_value,
@@ -41,7 +43,6 @@ from covseg.training.settings import (
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "warmup-cosine", "warmup-poly")
-LOSSES = ("cross-entropy", "cross-entropy+dice")
 CLASS_WEIGHTINGS = ("none", "sqrt-inverse-frequency")
 INTENSITIES = ("hu", "uint8")
 MIN_IMAGE_SIZE = 32
@@ -64,6 +65,62 @@ def _dataset_options(value: Any) -> dict[str, str]:
             raise CovsegError(f"option '{key}' must be a string or a number, not {type(item).__name__}")
         options[str(key)] = str(item)
     return options
+
+
+def _option_value(key: str, text: str) -> Any:
+    """A ``--model-option`` value: a JSON scalar where it parses (``16``, ``0.5``, ``true``, ``null``,
+    ``"16"``), else the text itself."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, dict | list):
+        return text
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CovsegError(f"{key}={text}: not a finite number")
+    return value
+
+
+def _model_options(value: Any) -> Any:
+    """``--model-option KEY=VALUE`` strings (a later key wins), or a file's table of scalars."""
+    from covseg.core.calls import SET_BY_COVSEG
+
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        options = {}
+        for pair in value:
+            key, separator, text = pair.partition("=")
+            if not separator or not key.strip():
+                raise CovsegError(f"'{pair}' is not KEY=VALUE (e.g. base_channels=32)")
+            options[key.strip()] = _option_value(key.strip(), text.strip())
+        value = options
+    if not isinstance(value, dict):
+        return value  # the type check names what it is
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise CovsegError(f"option name {key!r} is not a keyword argument name")
+        if key in SET_BY_COVSEG:
+            raise CovsegError(f"'{key}' is set by covseg (num_classes and in_channels from the data, "
+                              "pretrained by --pretrained), not a model option")
+        if item is not None and not isinstance(item, str | int | float | bool):
+            raise CovsegError(f"option '{key}' must be a number, true/false, null or text, not "
+                              f"{type(item).__name__}")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise CovsegError(f"option '{key}' must be a finite number, not {item}")
+    return dict(value)
+
+
+def _show_options(value: dict[str, Any]) -> str:
+    return ",".join(f"{key}={json.dumps(item)}" for key, item in value.items())
+
+
+def _loggers(value: Any) -> Any:
+    """``--log tensorboard`` (repeatable, or comma-separated) or a file's name or list of names."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        return value  # the type check names what it is
+    names = [name.strip() for item in value for name in item.split(",") if name.strip()]
+    return list(dict.fromkeys(names))
 
 
 def _normalisation(value: Any) -> Any:
@@ -133,6 +190,12 @@ class TrainConfig:
 
     model: str = field(metadata=setting(help="Model to train (see `covseg models`).", commands=(TRAIN,),
                                         scope=PAIR, pair_option="--models"))
+    model_options: dict[str, Any] = field(default_factory=dict, metadata=setting(
+        option="--model-option", metavar="KEY=VALUE", parse=_model_options, show=_show_options,
+        repeatable=True, commands=(TRAIN,), scope=TRAIN_ONLY, default_text="none",
+        help="Keyword argument of the model's factory (repeatable), e.g. base_channels=32 for unet or "
+        "output_stride=8 for DeepLab V3+; numbers, true/false and null are read as JSON, the rest as "
+        "text. Checkpoints record them."))
     dataset: str | None = field(default=None, metadata=setting(
         option="--dataset", panel=DATA, metavar="NAME", default_text="detected from --data",
         help="Dataset plugin name (see `covseg data list`); with neither --dataset nor --data, the "
@@ -169,10 +232,11 @@ class TrainConfig:
         default_text=f"1/{round(1 / WARMUP_SHARE)} of the epochs, rounded up",
         rule=Rule(_uses_warmup, "scheduler", "no warm-up", unused=0)))
     loss: str = field(default="cross-entropy+dice", metadata=setting(
-        option="--loss", choices=LOSSES, metavar="NAME", help="Loss."))
+        option="--loss", metavar="NAME", help="Loss: any installed loss plugin (see `covseg plugins`)."))
     class_weighting: str = field(default="sqrt-inverse-frequency", metadata=setting(
         option="--class-weighting", choices=CLASS_WEIGHTINGS, metavar="NAME",
-        help="Class weights of the cross-entropy."))
+        help="Class weights from the training masks, handed to the loss (the built-in losses weight "
+        "their cross-entropy with them)."))
     augmentation: dict[str, Any] = field(default_factory=_default_augmentation, metadata=setting(
         parse=_augmentation,
         help="Augmentation: the preset 'reference' (rotation, flips, Gaussian noise) or a table of "
@@ -219,6 +283,11 @@ class TrainConfig:
     deterministic: bool = field(default=False, metadata=setting(
         option="--deterministic", scope=MACHINE, resumable=True, panel=RUN,
         help="Deterministic algorithms (slower on CUDA)."))
+    loggers: list[str] = field(default_factory=list, metadata=setting(
+        option="--log", metavar="NAME", parse=_loggers, repeatable=True, scope=MACHINE, resumable=True,
+        panel=RUN, default_text="none",
+        help="Also log losses, lr, metrics and validation overlays per epoch to an installed logger "
+        "plugin (repeatable or comma-separated; see `covseg plugins`), e.g. tensorboard."))
     checkpoint_every: int = field(default=1, metadata=setting(
         option="--checkpoint-every", unit="epochs", low=1, high=100_000, scope=MACHINE, resumable=True,
         panel=RUN, help="Write last.pt every N epochs (and at the end)."))
@@ -342,8 +411,11 @@ class TrainConfig:
             if not info.settable:
                 raise CovsegError(f"{where}: covseg records this itself; it cannot be set")
             if command not in info.commands:
-                hint = f" per pair (use {info.pair_option})" if info.pair_option else ""
-                raise CovsegError(f"{where}: covseg {command} sets this itself{hint}")
+                if info.pair_option:
+                    raise CovsegError(f"{where}: covseg {command} sets this itself per pair "
+                                      f"(use {info.pair_option})")
+                raise CovsegError(f"{where}: covseg {command} does not take this setting "
+                                  f"(covseg {' and '.join(info.commands)} does)")
             checked[key] = check_value(key, value, hint, info, where)
         return checked
 

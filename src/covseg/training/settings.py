@@ -23,9 +23,10 @@ from typing import Any
 from covseg.core.errors import CovsegError
 
 TRAIN, BENCHMARK = "train", "benchmark"
-SHARED, MACHINE, PAIR = "shared", "machine", "pair"
+SHARED, MACHINE, PAIR, TRAIN_ONLY = "shared", "machine", "pair", "train-only"
 """Benchmark scopes: shared by every pair (fixed for the benchmark folder), this machine's (may
-differ between workers, like ``--device``), or set per pair by the benchmark itself."""
+differ between workers, like ``--device``), set per pair by the benchmark itself, or not a benchmark
+setting at all (``--model-option``: one model's factory arguments, which its other models lack)."""
 
 DATA, TRAINING, RUN = "Data", "Training", "Run"
 """Help panels the options are grouped in."""
@@ -107,7 +108,7 @@ def allows_none(hint: Any) -> bool:
 
 
 def base_type(hint: Any) -> Any:
-    """``int | None`` -> ``int``; ``dict[str, str]`` -> ``dict``."""
+    """``int | None`` -> ``int``; ``dict[str, str]`` -> ``dict``; ``list[str]`` -> ``list``."""
     member = next(item for item in _members(hint) if item is not type(None))
     return typing.get_origin(member) or member
 
@@ -127,6 +128,9 @@ def _conforms(value: Any, hint: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if hint is str:
         return isinstance(value, str)
+    if typing.get_origin(hint) is list or hint is list:
+        (item_type,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_conforms(item, item_type) for item in value)
     if typing.get_origin(hint) is dict or hint is dict:
         key_type, value_type = typing.get_args(hint) or (str, Any)
         return isinstance(value, dict) and all(
@@ -135,7 +139,7 @@ def _conforms(value: Any, hint: Any) -> bool:
 
 
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             dict: "a table of key/value pairs"}
+             dict: "a table of key/value pairs", list: "a list"}
 
 
 def expected(hint: Any) -> str:

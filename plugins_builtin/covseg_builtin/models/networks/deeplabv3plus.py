@@ -1,6 +1,7 @@
-"""DeepLab V3+ (Chen et al., 2018) on timm encoders, output stride 16.
+"""DeepLab V3+ (Chen et al., 2018) on timm encoders, output stride 16 or 8.
 
-The encoder's stride-16 features go through ASPP (torchvision's), are up-sampled to the stride-4
+The encoder's stride-16 (or dilated stride-8) features go through ASPP (torchvision's; its rates
+6, 12, 18 doubled at stride 8, as in the paper), are up-sampled to the stride-4
 low-level features, joined with them after a 1x1 reduction to 48 channels, refined by two 3x3
 convolutions, classified and up-sampled to the input size.
 """
@@ -35,15 +36,21 @@ class DeepLabV3Plus(nn.Module):
         return resize_to(logits, x)
 
 
-def deeplabv3plus(encoder_name: str, num_classes: int, in_channels: int, pretrained: bool) -> DeepLabV3Plus:
+ASPP_RATES_AT_16 = (6, 12, 18)
+
+
+def deeplabv3plus(
+    encoder_name: str, num_classes: int, in_channels: int, pretrained: bool, output_stride: int = 16
+) -> DeepLabV3Plus:
     """DeepLab V3+ on the timm encoder ``encoder_name`` (ImageNet weights when ``pretrained``)."""
-    # out_indices (1, 4): the stride-4 low-level features and the last (stride-16) stage.
+    # out_indices (1, 4): the stride-4 low-level features and the last (stride-16 or 8) stage.
     encoder = create_timm_model(
         encoder_name,
         pretrained=pretrained,
         features_only=True,
         out_indices=(1, 4),
-        output_stride=16,
+        output_stride=output_stride,
         in_chans=in_channels,
     )
-    return DeepLabV3Plus(encoder, num_classes)
+    rates = tuple(rate * 16 // output_stride for rate in ASPP_RATES_AT_16)
+    return DeepLabV3Plus(encoder, num_classes, aspp_rates=rates)
