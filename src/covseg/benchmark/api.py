@@ -35,12 +35,13 @@ from covseg.benchmark.report import CURVES_PLOT, MIOU_PLOT, MONTAGE_PLOT, Benchm
 from covseg.benchmark.runner import one_line, run_pairs, worker_slots
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
-from covseg.data.split import Split
+from covseg.data.split import Folds, Split, read_split_file
 from covseg.devices import resolve_device
+from covseg.runs import fold_dir, is_cross_validation
 from covseg.terminal import SafeConsole, styled
 from covseg.training.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
-LOG_WIDTH = 160
+LOG_WIDTH = 170
 MIN_LATENCY_SIZE, MAX_LATENCY_SIZE = MIN_IMAGE_SIZE, MAX_IMAGE_SIZE
 
 
@@ -85,11 +86,8 @@ def run_benchmark(
     split = ensure_split(plan, slices)
     skipped = [pair for pair in pairs if finished_run(plan.out, pair) is not None]
     pending = [pair for pair in pairs if pair not in skipped]
-    console.print(
-        f"Benchmark {plan.out}: {len(pairs)} pair(s), {settings.describe()}; split {len(split.train_ids)} "
-        f"training / {len(split.val_ids)} validation slices of {slices.source}.",
-        highlight=False,
-    )
+    console.print(f"Benchmark {plan.out}: {len(pairs)} pair(s), {settings.describe()}; split "
+                  f"{describe_split(split)} of {slices.source}.", highlight=False)
     if skipped:
         shown = ", ".join(pair.key for pair in skipped)
         console.print(f"Already finished, skipped: {shown}", highlight=False)
@@ -99,6 +97,32 @@ def run_benchmark(
         results = gather(plan, latency_size=latency_size, device=options.device, console=console,
                          slices=slices)
     return BenchmarkOutcome(plan, ran, skipped, results)
+
+
+def describe_split(split: Split | Folds) -> str:
+    """``48 training / 12 validation / 20 test slices`` or ``5 folds of 13/13/13/13/12, 16 test slices``."""
+    test = f" / {len(split.test_ids)} test" if split.test_ids else ""
+    if isinstance(split, Folds):
+        sizes = "/".join(str(len(fold)) for fold in split.folds)
+        return f"{split.count} folds of {sizes}{test} slices"
+    return f"{len(split.train_ids)} training / {len(split.val_ids)} validation{test} slices"
+
+
+def single_model_run(run_dir: Path | None) -> Path | None:
+    """The run whose best.pt stands for the architecture (latency): fold 0 of a cross-validation."""
+    if run_dir is not None and is_cross_validation(run_dir):
+        return fold_dir(run_dir, 0)
+    return run_dir
+
+
+def montage_candidates(split: Split | Folds) -> tuple[list[str], bool]:
+    """The slices the montage picks from: the test slices when there are any (no model saw them),
+    else the validation slices (of fold 0 with folds: True, so fold 0's members predict them)."""
+    if split.test_ids:
+        return list(split.test_ids), False
+    if isinstance(split, Folds):
+        return list(split.folds[0]), True
+    return list(split.val_ids), False
 
 
 def gather(
@@ -113,7 +137,7 @@ def gather(
     console = console or SafeConsole()
     results = collect_results(plan)
     for result in results.models:
-        run_dir = results.first_run(result)
+        run_dir = single_model_run(results.first_run(result))
         with console.status(f"measuring {result.model}: parameters, GFLOPs"
                             f"{', ONNX CPU latency' if run_dir and latency_size else ''}"):
             try:
@@ -124,11 +148,14 @@ def gather(
     paths.append(plot_miou(results, plan.out / MIOU_PLOT))
     paths.append(plot_curves(results, plan.out / CURVES_PLOT))
     if plan.split_path.is_file():
+        split = read_split_file(plan.split_path)
+        candidates, fold_zero = montage_candidates(split)
         runs = {result.model: results.first_run(result) for result in results.models if result.finished}
+        if fold_zero:  # no test set: each model's fold-0 member, on the slices it did not train on
+            runs = {model: fold_dir(run_dir, 0) for model, run_dir in runs.items()}
         with console.status("predicting the montage slices with every model"):
-            montage = build_montage(runs, slices or load_benchmark_slices(plan.settings),
-                                    Split.load(plan.split_path), plan.settings.image_size,
-                                    resolve_device(device))
+            montage = build_montage(runs, slices or load_benchmark_slices(plan.settings), candidates,
+                                    plan.settings.image_size, resolve_device(device))
         paths.append(plot_montage(montage, plan.out / MONTAGE_PLOT))
         for model, reason in montage.skipped.items():
             console.print(styled(f"{model}: not in the montage: {reason}", "yellow"))
