@@ -27,7 +27,6 @@ Cost: one ``compute_metrics`` per resample and seed (benchmarks/bootstrap_cost.p
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -80,18 +79,19 @@ def bootstrap_intervals(
     registry = registry or get_registry()
     seeds, count = stack.shape[:2]
     generator = np.random.default_rng(seed)
-    values: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}  # metric -> (resamples, seeds)
     for index in range(resamples):
         weights = np.bincount(generator.integers(0, count, count), minlength=count).astype(np.int64)
-        per_seed = [compute_metrics(np.tensordot(weights, stack[member], axes=1), registry)
-                    for member in range(seeds)]
-        for name in per_seed[0]:
-            if name not in values:
-                values[name] = np.full(resamples, np.nan)
-            values[name][index] = _mean_defined([metrics.get(name, math.nan) for metrics in per_seed])
+        for member in range(seeds):
+            metrics = compute_metrics(np.tensordot(weights, stack[member], axes=1), registry)
+            for name, value in metrics.items():
+                if name not in values:
+                    values[name] = np.full((resamples, seeds), np.nan)
+                values[name][index, member] = value
     tail = 100.0 * (1.0 - confidence) / 2.0
     intervals: dict[str, Interval | None] = {}
-    for name, samples in values.items():
+    for name, table in values.items():
+        samples = _mean_defined(table)
         defined = samples[np.isfinite(samples)]
         if defined.size == 0:
             intervals[name] = None
@@ -101,10 +101,11 @@ def bootstrap_intervals(
     return intervals
 
 
-def _mean_defined(values: list[float]) -> float:
+def _mean_defined(table: np.ndarray) -> np.ndarray:
+    """Each row's mean over the seeds that define the metric (NaN where none does)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: the mean is NaN, as meant
-        return float(np.nanmean(values)) if values else math.nan
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row: its mean is NaN, as meant
+        return np.nanmean(table, axis=1)
 
 
 def overlap(first: Interval | None, second: Interval | None) -> bool:

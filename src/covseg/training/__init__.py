@@ -10,7 +10,9 @@ Modules: ``settings`` (what each setting is), ``config`` (TrainConfig, config.js
 ``config_file`` (``--config FILE``), ``recipes`` (``reference`` and ``default``, the reference
 study's figures), ``losses``, ``optim`` (optimisers and schedules), ``loaders`` (split and data
 loaders), ``batchnorm`` (the batch-of-one check), ``loop`` (one epoch), ``state`` (RNG state),
-``distributed`` (torchrun/DDP), ``report`` (progress bar and tables), ``api`` (:func:`train`).
+``distributed`` (torchrun/DDP), ``report`` (progress bar and tables), ``held_out`` (the test set
+and the final validation/test scores), ``cross_validation`` (``--folds``: fold runs, out-of-fold
+score, ensemble), ``api`` (:func:`train`).
 
 Names are imported on first use, so that the command line can read the settings without torch.
 """

@@ -77,6 +77,10 @@ def _normalisation(value: Any) -> Any:
     return value
 
 
+def _show_options(value: dict[str, str]) -> str:
+    return ",".join(f"{key}={item}" for key, item in value.items())
+
+
 def _show_windows(value: dict[str, Any]) -> str:
     return ",".join(f"{level:g}:{width:g}" for level, width in value.get("windows", []))
 
@@ -223,8 +227,9 @@ class TrainConfig:
         "best.pt at the end, never used for training or choosing the epoch."))
     test_dataset_options: dict[str, str] = field(default_factory=dict, metadata=setting(
         option="--test-dataset-option", panel=DATA, metavar="KEY=VALUE", parse=_dataset_options,
-        repeatable=True, default_text="none", help="Setting of the --test-data set (repeatable).",
-        rule=Rule(_separate_test_set, "test_data", "no separate test set to read", unused={})))
+        repeatable=True, default_text="none", show=_show_options,
+        help="Setting of the --test-data set (repeatable).",
+        rule=Rule(_separate_test_set, "test_data", "a setting of the separate test set", unused={})))
     split_file: str | None = field(default=None, metadata=setting(
         option="--split", metavar="FILE", parse=_path, panel=DATA, default_text="seeded split",
         help="A split.json (of a run, cross-validation or benchmark) to use instead of a seeded split."))
@@ -277,6 +282,9 @@ class TrainConfig:
             for rule in info.rules:
                 if rule.applies(self) or getattr(self, item.name) == rule.unused:
                     continue
+                if explicit(self.sources.get(item.name)) and getattr(self, rule.depends_on) is None:
+                    raise CovsegError(f"{self._label(item.name)} has no effect without "
+                                      f"{self.where(rule.depends_on)} ({rule.reason}); drop it")
                 if explicit(self.sources.get(item.name)):
                     raise CovsegError(
                         f"{self._label(item.name)} has no effect with {self._label(rule.depends_on)} "

@@ -63,8 +63,8 @@ def prepare_test_set(config: TrainConfig, slices: CTSlices, split: Split) -> Tes
     """
     if config.test_data is not None or config.test_dataset is not None:
         test = load_test_slices(config, slices)
-        where = config.test_data or test.source
-        return TestSet(test, list(test.ids), f"--test-data {where}")
+        where = f"--test-data {config.test_data}" if config.test_data else f"--test-dataset {test.source}"
+        return TestSet(test, list(test.ids), where)
     if split.test_ids:
         return TestSet(slices, list(split.test_ids), "split.json test_ids")
     return None
