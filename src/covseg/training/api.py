@@ -54,7 +54,6 @@ from covseg.training.held_out import (
     score_finished_run,
 )
 from covseg.training.loaders import (
-    EMBEDDED_PHANTOM,
     build_training_data,
     choose_split,
     create_given_run_dir,
@@ -210,8 +209,9 @@ class _TrainingRun:
     # ---- set-up ---------------------------------------------------------------------------------
     def _load_data(self, config: TrainConfig) -> tuple[CTSlices, TrainConfig]:
         """The slices, and the config with the dataset name resolved (config.json records it)."""
+        embedded = config.dataset is None and config.data is None
         slices, config = load_run_slices(config)
-        if config.sources.get("dataset") == EMBEDDED_PHANTOM:
+        if embedded:
             self.console.print(
                 f"No --dataset/--data given: training on the embedded {config.dataset} "
                 f"({len(slices)} synthetic CT slices).",

@@ -73,7 +73,11 @@ def cross_validate(config: TrainConfig, console: Console, *, resume: Path | None
         raise CovsegError("--folds trains its folds one after the other in one process; run it without "
                           "torchrun (or give each fold the GPUs through `covseg benchmark --jobs`)")
     config = _with_precision(config, resolve_device(config.device))
+    embedded = config.dataset is None and config.data is None
     slices, config = load_run_slices(config)
+    if embedded:
+        console.print(f"No --dataset/--data given: cross-validating on the embedded {config.dataset} "
+                      f"({len(slices)} synthetic CT slices).", soft_wrap=True)
     if resume is None:
         folds = _make_folds(config, slices)
         _check_fold_sizes(config, folds)
