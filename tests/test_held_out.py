@@ -21,7 +21,7 @@ from covseg.benchmark.report import COLUMN, COLUMNS, Stat, format_stat
 from covseg.cli import app
 from covseg.core.registry import get_registry
 from covseg.data.loading import load_slices
-from covseg.data.split import Split, read_split_file
+from covseg.data.split import Split, make_folds, read_split_file
 from covseg.evaluation import bootstrap
 from covseg.evaluation.evaluate import evaluate_slices
 from covseg.evaluation.metrics import compute_metrics
@@ -284,6 +284,18 @@ def test_cross_validation_refuses_what_cannot_work_before_making_a_folder(tmp_pa
     fraction = cli.invoke(app, ["train", "tiny-net", *TINY, "--folds", "2", "--val-fraction", "0.3"])
     assert "--val-fraction 0.3 has no effect with --folds 2 (each fold in turn is the validation set)" \
         in one_line_error(fraction)
+    seen = cli.invoke(app, ["train", "tiny-net", *TINY, "--folds", "2", "--test-dataset", "phantom",
+                            "--test-dataset-option", "count=2", "--test-dataset-option", "size=32",
+                            "--out", str(tmp_path)])
+    assert "has the very pixels of training data slice" in one_line_error(seen)
+    folds_file = tmp_path / "folds.json"
+    make_folds([f"phantom_{index:04d}" for index in range(1, 13)], 3).save(folds_file)
+    unasked = cli.invoke(app, ["train", "tiny-net", *TINY, "--split", str(folds_file),
+                               "--out", str(tmp_path)])
+    assert f"--split {folds_file} holds 3 cross-validation folds; add --folds 3" in one_line_error(unasked)
+    other = cli.invoke(app, ["train", "tiny-net", *TINY, "--split", str(folds_file), "--folds", "2",
+                             "--out", str(tmp_path)])
+    assert f"--split {folds_file} holds 3 folds, not --folds 2" in one_line_error(other)
     assert not tmp_path.joinpath("tiny-net").exists()
 
 

@@ -46,7 +46,7 @@ from covseg.evaluation.trained import evaluation_loader, load_ensemble
 from covseg.files import write_json
 from covseg.training.api import TrainingInterrupted, _with_precision, train
 from covseg.training.config import TrainConfig
-from covseg.training.held_out import prepare_test_set, scores_table
+from covseg.training.held_out import TestSet, prepare_test_set, scores_table
 from covseg.training.loaders import load_run_slices
 from covseg.training.loop import StepSettings
 
@@ -81,14 +81,16 @@ def cross_validate(config: TrainConfig, console: Console, *, resume: Path | None
     if resume is None:
         folds = _make_folds(config, slices)
         _check_fold_sizes(config, folds)
-        cv_dir = runs.create_run_dir(Path(config.out), config.model)
-        config.save(cv_dir / runs.RUN_CONFIG)
-        folds.save(cv_dir / runs.RUN_SPLIT)
     else:
-        cv_dir = Path(resume)
-        folds = _read_folds(cv_dir / runs.RUN_SPLIT, config)
+        folds = _read_folds(Path(resume) / runs.RUN_SPLIT, config)
         folds.check_ids(slices.ids, slices.source)
-        config.save(cv_dir / runs.RUN_CONFIG)
+    # Bad test data fails here, before a fold trains.
+    test_set = prepare_test_set(config, slices, Split(train_ids=folds.pool, val_ids=[], seed=folds.seed,
+                                                      val_fraction=None, test_ids=folds.test_ids))
+    cv_dir = Path(resume) if resume is not None else runs.create_run_dir(Path(config.out), config.model)
+    config.save(cv_dir / runs.RUN_CONFIG)
+    if resume is None:
+        folds.save(cv_dir / runs.RUN_SPLIT)
     console.print(f"Cross-validation of {config.model}: {folds.count} folds of "
                   f"{', '.join(str(len(fold)) for fold in folds.folds)} slices"
                   f"{f', {len(folds.test_ids)} test slices held out of every fold' if folds.test_ids else ''}"
@@ -96,7 +98,7 @@ def cross_validate(config: TrainConfig, console: Console, *, resume: Path | None
     started = time.perf_counter()
     for fold in range(folds.count):
         _train_fold(config, cv_dir, fold, console)
-    return _finish(config, cv_dir, folds, slices, console, time.perf_counter() - started)
+    return _finish(config, cv_dir, folds, test_set, console, time.perf_counter() - started)
 
 
 def _make_folds(config: TrainConfig, slices: CTSlices) -> Folds:
@@ -181,7 +183,7 @@ def _clear_unstarted(run_dir: Path) -> None:
     shutil.rmtree(run_dir)
 
 
-def _finish(config: TrainConfig, cv_dir: Path, folds: Folds, slices: CTSlices, console: Console,
+def _finish(config: TrainConfig, cv_dir: Path, folds: Folds, test_set: TestSet | None, console: Console,
             seconds: float) -> Path:
     """Out-of-fold score, ensemble.json, the ensemble's test score and the summary."""
     fold_dirs = [runs.fold_dir(cv_dir, fold) for fold in range(folds.count)]
@@ -195,9 +197,6 @@ def _finish(config: TrainConfig, cv_dir: Path, folds: Folds, slices: CTSlices, c
     checkpoints = [_settings_of(member) for member in members]
     write_ensemble(cv_dir / runs.ENSEMBLE, members, checkpoints)
     scores = {VALIDATION: out_of_fold}
-    split = Split(train_ids=folds.pool, val_ids=[], seed=folds.seed, val_fraction=None,
-                  test_ids=folds.test_ids)
-    test_set = prepare_test_set(config, slices, split)
     if test_set is not None:
         device = resolve_device(config.device)
         ensemble = load_ensemble(cv_dir / runs.ENSEMBLE, device)
