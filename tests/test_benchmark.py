@@ -33,7 +33,7 @@ from covseg.benchmark.plan import (
     read_record,
     select_pair,
 )
-from covseg.benchmark.report import COLUMNS, Stat, format_stat
+from covseg.benchmark.report import COLUMNS, MAIN_KEYS, SPLITS, Stat, format_stat, split_metrics
 from covseg.cli import app
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
@@ -128,16 +128,22 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
         for column in COLUMNS:
             if column.source == "measure":
                 continue
-            expected = (summary["best_metrics"] if column.source == "metric" else summary)[column.key]
+            expected = (split_metrics(summary, column.source).get(column.metric) if column.source in SPLITS
+                        else summary[column.key])
             assert seed[column.key] == expected == entry["mean"][column.key], column.key
-            assert row[column.header] == format_stat(Stat.of([expected]), column), column.key
+            interval = entry["interval"].get(column.key)
+            if column.key in MAIN_KEYS:
+                assert row[column.header] == format_stat(Stat.of([expected]), column, interval), column.key
             assert csv_number(rows[model][column.key]) == expected, column.key
+        assert entry["interval"]["test/miou"] is None  # no test set
+        assert entry["interval"]["validation/miou"] == summary["validation"]["intervals"]["miou"]
         measured = entry["measurements"]
         assert measured["params_m"] == pytest.approx(summary["params_m"])
         assert measured["gflops"] > 100 and measured["latency_ms"] > 0 and measured["latency_size"] == 32
         assert row["Params (M)"] == f"{measured['params_m']:.1f}"
         assert row["ONNX CPU latency (ms)"] == f"{measured['latency_ms']:.1f}"
-        assert row["Validation mIoU"] == f"{summary['best_metrics']['miou']:.4f}"
+        assert row["Validation mIoU"].startswith(f"{summary['best_metrics']['miou']:.4f} [")
+        assert row["Test mIoU"] == "n/a"
         assert row["Status"] == "done"
         assert rows[model]["reference_miou"] == REFERENCE_STUDY["miou"]
     broken = by_model["broken-net"]
@@ -207,10 +213,10 @@ def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_g
     assert entry["finished_seeds"] == [0, 1, 2]
     values = [summary_of(out, seed["run_dir"])["best_metrics"]["pixel_accuracy"]
               for seed in entry["per_seed"]]
-    assert entry["mean"]["pixel_accuracy"] == pytest.approx(statistics.mean(values))
-    assert entry["std"]["pixel_accuracy"] == pytest.approx(statistics.stdev(values))
+    assert entry["mean"]["validation/pixel_accuracy"] == pytest.approx(statistics.mean(values))
+    assert entry["std"]["validation/pixel_accuracy"] == pytest.approx(statistics.stdev(values))
     cell = table_row((out / "results.md").read_text(), "unet")["Validation accuracy"]
-    assert cell == f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+    assert cell.startswith(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} [")
     assert entry["measurements"]["latency_ms"] is None
 
 
@@ -245,7 +251,7 @@ def test_flops_and_params_are_counted_on_the_meta_device(test_models):
 
 
 def test_mean_and_sample_std_formatting():
-    column = next(column for column in COLUMNS if column.key == "miou")
+    column = next(column for column in COLUMNS if column.key == "validation/miou")
     stat = Stat.of([0.70, 0.72, None, math.nan])
     assert stat.n == 2 and stat.mean == pytest.approx(0.71) and stat.std == pytest.approx(0.0141421356)
     assert format_stat(stat, column) == "0.7100 ± 0.0141"

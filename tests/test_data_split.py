@@ -7,7 +7,7 @@ import json
 import pytest
 
 from covseg.core.errors import CovsegError
-from covseg.data.split import Split, make_split
+from covseg.data.split import Split, carve_test, make_folds, make_split, read_split_file
 
 IDS = [f"medseg_{number:03d}" for number in range(1, 101)]
 
@@ -60,3 +60,65 @@ def test_bad_split_files_name_the_file(tmp_path, content, message):
     with pytest.raises(CovsegError, match=message) as error:
         Split.load(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+# ---- the test set and the folds ---------------------------------------------------------------
+def test_test_set_is_carved_first_seeded_and_leaves_the_old_split_alone():
+    split = make_split(IDS, val_fraction=0.2, seed=0, test_fraction=0.2)
+    assert len(split.test_ids) == 20 and len(split.val_ids) == 16 and len(split.train_ids) == 64
+    assert sorted(split.all_ids) == IDS
+    assert not set(split.test_ids) & (set(split.train_ids) | set(split.val_ids))
+    assert split == make_split(list(reversed(IDS)), val_fraction=0.2, seed=0, test_fraction=0.2)
+    assert make_split(IDS, seed=1, test_fraction=0.2).test_ids != split.test_ids
+    # Without a test set the split is the one covseg always made (seed 0: these exact ids).
+    plain = make_split(IDS, val_fraction=0.2, seed=0)
+    assert plain.test_ids == [] and plain == make_split(IDS, val_fraction=0.2, seed=0, test_fraction=None)
+    assert len(make_split(IDS[:3], val_fraction=0.2, test_fraction=0.9).test_ids) == 1  # leaves 2
+    with pytest.raises(CovsegError, match="cannot be split into training, validation and test"):
+        make_split(IDS[:2], test_fraction=0.5)
+
+
+def test_split_files_with_test_ids_round_trip_and_old_files_have_none(tmp_path):
+    split = make_split(IDS, seed=3, test_fraction=0.1)
+    path = tmp_path / "split.json"
+    split.save(path)
+    assert Split.load(path) == split
+    old = {"format": "covseg-split-1", "train_ids": IDS[:90], "val_ids": IDS[90:], "seed": 0,
+           "val_fraction": 0.1}
+    path.write_text(json.dumps(old))
+    assert Split.load(path).test_ids == []
+    path.write_text(json.dumps({**old, "test_ids": [IDS[0]]}))
+    with pytest.raises(CovsegError, match=f"puts '{IDS[0]}' in both train and test"):
+        Split.load(path)
+    path.write_text(json.dumps({**old, "test_ids": [IDS[95]]}))
+    with pytest.raises(CovsegError, match=f"puts '{IDS[95]}' in both validation and test"):
+        Split.load(path)
+
+
+def test_folds_are_disjoint_cover_the_non_test_ids_and_split_by_fold(tmp_path):
+    pool, test_ids = carve_test(IDS, 0.2, seed=0)
+    folds = make_folds(pool, 5, seed=0, test_ids=test_ids)
+    assert [len(fold) for fold in folds.folds] == [16] * 5 and folds.pool == pool
+    assert sorted(name for fold in folds.folds for name in fold) == pool
+    assert make_folds(list(reversed(pool)), 5, seed=0, test_ids=test_ids) == folds
+    assert [len(fold) for fold in make_folds(IDS[:11], 3).folds] == [4, 4, 3]
+    for index in range(5):
+        split = folds.split(index)
+        assert split.val_ids == folds.folds[index] and split.test_ids == test_ids
+        assert sorted(split.train_ids + split.val_ids) == pool and split.fold == index and split.folds == 5
+    path = tmp_path / "split.json"
+    folds.save(path)
+    assert read_split_file(path) == folds
+    with pytest.raises(CovsegError, match="5 cross-validation folds, not one split; use it with --folds 5"):
+        Split.load(path)
+    with pytest.raises(CovsegError, match="fold 5 does not exist"):
+        folds.split(5)
+    with pytest.raises(CovsegError, match="--folds 7: only 6 slice"):
+        make_folds(IDS[:6], 7)
+    with pytest.raises(CovsegError, match="is both a test slice and in a fold"):
+        make_folds(IDS[:6], 2, test_ids=[IDS[0]])
+    record = json.loads(path.read_text())
+    record["folds"][1].append(record["folds"][0][0])
+    path.write_text(json.dumps(record))
+    with pytest.raises(CovsegError, match="in both fold 0 and fold 1"):
+        read_split_file(path)

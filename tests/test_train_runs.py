@@ -79,6 +79,7 @@ def test_cli_run_writes_every_file_and_records_explicit_options(tmp_path):
         "best.pt",
         "last.pt",
         "summary.json",
+        "slice_confusions.json",
     }
     config = json.loads((run / "config.json").read_text())
     assert config["lr"] == 0.002 and config["epochs"] == 2  # explicit options win over the recipe
@@ -169,6 +170,8 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes_to_the_uninterrupted_result(tmp
     assert read_records(run) == read_records(straight)
     summaries = [json.loads((folder / "summary.json").read_text()) for folder in (straight, run)]
     assert summaries[0]["best_metrics"] == summaries[1]["best_metrics"]
+    # best.pt keeps its per-slice confusions across the resume: the same validation interval.
+    assert summaries[0]["validation"] == summaries[1]["validation"]
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -9,7 +9,13 @@
 ``best.pt``               the weights of the epoch with the highest validation mIoU
 ``last.pt``               the latest epoch with optimiser, scheduler and RNG states (``--resume``)
 ``summary.json``          the run's outcome; its presence means the run finished
+``slice_confusions.json`` one confusion matrix per scored slice (validation, test): intervals
 ========================  =====================================================================
+
+A cross-validation (``covseg train MODEL --folds K``) is a run folder too: its ``config.json``
+has ``folds`` K (and no ``fold``), its ``split.json`` holds the folds, ``fold-0/`` ..
+``fold-<K-1>/`` are ordinary run folders, and ``ensemble.json`` lists their best.pt files;
+its ``summary.json`` holds the out-of-fold and the ensemble's test metrics.
 
 Every file is written through :func:`covseg.files.atomic_write`. This module imports no torch, so
 listing, reading and checking runs stays cheap.
@@ -30,6 +36,13 @@ METRICS_LOG = "metrics.jsonl"
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 SUMMARY = "summary.json"
+SLICE_CONFUSIONS = "slice_confusions.json"
+ENSEMBLE = "ensemble.json"
+
+
+def fold_dir(cross_validation_dir: Path, fold: int) -> Path:
+    """``fold-<k>``: the run folder of fold k (0-based) inside a cross-validation folder."""
+    return Path(cross_validation_dir) / f"fold-{fold}"
 
 
 def create_run_dir(out: Path, model: str, now: float | None = None) -> Path:
@@ -58,6 +71,15 @@ def create_run_dir(out: Path, model: str, now: float | None = None) -> Path:
 def is_run_dir(path: Path) -> bool:
     """Whether ``path`` is a run folder (it holds config.json)."""
     return (Path(path) / RUN_CONFIG).is_file()
+
+
+def is_cross_validation(path: Path) -> bool:
+    """Whether ``path`` is a cross-validation folder: a run folder whose config has ``folds`` set and
+    no ``fold`` (a fold's own run records which fold it is)."""
+    if not is_run_dir(path):
+        return False
+    config = read_run_config(path)
+    return config.get("folds") is not None and config.get("fold") is None
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

@@ -38,8 +38,9 @@ from covseg.benchmark.report import CURVES_PLOT, MIOU_PLOT, MONTAGE_PLOT, Benchm
 from covseg.benchmark.runner import one_line, run_pairs, worker_slots
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
-from covseg.data.split import Split
+from covseg.data.split import Folds, Split, read_split_file
 from covseg.devices import resolve_device
+from covseg.runs import fold_dir, is_cross_validation
 from covseg.training.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from covseg.training.run_plugins import resolve_plugins
 
@@ -90,8 +91,8 @@ def run_benchmark(
     split = ensure_split(plan, slices)
     skipped = [pair for pair in pairs if finished_run(plan.out, pair) is not None]
     pending = [pair for pair in pairs if pair not in skipped]
-    logger.info("Benchmark %s: %d pair(s), %s; split %d training / %d validation slices of %s.", plan.out,
-                len(pairs), settings.describe(), len(split.train_ids), len(split.val_ids), slices.source)
+    logger.info("Benchmark %s: %d pair(s), %s; split %s of %s.", plan.out, len(pairs), settings.describe(),
+                describe_split(split), slices.source)
     if skipped:
         logger.info("Already finished, skipped: %s", ", ".join(pair.key for pair in skipped))
     ran = run_pairs(plan, pending, jobs=jobs, options=options, listeners=listeners)
@@ -99,6 +100,32 @@ def run_benchmark(
     if report:
         results = gather(plan, latency_size=latency_size, device=options.device, slices=slices)
     return BenchmarkOutcome(plan, ran, skipped, results)
+
+
+def describe_split(split: Split | Folds) -> str:
+    """``48 training / 12 validation / 20 test slices`` or ``5 folds of 13/13/13/13/12, 16 test slices``."""
+    test = f" / {len(split.test_ids)} test" if split.test_ids else ""
+    if isinstance(split, Folds):
+        sizes = "/".join(str(len(fold)) for fold in split.folds)
+        return f"{split.count} folds of {sizes}{test} slices"
+    return f"{len(split.train_ids)} training / {len(split.val_ids)} validation{test} slices"
+
+
+def single_model_run(run_dir: Path | None) -> Path | None:
+    """The run whose best.pt stands for the architecture (latency): fold 0 of a cross-validation."""
+    if run_dir is not None and is_cross_validation(run_dir):
+        return fold_dir(run_dir, 0)
+    return run_dir
+
+
+def montage_candidates(split: Split | Folds) -> tuple[list[str], bool]:
+    """The slices the montage picks from: the test slices when there are any (no model saw them),
+    else the validation slices (of fold 0 with folds: True, so fold 0's members predict them)."""
+    if split.test_ids:
+        return list(split.test_ids), False
+    if isinstance(split, Folds):
+        return list(split.folds[0]), True
+    return list(split.val_ids), False
 
 
 def gather(
@@ -114,7 +141,7 @@ def gather(
     """
     results = collect_results(plan)
     for result in results.models:
-        run_dir = results.first_run(result)
+        run_dir = single_model_run(results.first_run(result))
         logger.info("measuring %s: parameters, GFLOPs%s", result.model,
                     ", ONNX CPU latency" if run_dir and latency_size else "")
         try:
@@ -125,11 +152,14 @@ def gather(
     paths.append(plot_miou(results, plan.out / MIOU_PLOT))
     paths.append(plot_curves(results, plan.out / CURVES_PLOT))
     if plan.split_path.is_file():
+        split = read_split_file(plan.split_path)
+        candidates, fold_zero = montage_candidates(split)
         runs = {result.model: results.first_run(result) for result in results.models if result.finished}
+        if fold_zero:  # no test set: each model's fold-0 member, on the slices it did not train on
+            runs = {model: fold_dir(run_dir, 0) for model, run_dir in runs.items()}
         logger.info("predicting the montage slices with every model")
-        montage = build_montage(runs, slices or load_benchmark_slices(plan.settings),
-                                Split.load(plan.split_path), plan.settings.image_size,
-                                resolve_device(device))
+        montage = build_montage(runs, slices or load_benchmark_slices(plan.settings), candidates,
+                                plan.settings.image_size, resolve_device(device))
         paths.append(plot_montage(montage, plan.out / MONTAGE_PLOT))
         for model, reason in montage.skipped.items():
             logger.warning("%s: not in the montage: %s", model, reason)

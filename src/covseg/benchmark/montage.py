@@ -1,4 +1,5 @@
-"""The same validation slices as predicted by every model: picked once, predicted by each best.pt."""
+"""The same unseen slices as predicted by every model: picked once, predicted by each best.pt (or
+ensemble): test slices when the benchmark has a test set, else validation slices."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.dataset import SliceDataset
 from covseg.data.intensity import Normalisation
-from covseg.data.split import Split
 from covseg.evaluation.evaluate import predict_labels
 from covseg.evaluation.trained import load_trained_model
 
@@ -31,7 +31,7 @@ class Montage:
 
 
 def choose_slices(slices: CTSlices, val_ids: list[str], count: int = MONTAGE_SLICES) -> list[str]:
-    """The ``count`` validation slices with the most lesion pixels (ties by id), in id order.
+    """The ``count`` slices of ``val_ids`` with the most lesion pixels (ties by id), in id order.
 
     Slices with lesions show the models' differences; a fixed rule keeps the montage comparable
     between reruns and benchmarks on the same data.
@@ -48,15 +48,16 @@ def _model_input(dataset: SliceDataset) -> tuple[list[torch.Tensor], list[np.nda
     return [image for image, _ in pairs], [mask.numpy() for _, mask in pairs]
 
 
-def build_montage(runs: dict[str, Path], slices: CTSlices, split: Split, image_size: int | None,
+def build_montage(runs: dict[str, Path], slices: CTSlices, candidates: list[str], image_size: int | None,
                   device: torch.device, count: int = MONTAGE_SLICES) -> Montage:
-    """Predict the chosen validation slices with each model's best.pt (``runs``: model -> run folder).
+    """Predict the chosen slices of ``candidates`` with each model's best.pt (``runs``: model -> run
+    folder; a cross-validation folder predicts with its ensemble).
 
     The picture shows the slices in the default (lung) window; each model predicts them exactly as
     in its validation: its own normalisation, the benchmark's image size, one slice at a time (slices
     of native size may differ in size).
     """
-    ids = choose_slices(slices, split.val_ids, count)
+    ids = choose_slices(slices, candidates, count)
     images, truths = _model_input(SliceDataset(slices, ids, Normalisation(), image_size=image_size))
     montage = Montage(ids, [image.permute(1, 2, 0).numpy() for image in images], truths)
     for model_name, run_dir in runs.items():

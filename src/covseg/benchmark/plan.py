@@ -4,7 +4,8 @@ A benchmark folder (``--out DIR``) holds everything, so that any number of proce
 Slurm array tasks can work on it and a rerun picks up where the last one stopped:
 
 - ``benchmark.json``: the settings every pair trains under and the pairs asked for so far
-- ``split.json``: the one train/validation split every model and seed trains on
+- ``split.json``: the one split every model and seed trains on (training, validation and test ids;
+  with ``--folds K`` the K folds and the test ids: every pair is then a K-fold cross-validation)
 - ``runs/seed<k>/<model>/<timestamp>/``: the training runs (``covseg train`` run folders)
 - ``jobs/<model>-seed<k>.json``: each pair's status, run folder and error (the jobs index)
 - ``logs/<model>-seed<k>.log``: output of worker processes and tracebacks of failures
@@ -29,13 +30,16 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.data.loading import load_slices
-from covseg.data.split import Split, make_split
+from covseg.data.split import Folds, Split, carve_test, make_folds, make_split, read_split_file
 from covseg.files import read_json, write_json
-from covseg.runs import LAST_CHECKPOINT, RUN_CONFIG, SUMMARY
+from covseg.runs import LAST_CHECKPOINT, RUN_CONFIG, SUMMARY, is_cross_validation
 from covseg.training.config import TrainConfig, shared_settings
 from covseg.training.settings import BENCHMARK, MACHINE, explicit, format_number, option_name
 
 FORMAT = "covseg-benchmark-2"
+ADDED_SETTINGS = {"test_fraction": None, "test_dataset": None, "test_data": None, "test_dataset_options": {},
+                  "folds": None}
+"""Shared settings added after the format: a folder that lacks them ran with these values."""
 SETTINGS_FILE = "benchmark.json"
 SPLIT_FILE = "split.json"
 RUNS_DIR = "runs"
@@ -146,6 +150,8 @@ class BenchmarkSettings:
         values, sources, seed = data.get("settings"), data.get("sources", {}), data.get("split_seed", 0)
         if not isinstance(values, dict) or not isinstance(sources, dict) or not isinstance(seed, int):
             raise CovsegError(f"{source} is not a covseg benchmark settings file (no 'settings' table)")
+        # Folders of format 2 written before the test set and folds existed ran without them.
+        values = {**ADDED_SETTINGS, **values}
         missing = [name for name in shared_settings() if name not in values]
         if missing:
             raise CovsegError(f"{source}: settings has no '{missing[0]}'")
@@ -157,23 +163,30 @@ class BenchmarkSettings:
         data = self.data or self.dataset or "the embedded phantom"
         options = ", ".join(f"{key}={value}" for key, value in self.dataset_options.items())
         size = f"{self.image_size}x{self.image_size}" if self.image_size else "native size"
-        shown = {"recipe", "epochs", "batch_size", "image_size", "data", "dataset", "dataset_options"}
+        shown = {"recipe", "epochs", "batch_size", "image_size", "data", "dataset", "dataset_options",
+                 "test_fraction", "folds"}
         settings = TrainConfig.settings()
         given = [f"{settings[name].option} {_shown(value)}" for name, value in self.values.items()
                  if name not in shown and explicit(self.sources.get(name))]
+        held_out = f", test fraction {_shown(self.test_fraction)}" if self.test_fraction else ""
+        folds = f", {self.folds} folds" if self.folds else ""
         return (f"recipe {self.recipe}, epochs {self.epochs}, batch {self.batch_size}, {size}, data "
-                f"{data}{f' ({options})' if options else ''}"
+                f"{data}{f' ({options})' if options else ''}{held_out}{folds}"
                 f"{'; also ' + ', '.join(given) if given else ''}")
 
     def train_config(self, pair: Pair, out: Path, run_options: RunOptions | None = None) -> TrainConfig:
         """The TrainConfig of one pair: the shared settings, the shared split file, the pair's seed."""
         run_options = run_options or RunOptions()
         values = {**self.values, **run_options.values, "model": pair.model, "seed": pair.seed,
-                  "split_file": str(Path(out) / SPLIT_FILE), "val_fraction": None,
+                  "split_file": str(Path(out) / SPLIT_FILE), "val_fraction": None, "test_fraction": None,
                   "out": str(runs_root(out, pair))}
         sources = {**self.sources, **run_options.sources, "model": "--models", "seed": "--seeds",
                    "split_file": "the benchmark's split", "out": "the benchmark's --out",
                    "val_fraction": "not used: the benchmark's split file fixes the validation slices"}
+        if self.values.get("test_fraction") is not None:
+            sources["test_fraction"] = "not used: the benchmark's split file fixes the test slices"
+        else:
+            sources.pop("test_fraction", None)
         config = TrainConfig(**values, sources=sources)
         config.validate()
         return config
@@ -192,7 +205,7 @@ def resolve_settings(
     config = TrainConfig.resolve(model, options=options, config_file=config_file, command=BENCHMARK,
                                  from_cli=from_cli)
     values = {name: getattr(config, name) for name in shared_settings()}
-    for name in ("data", "split_file"):  # workers and array tasks may start in another folder
+    for name in ("data", "split_file", "test_data"):  # workers and array tasks may start elsewhere
         if values[name] is not None:
             values[name] = str(Path(values[name]).resolve())
     sources = {name: config.sources[name] for name in values if name in config.sources}
@@ -333,22 +346,41 @@ def load_benchmark_slices(settings: BenchmarkSettings) -> CTSlices:
     return slices
 
 
-def ensure_split(plan: Plan, slices: CTSlices) -> Split:
+def ensure_split(plan: Plan, slices: CTSlices) -> Split | Folds:
     """The benchmark's one split: made once (seeded, or read from ``--split FILE``), then read back by
-    every pair."""
+    every pair. The test set is carved out first (``--test-fraction``); with ``--folds K`` the other
+    slices are dealt into K folds, shared by every model and seed."""
+    settings = plan.settings
     path = plan.split_path
     if path.is_file():
-        split = Split.load(path)
+        split = read_split_file(path)
         split.check_ids(slices.ids, slices.source)
+        _check_kind(path, split, settings.folds)
         return split
-    given = plan.settings.split_file
+    given = settings.split_file
     if given is not None:
-        split = Split.load(Path(given))
+        split = read_split_file(Path(given))
         split.check_ids(slices.ids, slices.source)
+        if settings.folds is not None and isinstance(split, Split):
+            split = make_folds([*split.train_ids, *split.val_ids], settings.folds, settings.split_seed,
+                               split.test_ids, split.test_fraction)
+        _check_kind(Path(given), split, settings.folds)
+    elif settings.folds is not None:
+        pool, test_ids = carve_test(slices.ids, settings.test_fraction, settings.split_seed)
+        split = make_folds(pool, settings.folds, settings.split_seed, test_ids, settings.test_fraction)
     else:
-        split = make_split(slices.ids, val_fraction=plan.settings.val_fraction, seed=plan.settings.split_seed)
+        split = make_split(slices.ids, val_fraction=settings.val_fraction, seed=settings.split_seed,
+                           test_fraction=settings.test_fraction)
     split.save(path)
     return split
+
+
+def _check_kind(path: Path, split: Split | Folds, folds: int | None) -> None:
+    if isinstance(split, Folds) and split.count != folds:
+        raise CovsegError(f"{path} holds {split.count} cross-validation folds; the benchmark has "
+                          f"{'--folds ' + str(folds) if folds else 'no --folds'}")
+    if isinstance(split, Split) and folds is not None:
+        raise CovsegError(f"{path} holds one split, not the {folds} folds of --folds {folds}")
 
 
 # ---- the jobs index -----------------------------------------------------------------------------
@@ -460,11 +492,12 @@ def finished_run(out: Path, pair: Pair) -> Path | None:
 
 
 def unfinished_run(out: Path, pair: Pair) -> Path | None:
-    """The newest run of the pair that stopped part-way (last.pt, no summary.json): resumed, not restarted."""
+    """The newest run of the pair that stopped part-way (last.pt, or a cross-validation folder, and no
+    summary.json): resumed, not restarted."""
     for run_dir in reversed(_pair_runs(out, pair)):
         if (run_dir / SUMMARY).is_file():
             return None
-        if (run_dir / LAST_CHECKPOINT).is_file():
+        if (run_dir / LAST_CHECKPOINT).is_file() or is_cross_validation(run_dir):
             return run_dir
     return None
 

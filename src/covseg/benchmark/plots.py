@@ -41,32 +41,39 @@ def _colours(count: int) -> list:
 
 
 def plot_miou(results: BenchmarkResults, path: Path) -> Path:
-    """Bars: mean best validation mIoU per model, error bars the seed std, dots every seed."""
+    """Bars: mean test mIoU per model (validation mIoU without a test set), error bars the 95%
+    bootstrap interval over slices, dots every seed."""
     models = results.models
+    key = results.headline
     figure = Figure(figsize=(max(6.0, 1.1 * len(models) + 2.5), 4.6))
     axes = figure.subplots()
     _reference_band(axes)
     positions = np.arange(len(models))
     for position, result, colour in zip(positions, models, _colours(len(models)), strict=True):
-        stat = result.stat("miou")
+        stat = result.stat(key)
         if stat.mean is None:
             axes.text(position, 0.02, result.status, ha="center", va="bottom", rotation=90, color="tab:red")
             continue
-        axes.bar(position, stat.mean, width=0.6, color=colour, alpha=0.85,
-                 yerr=stat.std if stat.std is not None else None, capsize=5)
-        seeds = [seed.values.get("miou") for seed in result.finished]
+        interval = result.interval(key)
+        error = None if interval is None else [[max(stat.mean - interval[0], 0.0)],
+                                                [max(interval[1] - stat.mean, 0.0)]]
+        axes.bar(position, stat.mean, width=0.6, color=colour, alpha=0.85, yerr=error, capsize=5)
+        seeds = [seed.values.get(key) for seed in result.finished]
         values = [value for value in seeds if value is not None]
         axes.scatter(np.full(len(values), position), values, color="black", s=14, zorder=3,
                      label="one seed" if position == 0 else None)
         # The mean's value above its error bar, kept inside the axes when the spread reaches 1.
-        axes.text(position, min(stat.mean + (stat.std or 0.0) + 0.015, 0.965), f"{stat.mean:.3f}",
+        top = interval[1] if interval is not None else stat.mean
+        axes.text(position, min(top + 0.015, 0.965), f"{stat.mean:.3f}",
                   ha="center", fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     axes.set_xticks(positions, [result.model for result in models], rotation=30, ha="right")
     axes.set_ylim(0.0, 1.0)
-    axes.set_ylabel("best validation mIoU")
+    label = "test mIoU" if key.startswith("test/") else "validation (selection) mIoU"
+    axes.set_ylabel(label)
     seeds = sorted({seed.seed for result in models for seed in result.seeds})
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
-    axes.set_title(f"Best validation mIoU per model ({seed_text}; bar: mean ± std over seeds)")
+    axes.set_title(f"{label[0].upper()}{label[1:]} per model ({seed_text}; bar: mean over seeds, "
+                   "error bar: 95% bootstrap interval over slices)")
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return _save(figure, path)
@@ -103,7 +110,7 @@ def plot_curves(results: BenchmarkResults, path: Path) -> Path:
 
 
 def plot_montage(montage: Montage, path: Path) -> Path:
-    """Rows: the chosen validation slices; columns: image, truth, then each model's prediction."""
+    """Rows: the chosen slices; columns: image, truth, then each model's prediction."""
     models = list(montage.predictions)
     columns = 2 + len(models)
     rows = len(montage.ids)

@@ -29,6 +29,8 @@ from rich.table import Table
 from rich.text import Text
 
 from covseg.core.hookspecs import hookimpl
+from covseg.evaluation import bootstrap
+from covseg.evaluation.scores import TEST, VALIDATION
 
 HEADLINE_METRICS = ("miou", "lesion_miou", "pixel_accuracy", "mean_lesion_dice")
 EPOCH_LINES = 20
@@ -111,6 +113,9 @@ class TrainingProgress:
             self.progress = None
         if status == "finished" and summary is not None:
             self.console.print(results_table(summary))
+            if summary.get(VALIDATION) or summary.get(TEST):
+                title = f"{summary['model']}: validation (selection) and test"
+                self.console.print(scores_table(summary, title))
 
 
 def results_table(summary: Mapping[str, Any]) -> Table:
@@ -129,6 +134,39 @@ def results_table(summary: Mapping[str, Any]) -> Table:
         f"{summary['wall_time_s']:.0f} s"
     )
     return table
+
+
+def scores_table(blocks: Mapping[str, Any], title: str, keys: tuple[str, ...] = HEADLINE_METRICS) -> Table:
+    """The headline metrics of the ``validation`` and ``test`` blocks, each with its interval."""
+    confidence = round(100 * bootstrap.CONFIDENCE)
+    validation, test = blocks.get(VALIDATION), blocks.get(TEST)
+    counts = [f"{label} {block['slices']} slices" for label, block in (("validation", validation),
+                                                                         ("test", test)) if block]
+    table = Table(title=f"{title} ({', '.join(counts) or 'nothing scored'})")
+    table.add_column("metric")
+    for label in ("validation", "test"):
+        table.add_column(label, justify="right")
+        table.add_column(f"{confidence}% CI", justify="right")
+    for key in keys:
+        cells = []
+        for block in (validation, test):
+            if block is None:
+                cells += ["-", "-"]
+                continue
+            cells += [format_metric(block["metrics"].get(key)), format_interval(block["intervals"].get(key))]
+        table.add_row(key, *cells)
+    table.caption = (f"validation: where the epoch was chosen (optimistic); test: unseen, scored once. "
+                     f"CI: percentile bootstrap over slices, {bootstrap.RESAMPLES} resamples"
+                     if test is not None else
+                     f"no test set: the validation figures, where the epoch was chosen, are optimistic. "
+                     f"CI: percentile bootstrap over slices, {bootstrap.RESAMPLES} resamples")
+    return table
+
+
+def format_interval(interval: Any) -> str:
+    if not interval:
+        return "-"
+    return f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
 class DownloadBars:

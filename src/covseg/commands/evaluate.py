@@ -29,13 +29,15 @@ if TYPE_CHECKING:
 class SplitChoice(str, Enum):
     val = "val"
     train = "train"
+    test = "test"
     all = "all"
 
 
 @user_errors
 def evaluate(
     target: Annotated[
-        Path, typer.Argument(help="A run folder (its best.pt is used) or a .pt checkpoint file.")
+        Path, typer.Argument(help="A run folder (its best.pt is used), a .pt checkpoint file, or a "
+                             "cross-validation folder / ensemble.json (its fold models, softmax averaged).")
     ],
     dataset: str | None = typer.Option(
         None, "--dataset", help="Evaluate on this whole data set (see `covseg data list`) instead of the "
@@ -47,7 +49,8 @@ def evaluate(
         "--dataset-option", help="Data set setting key=value (repeatable); with the run's own data "
         "it overrides the run's setting.")] = None,
     split: Annotated[SplitChoice | None, typer.Option(
-        "--split", help="Which slices of the run's own data: val (default), train or all.")] = None,
+        "--split", help="Which slices of the run's own data: val (default; where the epoch was chosen), "
+        "test (the held-out test set; an ensemble's default), train or all.")] = None,
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     save_predictions: Annotated[Path | None, typer.Option(
@@ -58,15 +61,17 @@ def evaluate(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics and the confusion "
                                                    "matrix to this JSON file.")] = None,
 ) -> None:
-    """Score a trained model: metric tables on the run's validation split or on any data set."""
+    """Score a trained model: metric tables, with 95% bootstrap intervals over slices, on the run's
+    validation or test split or on any data set."""
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from covseg.data.dataset import SliceDataset
     from covseg.data.options import parse_dataset_options
     from covseg.devices import resolve_device
-    from covseg.evaluation.evaluate import evaluate_model
-    from covseg.evaluation.trained import load_evaluation_data, load_trained_model
+    from covseg.evaluation import bootstrap
+    from covseg.evaluation.evaluate import evaluate_slices
+    from covseg.evaluation.scores import Score
+    from covseg.evaluation.trained import evaluation_loader, load_evaluation_data, load_trained_model
 
     if save_predictions is not None:
         check_output_folder(save_predictions, overwrite)
@@ -74,13 +79,10 @@ def evaluate(
     trained = load_trained_model(target, torch_device)
     options = parse_dataset_options(dataset_option)
     source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
-    slice_dataset = SliceDataset(source.slices, source.ids, trained.normalisation,
-                                 image_size=trained.image_size)
-    if len({image.shape[:2] for image in slice_dataset.images}) > 1:
-        batch_size = 1  # native sizes differ and the run did not resize: slices cannot share a batch
+    loader, one_at_a_time = evaluation_loader(source.slices, source.ids, trained.normalisation,
+                                              trained.image_size, batch_size, torch_device)
+    if one_at_a_time:
         warn("slices differ in size and the model was trained at native size: evaluating one slice at a time")
-    loader = torch.utils.data.DataLoader(slice_dataset, batch_size=batch_size, shuffle=False,
-                                         pin_memory=torch_device.type == "cuda")
     writer = PredictionWriter(save_predictions, source.ids) if save_predictions is not None else None
     autocast = torch.bfloat16 if trained.config and trained.config.get("amp") else None
     console.print(describe_evaluation(trained, source, torch_device))
@@ -93,9 +95,11 @@ def evaluate(
                 writer.write_batch(images, masks, predictions)
             progress.advance(task)
 
-        confusion, metrics = evaluate_model(trained.model, loader, torch_device, trained.num_classes,
-                                            autocast_dtype=autocast, on_batch=on_batch)
-    print_metric_tables(metrics, confusion, trained.class_names)
+        confusions = evaluate_slices(trained.model, loader, torch_device, trained.num_classes,
+                                     autocast_dtype=autocast, on_batch=on_batch)
+    score = Score.of(source.ids, confusions)
+    confusion = confusions.sum(axis=0)
+    print_metric_tables(score.metrics, confusion, trained.class_names, score.intervals)
     if writer is not None:
         console.print(f"wrote {writer.count} overlay PNG(s) to {save_predictions}: "
                       "image | truth | prediction")
@@ -103,9 +107,14 @@ def evaluate(
     if json_path is not None:
         write_json(json_path, {
             "checkpoint": str(trained.checkpoint_path), "model": trained.model_name,
-            "epoch": trained.checkpoint.get("epoch"), "data": source.description, "split": source.split,
+            "members": trained.members, "epoch": trained.checkpoint.get("epoch"),
+            "data": source.description, "split": source.split,
             "slices": len(source.ids), "image_size": trained.image_size,
-            "class_names": list(trained.class_names), "metrics": metrics, "confusion": confusion.tolist(),
+            "class_names": list(trained.class_names), "metrics": score.metrics,
+            "intervals": {name: list(interval) if interval else None
+                          for name, interval in score.intervals.items()},
+            "bootstrap": bootstrap.settings(), "confusion": confusion.tolist(),
+            "slice_ids": list(source.ids), "slice_confusions": confusions.tolist(),
         })
         console.print(f"metrics written to {json_path}")
 
@@ -165,6 +174,8 @@ def describe_evaluation(trained: TrainedModel, source: EvaluationData, device: t
     size = f"{trained.image_size}x{trained.image_size}" if trained.image_size else "native size"
     epoch = trained.checkpoint.get("epoch")
     at_epoch = f" (epoch {epoch})" if epoch is not None else ""
+    if trained.is_ensemble:
+        at_epoch = f" (ensemble of {trained.members}, mean softmax)"
     return join(styled(trained.model_name, "bold"), f" from {trained.checkpoint_path}{at_epoch} "
             f"on {source.description}, {source.split}: {len(source.ids)} slice(s) at {size}, "
             f"{trained.normalisation.describe()}; device {device}")
@@ -182,26 +193,49 @@ def format_value(value: float) -> str:
     return "—" if math.isnan(value) else f"{value:.4f}"
 
 
+def format_interval(interval: tuple[float, float] | None) -> str:
+    return "—" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
+
+
 def print_metric_tables(
-    metrics: dict[str, float], confusion: np.ndarray, class_names: tuple[str, ...]
+    metrics: dict[str, float],
+    confusion: np.ndarray,
+    class_names: tuple[str, ...],
+    intervals: dict[str, tuple[float, float] | None] | None = None,
 ) -> None:
-    """The overall metrics, then one row per class with every per-class metric as a column."""
+    """The overall metrics, then one row per class with every per-class metric as a column; each
+    metric with its bootstrap interval when ``intervals`` are given."""
     from rich.table import Table
 
     from covseg.core.registry import get_registry
+    from covseg.evaluation import bootstrap
 
     registry = get_registry()
     descriptions = {entry.name: entry.description for entry in registry.metrics()}
+    confidence = f"{round(100 * bootstrap.CONFIDENCE)}% CI"
     overall = Table(title="metrics (one confusion matrix over all evaluated pixels)")
-    for column, justify in (("metric", "left"), ("value", "right"), ("what it is", "left")):
-        overall.add_column(column, justify=justify)
-    per_class: dict[str, dict[str, float]] = {}
+    overall.add_column("metric")
+    overall.add_column("value", justify="right")
+    if intervals is not None:
+        overall.add_column(confidence, justify="right")
+    overall.add_column("what it is")
+    if intervals is not None:
+        overall.caption = (f"{confidence}: percentile bootstrap over slices ({bootstrap.RESAMPLES} "
+                           f"resamples, seed {bootstrap.SEED}; Efron & Tibshirani 1993). Overlapping "
+                           "intervals: no difference shown.")
+    per_class: dict[str, dict[str, str]] = {}
     for key in sorted(metrics, key=lambda key: _display_order(key.partition("/")[0])):
         name, separator, item = key.partition("/")
+        cells = [format_value(metrics[key])]
+        if intervals is not None:
+            cells.append(format_interval(intervals.get(key)))
         if separator:
-            per_class.setdefault(item, {})[name] = metrics[key]
+            values = per_class.setdefault(item, {})
+            values[name] = cells[0]
+            if intervals is not None:
+                values[f"{name} CI"] = cells[1]
         else:
-            overall.add_row(name, format_value(metrics[key]), descriptions.get(name, ""))
+            overall.add_row(name, *cells, descriptions.get(name, ""))
     console.print(overall)
     if not per_class:
         return
@@ -215,7 +249,7 @@ def print_metric_tables(
         index = class_names.index(item) if item in class_names else None
         counts = (["", ""] if index is None
                   else [f"{truth_pixels[index]:,}", f"{predicted_pixels[index]:,}"])
-        table.add_row(item, *counts, *(format_value(values.get(column, float("nan"))) for column in columns))
+        table.add_row(item, *counts, *(values.get(column, "—") for column in columns))
     console.print(table)
 
 

@@ -22,7 +22,8 @@ class ExporterChoice(str, Enum):
 def export(
     target: str = typer.Argument(
         ...,
-        help="A run folder (its best.pt), a .pt checkpoint, or a model name "
+        help="A run folder (its best.pt), a .pt checkpoint, a cross-validation folder or its "
+        "ensemble.json (one graph: the log of the fold models' mean softmax), or a model name "
         "(untrained weights, for trying the pipeline).",
     ),
     onnx: bool = typer.Option(

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from covseg.data.interpret import IntensityChoice
     from covseg.onnx import ExportMetadata, OnnxSegmenter
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".json")
+"""Exported in memory first: checkpoints, and an ensemble.json."""
 
 
 class DeviceChoice(str, Enum):
@@ -57,7 +58,8 @@ class LabelFormat(str, Enum):
 @user_errors
 def predict(
     model: Annotated[Path, typer.Argument(
-        help="An exported .onnx file, or a run folder / .pt checkpoint (exported to ONNX in memory first).",
+        help="An exported .onnx file, or a run folder / .pt checkpoint / cross-validation folder "
+        "(exported to ONNX in memory first).",
     )],
     inputs: Annotated[list[Path], typer.Argument(
         help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF), or folders of them or of DICOM "

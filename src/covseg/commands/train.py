@@ -19,7 +19,7 @@ from covseg.training.settings import TRAIN
 
 EXIT_INTERRUPTED = 130
 MODEL_HELP = "Model to train (see `covseg models`); omit with --resume or when --config names it."
-RESUME_HELP = "Continue a stopped run from its last.pt."
+RESUME_HELP = "Continue a stopped run from its last.pt (or a stopped cross-validation, fold by fold)."
 CONFIG_HELP = ("TOML or YAML file of settings (TrainConfig field names, e.g. epochs = 300); explicit "
                "options override it, it overrides the recipe.")
 
@@ -37,11 +37,14 @@ def train(
 
     Without --dataset/--data it trains on the embedded phantom. Each setting takes, in order, the
     explicit option, the --config file's value, the --recipe's value, then its default; config.json
-    records the final values and where each came from. Under
+    records the final values and where each came from. With --test-fraction or --test-data the
+    best.pt is scored once on the held-out test set at the end; --folds K trains a K-fold
+    cross-validation and its ensemble instead of one run. Under
     `torchrun --nproc_per_node=N -m covseg train ...` it trains on N processes with
     DistributedDataParallel.
     """
-    from covseg.commands._progress import TrainingProgress
+    from covseg.commands._progress import TrainingProgress, scores_table
+    from covseg.runs import is_cross_validation, read_summary
     from covseg.training import TrainConfig, TrainingInterrupted
     from covseg.training import train as run_training
 
@@ -50,11 +53,13 @@ def train(
     else:
         run_config = TrainConfig.resolve(model, options=settings, config_file=config, from_cli=True)
     try:
-        run_training(run_config, resume=resume, listeners=[TrainingProgress(console)])
+        run_dir = run_training(run_config, resume=resume, listeners=[TrainingProgress(console)])
     except TrainingInterrupted as interrupted:
+        fold = getattr(interrupted, "fold", None)
+        where = (f"fold {fold} of {interrupted.run_dir} holds epoch {interrupted.epoch}" if fold is not None
+                 else f"{interrupted.run_dir / 'last.pt'} holds epoch {interrupted.epoch}")
         error_console.print(
-            f"interrupted: {interrupted.run_dir / 'last.pt'} holds epoch {interrupted.epoch}; resume with "
-            f"`covseg train --resume {interrupted.run_dir}`",
+            f"interrupted: {where}; resume with `covseg train --resume {interrupted.run_dir}`",
             highlight=False,
             soft_wrap=True,
         )
@@ -62,16 +67,22 @@ def train(
     except KeyboardInterrupt:
         error_console.print("interrupted before training started; nothing to resume", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    if is_cross_validation(run_dir):
+        summary = read_summary(run_dir)
+        console.print(scores_table(summary, f"{summary['model']}: {run_config.folds}-fold cross-validation "
+                                            "(out of fold) and the ensemble's test"))
+        console.print(f"Cross-validation folder: {run_dir}")
 
 
 def _resume_config(run_dir: Path, model: str | None, options: dict[str, Any], config_file: Path | None):
     """The stopped run's config.json with the settings that may change on resume changed."""
     from covseg.core.errors import CovsegError
-    from covseg.runs import RUN_CONFIG
+    from covseg.runs import RUN_CONFIG, is_cross_validation
     from covseg.training import TrainConfig
     from covseg.training.state import load_resume_checkpoint
 
-    load_resume_checkpoint(run_dir)  # one-line error for a folder that is not a run
+    if not is_cross_validation(run_dir):  # a cross-validation resumes fold by fold, each from its last.pt
+        load_resume_checkpoint(run_dir)  # one-line error for a folder that is not a run
     recorded = TrainConfig.load(run_dir / RUN_CONFIG)
     if model is not None and model != recorded.model:
         raise CovsegError(f"--resume {run_dir}: the run trains {recorded.model}, not {model}")

@@ -1,4 +1,5 @@
-"""Evaluate a model on a data loader: one confusion matrix for the whole set, then every metric."""
+"""Evaluate a model on a data loader: one confusion matrix for the whole set (and one per slice, for
+bootstrap intervals), then every metric."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 
 from covseg.core.errors import CovsegError
-from covseg.evaluation.confusion import confusion_matrix
+from covseg.evaluation.confusion import confusion_matrix, slice_confusion_matrices
 from covseg.evaluation.metrics import compute_metrics
 
 BatchCallback = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
@@ -45,6 +47,79 @@ def evaluate_model(
     evaluates its own shard and the confusion matrices are summed over all processes, so every rank
     returns the same metrics of the whole set.
     """
+    confusion = _run(model, loader, device, num_classes, autocast_dtype, on_batch)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(confusion, op=dist.ReduceOp.SUM)
+    confusion_array = confusion.cpu().numpy()
+    return confusion_array, compute_metrics(confusion_array)
+
+
+def evaluate_slices(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    num_classes: int,
+    autocast_dtype: torch.dtype | None = None,
+    on_batch: BatchCallback | None = None,
+) -> np.ndarray:
+    """One confusion matrix per slice of ``loader``'s dataset, (N, C, C) int64, in dataset order.
+
+    ``loader`` must go through its dataset in order (no shuffling, no sampler), in this process
+    only: unlike :func:`evaluate_model` nothing is exchanged with other processes, so one rank
+    may call it alone. Summed over N it is :func:`evaluate_model`'s confusion.
+    """
+    collector = SliceConfusions(len(loader.dataset), num_classes, device)
+
+    def collect(images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
+        collector.add(images, masks, predictions)
+        if on_batch is not None:
+            on_batch(images, masks, predictions)
+
+    _run(model, loader, device, num_classes, autocast_dtype, collect)
+    return collector.gather()
+
+
+class SliceConfusions:
+    """Per-slice confusion matrices, collected batch by batch as ``evaluate_model``'s ``on_batch``.
+
+    ``count`` slices in all; this process sees the slices ``rank``, ``rank + world_size``, ... in
+    order (the validation shards of :mod:`covseg.training.loaders`). :meth:`gather` sums the
+    matrices of all processes (each slice is filled by exactly one), so every rank gets all N.
+    """
+
+    def __init__(self, count: int, num_classes: int, device: torch.device, rank: int = 0,
+                 world_size: int = 1):
+        self.matrices = torch.zeros((count, num_classes, num_classes), dtype=torch.int64, device=device)
+        self.num_classes = num_classes
+        self.rank, self.world_size = rank, world_size
+        self.seen = 0
+
+    def add(self, images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
+        counts = slice_confusion_matrices(predictions, masks, self.num_classes)
+        order = self.seen + torch.arange(len(counts), device=counts.device)
+        positions = self.rank + self.world_size * order
+        self.matrices[positions] += counts.to(self.matrices.device)
+        self.seen += len(counts)
+
+    def gather(self) -> np.ndarray:
+        """(N, C, C) int64 of every slice; a collective call when torch.distributed is initialised
+        with more than one process."""
+        matrices = self.matrices
+        if self.world_size > 1 and dist.is_available() and dist.is_initialized():
+            matrices = matrices.clone()
+            dist.all_reduce(matrices, op=dist.ReduceOp.SUM)
+        return matrices.cpu().numpy()
+
+
+def _run(
+    model: torch.nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    num_classes: int,
+    autocast_dtype: torch.dtype | None,
+    on_batch: BatchCallback | None,
+) -> torch.Tensor:
+    """The (C, C) confusion of this process's batches (see :func:`evaluate_model`)."""
     was_training = model.training
     model.eval()
     confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
@@ -69,7 +144,4 @@ def evaluate_model(
                     on_batch(images, masks, predictions)
     finally:
         model.train(was_training)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(confusion, op=dist.ReduceOp.SUM)
-    confusion_array = confusion.cpu().numpy()
-    return confusion_array, compute_metrics(confusion_array)
+    return confusion

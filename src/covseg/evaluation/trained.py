@@ -1,7 +1,9 @@
-"""Load what training left behind: a run folder or a checkpoint file, as a ready model + its settings.
+"""Load what training left behind: a run folder, a checkpoint file or an ensemble, as a ready model
+with its settings.
 
 Shared by ``covseg eval``, ``covseg export`` and the benchmarks, so that every command accepts the
-same two forms (``runs/unet/20250101-120000/`` or ``.../best.pt``) with the same one-line errors.
+same forms (``runs/unet/20250101-120000/``, ``.../best.pt``, a cross-validation folder or its
+``ensemble.json``) with the same one-line errors.
 """
 
 from __future__ import annotations
@@ -12,16 +14,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from covseg.checkpoint import model_from_checkpoint
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
+from covseg.data.dataset import SliceDataset
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
-from covseg.data.split import Split
-from covseg.files import one_line
-from covseg.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, RUN_SPLIT, read_run_config
+from covseg.data.split import Split, read_split_file
+from covseg.evaluation.ensemble import MeanSoftmaxEnsemble, check_member, read_ensemble
+from covseg.files import one_line, read_json_object
+from covseg.runs import (
+    BEST_CHECKPOINT,
+    ENSEMBLE,
+    LAST_CHECKPOINT,
+    RUN_CONFIG,
+    RUN_SPLIT,
+    SUMMARY,
+    is_cross_validation,
+    read_run_config,
+)
 
 
 @dataclass
@@ -39,10 +53,17 @@ class TrainedModel:
     checkpoint: dict[str, Any]
     run_dir: Path | None
     config: dict[str, Any] | None
+    members: int = 1
+    """Models averaged (:class:`~covseg.evaluation.ensemble.MeanSoftmaxEnsemble`); 1 for one model."""
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.members > 1 or self.checkpoint_path.name == ENSEMBLE
 
 
 def resolve_checkpoint(path: Path) -> Path:
-    """The checkpoint file ``path`` means: ``path`` itself for a file, ``path/best.pt`` for a run folder."""
+    """The file ``path`` means: ``path`` itself for a file, ``path/best.pt`` for a run folder,
+    ``path/ensemble.json`` for a cross-validation folder."""
     path = Path(path)
     if path.is_file():
         return path
@@ -52,6 +73,11 @@ def resolve_checkpoint(path: Path) -> Path:
     if not (path / RUN_CONFIG).is_file():
         raise CovsegError(f"{path} is not a covseg run folder (it has no {RUN_CONFIG}); "
                           "give a run folder or a .pt checkpoint")
+    if (path / ENSEMBLE).is_file():
+        return path / ENSEMBLE
+    if is_cross_validation(path):
+        raise CovsegError(f"cross-validation {path} has not finished (no {ENSEMBLE} yet); continue it with "
+                          f"`covseg train --resume {path}`")
     best = path / BEST_CHECKPOINT
     if not best.is_file():
         hint = f"; {path / LAST_CHECKPOINT} exists, give it to use the last epoch" \
@@ -74,6 +100,8 @@ def load_trained_model(path: Path, device: torch.device | str = "cpu") -> Traine
     the file: not a run, no best.pt, corrupt or foreign checkpoint, weights that do not fit.
     """
     checkpoint_path = resolve_checkpoint(path)
+    if checkpoint_path.suffix.lower() == ".json":
+        return load_ensemble(checkpoint_path, device)
     try:
         model, checkpoint = model_from_checkpoint(checkpoint_path, map_location="cpu")
     except CovsegError as error:  # e.g. a model whose plugin is not installed: say which file wants it
@@ -111,6 +139,54 @@ def load_trained_model(path: Path, device: torch.device | str = "cpu") -> Traine
     )
 
 
+def evaluation_loader(slices: CTSlices, ids: list[str], normalisation: Normalisation, image_size: int | None,
+                      batch_size: int, device: torch.device) -> tuple[DataLoader, bool]:
+    """The slices ``ids`` as model input, un-augmented and in order, and whether they go one at a time.
+
+    Slices of different native sizes cannot share a batch: without ``image_size`` they are
+    evaluated one per batch (the second value is then True).
+    """
+    dataset = SliceDataset(slices, ids, normalisation, image_size=image_size)
+    one_at_a_time = len({image.shape[:2] for image in dataset.images}) > 1
+    loader = DataLoader(dataset, batch_size=1 if one_at_a_time else batch_size, shuffle=False,
+                        pin_memory=torch.device(device).type == "cuda")
+    return loader, one_at_a_time
+
+
+def load_ensemble(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """The ensemble of an ``ensemble.json``: every member loaded (one-line errors name it) and checked
+    to share the file's settings, averaged by :class:`MeanSoftmaxEnsemble`."""
+    path = Path(path)
+    members, settings = read_ensemble(path)
+    loaded = []
+    for member in members:
+        trained = load_trained_model(member, device)
+        if trained.is_ensemble:
+            raise CovsegError(f"{path}: member {member} is an ensemble itself")
+        check_member(path, member, trained.checkpoint, settings)
+        loaded.append(trained)
+    first = loaded[0]
+    folder = path.parent
+    config = read_run_config(folder) if (folder / RUN_CONFIG).is_file() else None
+    summary = read_json_object(folder / SUMMARY) if (folder / SUMMARY).is_file() else {}
+    validation = summary.get("validation") if isinstance(summary.get("validation"), dict) else {}
+    metrics = validation.get("metrics") if isinstance(validation.get("metrics"), dict) else {}
+    return TrainedModel(
+        model=MeanSoftmaxEnsemble([trained.model for trained in loaded]).eval(),
+        model_name=first.model_name,
+        num_classes=first.num_classes,
+        in_channels=first.in_channels,
+        class_names=first.class_names,
+        normalisation=first.normalisation,
+        image_size=first.image_size,
+        checkpoint_path=path,
+        checkpoint={"epoch": None, "metrics": metrics, "members": [str(member) for member in members]},
+        run_dir=folder if config is not None else None,
+        config=config,
+        members=len(loaded),
+    )
+
+
 @dataclass
 class EvaluationData:
     """The labelled slices to score: ``ids`` (in order) out of ``slices``, and where they came from."""
@@ -133,7 +209,9 @@ def load_evaluation_data(
     With ``dataset`` or ``data``: that whole data set (``split`` must be None or ``"all"``).
     Otherwise the run's own data (its config.json's dataset, data and dataset_options, ``options``
     on top) restricted to ``split``: ``"val"`` (default, the ids of the run's split.json),
-    ``"train"`` or ``"all"``.
+    ``"train"``, ``"test"`` (the held-out test set: split.json's ``test_ids``, or the run's
+    ``--test-data``) or ``"all"``. An ensemble's members trained on every non-test slice, so it
+    takes ``"test"`` (its default) or ``"all"`` only.
     """
     options = dict(options or {})
     if dataset is not None or data is not None:
@@ -146,21 +224,41 @@ def load_evaluation_data(
         raise CovsegError(f"{trained.checkpoint_path} is not inside a run folder (no {RUN_CONFIG} "
                           "beside it); give --dataset or --data to say what to evaluate on")
     config = trained.config
+    if trained.is_ensemble:
+        split = split or "test"
+        if split in ("val", "train"):
+            raise CovsegError(f"--split {split}: the members of ensemble {trained.checkpoint_path} "
+                              "trained on every slice outside the test set (each validated on its own "
+                              "fold); use --split test, or --dataset/--data")
+    split = split or "val"
+    if split == "test" and (config.get("test_data") or config.get("test_dataset")):
+        test_data = Path(config["test_data"]) if config.get("test_data") else None
+        slices = load_slices(config.get("test_dataset"), test_data,
+                             {**(config.get("test_dataset_options") or {}), **options})
+        description = _describe(config.get("test_dataset"), slices)
+        return _checked(EvaluationData(slices, list(slices.ids), description, "test set (--test-data)"))
     run_data = Path(config["data"]) if config.get("data") else None
     run_dataset = config.get("dataset")
     slices = load_slices(run_dataset, run_data, {**(config.get("dataset_options") or {}), **options})
-    split = split or "val"
     description = _describe(run_dataset, slices)
     if split == "all":
         return _checked(EvaluationData(slices, list(slices.ids), description, "all slices"))
     split_path = trained.run_dir / RUN_SPLIT
     if not split_path.is_file():
         raise CovsegError(f"run {trained.run_dir} has no {RUN_SPLIT}; use --split all or --dataset/--data")
-    run_split = Split.load(split_path)
+    run_split = read_split_file(split_path)
     try:
         run_split.check_ids(slices.ids, description)
     except CovsegError as error:
         raise CovsegError(f"{split_path}: {error}; has the data changed since training?") from None
+    if split == "test":
+        if not run_split.test_ids:
+            raise CovsegError(f"run {trained.run_dir} has no test set (it was trained without "
+                              "--test-fraction or --test-data); use --split val, or --dataset/--data")
+        return _checked(EvaluationData(slices, list(run_split.test_ids), description, "test split"))
+    if not isinstance(run_split, Split):
+        raise CovsegError(f"{split_path} holds cross-validation folds; evaluate a fold's run folder or use "
+                          "--split test")
     ids = run_split.val_ids if split == "val" else run_split.train_ids
     label = "validation split" if split == "val" else "training split"
     return _checked(EvaluationData(slices, list(ids), description, label))

@@ -21,6 +21,7 @@ defaults are in :mod:`covseg.export.settings`.
 from __future__ import annotations
 
 import io
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -89,7 +90,9 @@ class ExportResult:
 
 
 def load_export_source(spec: str | Path) -> ExportSource:
-    """A run folder or checkpoint (its trained weights) or a registered model name (untrained)."""
+    """A run folder or checkpoint (its trained weights), a cross-validation folder or ensemble.json
+    (its members, exported as one graph returning the log of their mean softmax), or a registered
+    model name (untrained)."""
     from covseg.core.registry import create_model, get_registry
     from covseg.evaluation.trained import load_trained_model
 
@@ -99,6 +102,7 @@ def load_export_source(spec: str | Path) -> ExportSource:
         metrics = trained.checkpoint.get("metrics") or {}
         miou = metrics.get("miou")
         source = trained.run_dir or trained.checkpoint_path
+        extra = {ENSEMBLE_KEY: ensemble_entry(trained.members)} if trained.is_ensemble else {}
         metadata = ExportMetadata(
             model_name=trained.model_name,
             num_classes=trained.num_classes,
@@ -110,8 +114,11 @@ def load_export_source(spec: str | Path) -> ExportSource:
             source=str(source),
             epoch=trained.checkpoint.get("epoch"),
             val_miou=float(miou) if miou is not None else None,
+            extra=extra,
         )
-        if trained.run_dir is not None:
+        if trained.is_ensemble:
+            name = f"{trained.model_name}-{(trained.run_dir or trained.checkpoint_path.parent).name}-ensemble"
+        elif trained.run_dir is not None:
             name = f"{trained.model_name}-{trained.run_dir.name}"
         else:
             name = f"{trained.model_name}-{trained.checkpoint_path.stem}"
@@ -129,6 +136,21 @@ def load_export_source(spec: str | Path) -> ExportSource:
         normalisation=Normalisation(),
     )
     return ExportSource(model.eval(), metadata, text)
+
+
+ENSEMBLE_KEY = "ensemble"
+"""The one metadata entry (``covseg.ensemble``) of an exported ensemble."""
+
+
+def ensemble_entry(members: int) -> str:
+    """``covseg.ensemble``: JSON saying the graph averages ``members`` models and what it returns.
+
+    The graph's ``logits`` output is log(mean softmax) of the members
+    (:class:`~covseg.evaluation.ensemble.MeanSoftmaxEnsemble`): argmax and softmax of it are the
+    ensemble's labels and probabilities.
+    """
+    return json.dumps({"members": members, "combine": "mean softmax",
+                       "output": "log of the mean softmax (argmax and softmax apply as to logits)"})
 
 
 def check_sizes(trace_size: int) -> list[tuple[int, int, int]]:

@@ -132,9 +132,21 @@ class ExportMetadata:
         except (ValueError, TypeError, CovsegError) as error:
             raise CovsegError(f"{origin} has malformed covseg metadata: {one_line(error)}") from None
 
+    @property
+    def ensemble_members(self) -> int | None:
+        """How many models the graph averages (its ``covseg.ensemble`` entry), None for one model."""
+        try:
+            members = json.loads(self.extra.get("ensemble", "null") or "null")
+            return int(members["members"]) if isinstance(members, dict) else None
+        except (ValueError, TypeError, KeyError):
+            return None
+
     def describe(self) -> str:
         """One line for logs: model, weights and how input is normalised."""
         weights = "untrained weights" if not self.trained else f"weights of {self.source}"
+        members = self.ensemble_members
+        if members is not None:
+            weights = f"ensemble of {members} models (mean softmax) of {self.source}"
         if self.epoch is not None:
             weights += f" (epoch {self.epoch}"
             weights += f", val mIoU {self.val_miou:.4f})" if self.val_miou is not None else ")"

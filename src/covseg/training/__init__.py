@@ -12,8 +12,9 @@ study's figures), ``losses`` (the ``--loss`` plugin entry, class weights), ``run
 model, loss and loggers of a run, checked before anything is written), ``optim`` (optimisers and
 schedules), ``loaders`` (split and data loaders), ``batchnorm`` (the batch-of-one check), ``loop``
 (one epoch), ``samples`` (the validation slices the lifecycle hooks see), ``state`` (RNG state),
-``distributed`` (torchrun/DDP), ``api`` (:func:`train`). What a run shows on the terminal is the
-command line's (:mod:`covseg.commands._progress`).
+``distributed`` (torchrun/DDP), ``held_out`` (the test set and the final validation/test scores),
+``cross_validation`` (``--folds``: fold runs, out-of-fold score, ensemble), ``api`` (:func:`train`).
+What a run shows on the terminal is the command line's (:mod:`covseg.commands._progress`).
 
 Names are imported on first use, so that the command line can read the settings without torch.
 """

@@ -39,9 +39,8 @@ from covseg.core.errors import CovsegError
 from covseg.core.lifecycle import RunHooks
 from covseg.core.registry import PluginInfo, create_model, get_registry
 from covseg.data.dataset import SliceDataset
-from covseg.data.loading import load_slices, resolve_dataset
 from covseg.devices import resolve_device
-from covseg.evaluation.evaluate import evaluate_model
+from covseg.evaluation.evaluate import SliceConfusions, evaluate_model
 from covseg.files import json_safe, write_json
 from covseg.training.batchnorm import single_value_batch_norm
 from covseg.training.config import TrainConfig
@@ -54,7 +53,19 @@ from covseg.training.distributed import (
     synchronise_batch_norm,
     synchronises_batch_norm,
 )
-from covseg.training.loaders import build_training_data, choose_split, normalisation_of
+from covseg.training.held_out import (
+    VAL_SLICE_CONFUSIONS,
+    VAL_SLICE_IDS,
+    prepare_test_set,
+    score_finished_run,
+)
+from covseg.training.loaders import (
+    build_training_data,
+    choose_split,
+    create_given_run_dir,
+    load_run_slices,
+    normalisation_of,
+)
 from covseg.training.loop import StepSettings, recalibrate_batch_norm, train_one_epoch
 from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler
@@ -78,12 +89,16 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.epoch = epoch
 
 
-def train(config: TrainConfig, *, resume: Path | None = None, listeners: Sequence[object] = ()) -> Path:
+def train(config: TrainConfig, *, resume: Path | None = None, run_dir: Path | None = None,
+          listeners: Sequence[object] = ()) -> Path:
     """Train ``config.model`` as ``config`` says and return the run folder.
 
     ``resume``: a run folder to continue from its last.pt (model, optimiser, scheduler, epoch,
     RNG states, best metric), up to ``config.epochs``; pass that run's config (e.g. with more
-    epochs). ``listeners``: objects whose ``hookimpl`` methods, named like the lifecycle hooks
+    epochs). ``run_dir``: the folder a new run writes to (must not exist yet; default
+    ``OUT/<model>/<timestamp>``). With ``config.folds`` set this is a cross-validation
+    (:func:`covseg.training.cross_validation.cross_validate`; ``resume`` continues one).
+    ``listeners``: objects whose ``hookimpl`` methods, named like the lifecycle hooks
     (``covseg_train_start``, ``covseg_epoch_end``, ...), follow this run only, as ``--log``
     loggers do (the train command's progress bar is one). Raises :class:`CovsegError` (one line)
     for bad input, before any data is read for an unknown model, loss or logger, and for a NaN
@@ -92,6 +107,10 @@ def train(config: TrainConfig, *, resume: Path | None = None, listeners: Sequenc
     config.validate()
     plugins = resolve_plugins(config)
     config = dataclasses.replace(config, model=plugins.model.entry.name)  # an alias: its canonical name
+    if config.folds is not None and config.fold is None:
+        from covseg.training.cross_validation import cross_validate
+
+        return cross_validate(config, resume=resume, listeners=listeners)
     device = resolve_device(config.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -100,7 +119,7 @@ def train(config: TrainConfig, *, resume: Path | None = None, listeners: Sequenc
         with distributed(device) as context:
             hooks = RunHooks(get_registry(), listening, enabled=context.is_main)
             with hooks.attached():
-                return _TrainingRun(config, context, resume, hooks).execute()
+                return _TrainingRun(config, context, resume, hooks, run_dir).execute()
     finally:  # --deterministic applies to this run only, not to what the caller runs next
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
@@ -149,10 +168,12 @@ class _TrainingRun:
     """One run from set-up to summary; methods are the stages of :func:`train`."""
 
     def __init__(
-        self, config: TrainConfig, context: DistributedContext, resume: Path | None, hooks: RunHooks
+        self, config: TrainConfig, context: DistributedContext, resume: Path | None, hooks: RunHooks,
+        new_run_dir: Path | None = None,
     ):
         self.context = context
         self.hooks = hooks
+        self.new_run_dir = new_run_dir
         self.resume_checkpoint = load_resume_checkpoint(resume) if resume is not None else None
         if (self.resume_checkpoint is not None
                 and get_registry().model(self.resume_checkpoint["model_name"]).name != config.model):
@@ -172,6 +193,7 @@ class _TrainingRun:
         self.split = choose_split(config, self.slices, saved=resume / runs.RUN_SPLIT if resume else None)
         self.sample_ids = choose_sample_ids(self.slices, self.split.val_ids)
         self._sample_dataset: SliceDataset | None = None
+        self.test_set = prepare_test_set(config, self.slices, self.split)
         self.data = build_training_data(config, self.slices, self.split, context)
         self.steps_per_epoch = len(self.data.train_loader)
         self._check_batch_norm()
@@ -214,19 +236,12 @@ class _TrainingRun:
     # ---- set-up ---------------------------------------------------------------------------------
     def _load_data(self, config: TrainConfig) -> tuple[CTSlices, TrainConfig]:
         """The slices, and the config with the dataset name resolved (config.json records it)."""
-        data = Path(config.data) if config.data else None
-        resolved = resolve_dataset(config.dataset, data)
-        slices = load_slices(resolved, data, config.dataset_options)
-        if config.dataset is None and data is None:
-            self._info(f"No --dataset/--data given: training on the embedded {resolved} "
+        embedded = config.dataset is None and config.data is None
+        slices, config = load_run_slices(config)
+        if embedded:
+            self._info(f"No --dataset/--data given: training on the embedded {config.dataset} "
                        f"({len(slices)} synthetic CT slices).")
-        if slices.masks is None:
-            raise CovsegError(f"{slices.source} has no label masks; training needs them")
-        config = config.for_intensity(slices.intensity, slices.source)
-        sources = dict(config.sources)
-        if config.dataset is None:
-            sources["dataset"] = "detected from --data" if data is not None else "the embedded phantom"
-        return slices, dataclasses.replace(config, dataset=resolved, sources=sources)
+        return slices, config
 
     def _check_batch_norm(self) -> None:
         """Refuse, before the run folder exists, a batch that a batch-norm layer cannot train on."""
@@ -278,11 +293,12 @@ class _TrainingRun:
         return names + [f"class-{index}" for index in range(len(names), self.config.num_classes)]
 
     def _prepare_run_dir(self, resume: Path | None) -> Path:
-        run_dir = (
-            Path(resume)
-            if resume is not None
-            else runs.create_run_dir(Path(self.config.out), self.config.model)
-        )
+        if resume is not None:
+            run_dir = Path(resume)
+        elif self.new_run_dir is not None:
+            run_dir = create_given_run_dir(self.new_run_dir)
+        else:
+            run_dir = runs.create_run_dir(Path(self.config.out), self.config.model)
         self.config.save(run_dir / runs.RUN_CONFIG)
         if resume is None:
             self.split.save(run_dir / runs.RUN_SPLIT)
@@ -380,6 +396,9 @@ class _TrainingRun:
                 self._run_epoch(epoch)
             summary = self._summary()
             if self.context.is_main:
+                summary.update(score_finished_run(self.run_dir, self.model, config, self.test_set,
+                                                  self.context.device, self.settings.autocast_dtype,
+                                                  self.class_names))
                 write_json(self.run_dir / runs.SUMMARY, summary)
             status = "finished"
         except KeyboardInterrupt:
@@ -446,13 +465,17 @@ class _TrainingRun:
         if self.data.calibration_loader is not None:
             recalibrate_batch_norm(self.model, self.data.calibration_loader, self.settings)
         sync_buffers(self.context, self.model)
+        per_slice = SliceConfusions(len(self.split.val_ids), self.config.num_classes, self.context.device,
+                                    self.context.rank, self.context.world_size)
         _, metrics = evaluate_model(
             self.model,
             self.data.val_loader,
             self.context.device,
             self.config.num_classes,
             self.settings.autocast_dtype,
+            on_batch=per_slice.add,
         )
+        val_slice_confusions = per_slice.gather()
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -468,10 +491,10 @@ class _TrainingRun:
         if self.context.is_main:
             self.metrics_log.append(record)
             if is_best:
-                save_checkpoint(
-                    self._checkpoint(epoch, metrics, training_state=False),
-                    self.run_dir / runs.BEST_CHECKPOINT,
-                )
+                best = self._checkpoint(epoch, metrics, training_state=False)
+                best[VAL_SLICE_IDS] = list(self.split.val_ids)
+                best[VAL_SLICE_CONFUSIONS] = torch.from_numpy(val_slice_confusions)
+                save_checkpoint(best, self.run_dir / runs.BEST_CHECKPOINT)
         if epoch % self.config.checkpoint_every == 0 or epoch == self.config.epochs:
             self._save_last(epoch, metrics)
         self._epoch_end(record, metrics)

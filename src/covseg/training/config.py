@@ -134,6 +134,10 @@ def _normalisation(value: Any) -> Any:
     return value
 
 
+def _show_options(value: dict[str, str]) -> str:
+    return ",".join(f"{key}={item}" for key, item in value.items())
+
+
 def _show_windows(value: dict[str, Any]) -> str:
     return ",".join(f"{level:g}:{width:g}" for level, width in value.get("windows", []))
 
@@ -174,6 +178,14 @@ def _uses_warmup(config: TrainConfig) -> bool:
 
 def _seeded_split(config: TrainConfig) -> bool:
     return config.split_file is None
+
+
+def _single_split(config: TrainConfig) -> bool:
+    return config.folds is None
+
+
+def _separate_test_set(config: TrainConfig) -> bool:
+    return config.test_data is not None or config.test_dataset is not None
 
 
 @dataclass
@@ -258,11 +270,40 @@ class TrainConfig:
         help="Seed of the split, initialisation and augmentation."))
     val_fraction: float | None = field(default=0.2, metadata=setting(
         option="--val-fraction", low=0, high=1, open_low=True, open_high=True, metavar="NUMBER",
-        panel=DATA, help="Share of the slices held out for validation.",
-        rule=Rule(_seeded_split, "split_file", "the split file fixes the validation slices")))
+        panel=DATA, help="Share of the slices (those left after the test set) held out for validation, "
+        "where the best epoch is chosen.",
+        rule=(Rule(_seeded_split, "split_file", "the split file fixes the validation slices"),
+              Rule(_single_split, "folds", "each fold in turn is the validation set"))))
+    test_fraction: float | None = field(default=None, metadata=setting(
+        option="--test-fraction", low=0, high=1, open_low=True, open_high=True, metavar="NUMBER",
+        panel=DATA, default_text="none: no test set",
+        help="Share of the slices held out as a test set, carved out (seeded) before the "
+        "train/validation split: never trained on, never used to choose the epoch, scored once with "
+        "best.pt at the end.",
+        rule=Rule(_seeded_split, "split_file", "the split file fixes the test slices")))
+    test_dataset: str | None = field(default=None, metadata=setting(
+        option="--test-dataset", panel=DATA, metavar="NAME", default_text="detected from --test-data",
+        help="Dataset plugin of a separate test set (with --test-dataset-option; alone, e.g. "
+        "phantom with another seed)."))
+    test_data: str | None = field(default=None, metadata=setting(
+        option="--test-data", panel=DATA, metavar="PATH", parse=_path, default_text="none",
+        help="A separate labelled test set (folder or file, format detected): scored once with "
+        "best.pt at the end, never used for training or choosing the epoch."))
+    test_dataset_options: dict[str, str] = field(default_factory=dict, metadata=setting(
+        option="--test-dataset-option", panel=DATA, metavar="KEY=VALUE", parse=_dataset_options,
+        repeatable=True, default_text="none", show=_show_options,
+        help="Setting of the --test-data set (repeatable).",
+        rule=Rule(_separate_test_set, "test_data", "a setting of the separate test set", unused={})))
     split_file: str | None = field(default=None, metadata=setting(
         option="--split", metavar="FILE", parse=_path, panel=DATA, default_text="seeded split",
-        help="A split.json (of a run or benchmark) to use instead of a seeded split."))
+        help="A split.json (of a run, cross-validation or benchmark) to use instead of a seeded split."))
+    folds: int | None = field(default=None, metadata=setting(
+        option="--folds", unit="folds", low=2, high=100, panel=DATA, default_text="none: one split",
+        help="Cross-validation: train one model per fold (each fold in turn validates, the test set "
+        "stays out of all), report the out-of-fold metrics and write an ensemble of the fold models."))
+    fold: int | None = field(default=None, metadata=setting(
+        low=0, high=99, settable=False, commands=(),
+        help="The fold this run trains, in a cross-validation (recorded by covseg)."))
     num_classes: int = field(default=4, metadata=setting(
         low=2, high=256, settable=False, help="Classes the model predicts, background included."))
     in_channels: int = field(default=3, metadata=setting(
@@ -307,15 +348,18 @@ class TrainConfig:
             self.warmup_epochs = math.ceil(self.epochs * WARMUP_SHARE) if _uses_warmup(self) else 0
             self.sources.setdefault("warmup_epochs", "derived from epochs and scheduler")
         for item, info, _ in fields_with_settings(type(self)):
-            rule = info.rule
-            if rule is None or rule.applies(self) or getattr(self, item.name) == rule.unused:
-                continue
-            if explicit(self.sources.get(item.name)):
-                raise CovsegError(
-                    f"{self._label(item.name)} has no effect with {self._label(rule.depends_on)} "
-                    f"({rule.reason}); drop one")
-            setattr(self, item.name, rule.unused)
-            self.sources[item.name] = f"not used: {rule.reason}"
+            for rule in info.rules:
+                if rule.applies(self) or getattr(self, item.name) == rule.unused:
+                    continue
+                if explicit(self.sources.get(item.name)) and getattr(self, rule.depends_on) is None:
+                    raise CovsegError(f"{self._label(item.name)} has no effect without "
+                                      f"{self.where(rule.depends_on)} ({rule.reason}); drop it")
+                if explicit(self.sources.get(item.name)):
+                    raise CovsegError(
+                        f"{self._label(item.name)} has no effect with {self._label(rule.depends_on)} "
+                        f"({rule.reason}); drop one")
+                setattr(self, item.name, rule.unused)
+                self.sources[item.name] = f"not used: {rule.reason}"
 
     # ---- building one ---------------------------------------------------------------------------
     @classmethod
@@ -455,6 +499,13 @@ class TrainConfig:
         if self.warmup_epochs > self.epochs:
             raise CovsegError(f"{self._label('warmup_epochs', origin)}: must be at most the epochs "
                               f"({self._label('epochs', origin)})")
+        if self.test_fraction is not None and _separate_test_set(self):
+            other = "test_data" if self.test_data is not None else "test_dataset"
+            raise CovsegError(f"{self._label('test_fraction', origin)} and {self._label(other, origin)} "
+                              "are two test sets; give one (score the other with `covseg eval`)")
+        if self.fold is not None and (self.folds is None or self.fold >= self.folds):
+            raise CovsegError(f"{self.where('fold', origin)} {self.fold}: not a fold of "
+                              f"{self.folds or 'no'} folds")
 
     def for_intensity(self, intensity: str, source: str) -> TrainConfig:
         """This config for slices of ``intensity`` (``hu`` or ``uint8``, read from ``source``).

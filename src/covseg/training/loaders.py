@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from covseg.core.errors import CovsegError
 from covseg.data.augment import AugmentationConfig
 from covseg.data.dataset import SliceDataset, seed_worker
 from covseg.data.intensity import Normalisation
-from covseg.data.split import Split, make_split
+from covseg.data.loading import load_slices, resolve_dataset
+from covseg.data.split import Folds, Split, make_split, read_split_file
+from covseg.files import describe_os_error
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import DistributedContext
 
@@ -43,13 +46,47 @@ def normalisation_of(config: TrainConfig) -> Normalisation:
     return Normalisation.from_dict(config.normalisation) if config.normalisation else Normalisation()
 
 
+EMBEDDED_PHANTOM = "the embedded phantom"
+"""The dataset's source in config.json when neither --dataset nor --data was given."""
+
+
+def load_run_slices(config: TrainConfig) -> tuple[CTSlices, TrainConfig]:
+    """The run's labelled slices, and ``config`` with the dataset name and the intensity settings
+    resolved (config.json records them: ``dataset``, ``intensity``, ``normalisation``)."""
+    data = Path(config.data) if config.data else None
+    resolved = resolve_dataset(config.dataset, data)
+    slices = load_slices(resolved, data, config.dataset_options)
+    if slices.masks is None:
+        raise CovsegError(f"{slices.source} has no label masks; training needs them")
+    config = config.for_intensity(slices.intensity, slices.source)
+    sources = dict(config.sources)
+    if config.dataset is None:
+        sources["dataset"] = "detected from --data" if data is not None else EMBEDDED_PHANTOM
+    return slices, dataclasses.replace(config, dataset=resolved, sources=sources)
+
+
 def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = None) -> Split:
-    """The run's split: ``saved`` (a resumed run's split.json), ``--split FILE``, or seeded from the ids."""
+    """The run's split: ``saved`` (a resumed run's split.json), ``--split FILE``, or seeded from the ids.
+
+    A seeded split carves the test set (``--test-fraction``) out first, then the validation set.
+    A fold of a cross-validation (``config.fold``) takes its split from the folds file in
+    ``split_file``. Test ids never reach the training or validation ids (the split file is checked).
+    """
     path = saved or (Path(config.split_file) if config.split_file else None)
     if path is None:
-        split = make_split(slices.ids, val_fraction=config.val_fraction, seed=config.seed)
+        split = make_split(slices.ids, val_fraction=config.val_fraction, seed=config.seed,
+                           test_fraction=config.test_fraction)
     else:
-        split = Split.load(path)
+        loaded = read_split_file(path)
+        if isinstance(loaded, Folds):
+            if config.fold is None:
+                raise CovsegError(f"--split {path} holds {loaded.count} cross-validation folds; add "
+                                  f"--folds {loaded.count} to train them (or give a run's split.json)")
+            if config.folds != loaded.count:
+                raise CovsegError(f"--split {path} holds {loaded.count} folds, not --folds {config.folds}")
+            split = loaded.split(config.fold)
+        else:
+            split = loaded
         split.check_ids(slices.ids, slices.source)
     if not split.train_ids or not split.val_ids:
         raise CovsegError(
@@ -57,6 +94,18 @@ def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = Non
             f"{len(split.val_ids)} for validation; both need at least one (--val-fraction)"
         )
     return split
+
+
+def create_given_run_dir(path: Path) -> Path:
+    """Create the folder a run was told to write to (a fold of a cross-validation); it must be new."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        raise CovsegError(f"{path} exists already; a new run needs a new folder") from None
+    except OSError as error:
+        raise CovsegError(describe_os_error(error, path, "create the run folder")) from None
+    return path
 
 
 def per_process_batch(config: TrainConfig, context: DistributedContext, train_size: int) -> int:

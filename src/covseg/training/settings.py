@@ -78,8 +78,15 @@ class Setting:
     default_text: str | None = None
     """How the help shows a default that is not a plain value (e.g. "native size")."""
     bound_reason: str | None = None
-    rule: Rule | None = None
+    rule: Rule | tuple[Rule, ...] | None = None
+    """When the value matters (several rules: it matters only when all of them apply)."""
     panel: str = TRAINING
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        if self.rule is None:
+            return ()
+        return self.rule if isinstance(self.rule, tuple) else (self.rule,)
 
 
 def setting(**metadata: Any) -> dict[str, Setting]:
