@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from covseg.export.metadata import ExportMetadata
 from onnx import TensorProto, helper, numpy_helper
 
 from covseg import CLASS_NAMES
 from covseg.data.intensity import Normalisation
+from covseg.onnx import ExportMetadata
 
 CLASS_HU = (-1000.0, -500.0, -200.0, 100.0)
 """The HU each class centre stands for (lung window L-600/W1500)."""

@@ -1,14 +1,31 @@
-"""Pictures a person can look at: label maps in colour, overlays, side-by-side panels."""
+"""Pictures a person can look at: label maps in colour, overlays, side-by-side panels, captions
+(what the picture shows and a legend of the class colours) and montages of many slices.
+
+Captions are drawn with Pillow's built-in font (:func:`PIL.ImageFont.load_default`), so nothing is
+read from the system; text that comes from files (slice ids, model names) is reduced to printable
+ASCII first, so no glyph is missing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 # Background transparent; ground-glass yellow, consolidation red, effusion blue.
 CLASS_COLOURS = np.array([[0, 0, 0], [255, 215, 0], [230, 25, 75], [0, 130, 200]], dtype=np.uint8)
+CAPTION_BACKGROUND = (24, 24, 24)
+CAPTION_TEXT = (235, 235, 235)
+FONT_SIZE = 12
+LINE_HEIGHT = 16
+PADDING = 4
+MIN_CAPTION_WIDTH = 320
+"""A caption band is at least this wide (a small slice gets a wider canvas, the slice top-left)."""
+TEXT_LIMIT = 160
+MONTAGE_TILE = 160
+MONTAGE_COLUMNS = 6
 
 
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:
@@ -47,3 +64,129 @@ def save_png(picture: np.ndarray, path: Path) -> None:
     from covseg.files import atomic_write
 
     atomic_write(Path(path), lambda handle: Image.fromarray(picture).save(handle, format="PNG"))
+
+
+def caption_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """``text`` as printable ASCII (others become ``?``), cut to ``limit`` characters."""
+    clean = "".join(char if " " <= char <= "~" else "?" for char in str(text))
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)
+    except (OSError, ValueError):  # Pillow built without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_width(font, text: str) -> int:
+    left, _, right, _ = font.getbbox(text)
+    return int(right - left)
+
+
+def _wrap(font, text: str, width: int) -> list[str]:
+    """Greedy word wrap of one line to ``width`` pixels (a single over-long word stays whole)."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and _text_width(font, candidate) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    return [*lines, current]
+
+
+def legend_entries(class_names: Sequence[str]) -> list[tuple[str, tuple[int, int, int]]]:
+    """(``name (label)``, RGB colour) of every lesion class that has an overlay colour."""
+    count = min(len(class_names), len(CLASS_COLOURS))
+    return [
+        (
+            f"{caption_text(class_names[label], 40)} ({label})",
+            tuple(int(value) for value in CLASS_COLOURS[label]),
+        )
+        for label in range(1, count)
+    ]
+
+
+def _legend_rows(font, entries: list[tuple[str, tuple[int, int, int]]], width: int) -> list[list]:
+    swatch = LINE_HEIGHT - 6
+    rows: list[list] = [[]]
+    used = 0
+    for text, colour in entries:
+        needed = swatch + 4 + _text_width(font, text) + 12
+        if rows[-1] and used + needed > width:
+            rows.append([])
+            used = 0
+        rows[-1].append((used, text, colour))
+        used += needed
+    return rows if entries else []
+
+
+def captioned(
+    picture: np.ndarray, lines: Sequence[str], class_names: Sequence[str] | None = None
+) -> np.ndarray:
+    """``picture`` (H, W, 3) uint8 above a caption band: ``lines`` of text (wrapped to the width),
+    then the legend of the class colours (``class_names``, label 0 first; None: no legend).
+
+    Returns (H + band, max(W, :data:`MIN_CAPTION_WIDTH`), 3) uint8, the picture at the top left.
+    """
+    font = _font()
+    height, width = picture.shape[:2]
+    canvas_width = max(width, MIN_CAPTION_WIDTH)
+    text_width = canvas_width - 2 * PADDING
+    wrapped = [part for line in lines for part in _wrap(font, caption_text(line), text_width)]
+    legend = _legend_rows(font, legend_entries(class_names), text_width) if class_names else []
+    band = 2 * PADDING + LINE_HEIGHT * (len(wrapped) + len(legend))
+    canvas = Image.new("RGB", (canvas_width, height + band), CAPTION_BACKGROUND)
+    canvas.paste(Image.fromarray(np.ascontiguousarray(picture[..., :3])), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = height + PADDING
+    for line in wrapped:
+        draw.text((PADDING, y), line, fill=CAPTION_TEXT, font=font)
+        y += LINE_HEIGHT
+    swatch = LINE_HEIGHT - 6
+    for row in legend:
+        for x, text, colour in row:
+            left = PADDING + x
+            draw.rectangle((left, y + 3, left + swatch, y + 3 + swatch), fill=colour)
+            draw.text((left + swatch + 4, y), text, fill=CAPTION_TEXT, font=font)
+        y += LINE_HEIGHT
+    return np.asarray(canvas)
+
+
+def _tile(picture: np.ndarray, label: str, side: int) -> Image.Image:
+    """``picture`` shrunk to fit ``side`` x ``side`` (aspect kept), its label below, on a dark tile."""
+    image = Image.fromarray(picture)
+    scale = min(side / image.width, side / image.height, 1.0)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.BILINEAR) if size != image.size else image
+    tile = Image.new("RGB", (side, side + LINE_HEIGHT), CAPTION_BACKGROUND)
+    tile.paste(image, ((side - size[0]) // 2, (side - size[1]) // 2))
+    ImageDraw.Draw(tile).text((2, side), caption_text(label, 30), fill=CAPTION_TEXT, font=_font())
+    return tile
+
+
+def montage(
+    pictures: Sequence[np.ndarray],
+    labels: Sequence[str],
+    lines: Sequence[str],
+    class_names: Sequence[str] | None = None,
+    columns: int = MONTAGE_COLUMNS,
+    side: int = MONTAGE_TILE,
+) -> np.ndarray:
+    """Pictures (H, W, 3) uint8 in a grid of ``side``-pixel tiles, each with its label, captioned
+    with ``lines`` and the colour legend (:func:`captioned`). Needs at least one picture."""
+    if not pictures:
+        raise ValueError("a montage needs at least one picture")
+    columns = max(1, min(columns, len(pictures)))
+    rows = -(-len(pictures) // columns)
+    tile_height = side + LINE_HEIGHT
+    grid = Image.new(
+        "RGB", (columns * side + (columns - 1) * 2, rows * tile_height + (rows - 1) * 2), (255, 255, 255)
+    )
+    for index, (picture, label) in enumerate(zip(pictures, labels, strict=True)):
+        row, column = divmod(index, columns)
+        grid.paste(_tile(picture, label, side), (column * (side + 2), row * (tile_height + 2)))
+    return captioned(np.asarray(grid), lines, class_names)

@@ -32,6 +32,11 @@ class SplitChoice(str, Enum):
     all = "all"
 
 
+class TtaChoice(str, Enum):
+    none = "none"
+    flips = "flips"
+
+
 @user_errors
 def evaluate(
     target: Annotated[
@@ -57,6 +62,9 @@ def evaluate(
                                    "non-empty folder (same-named files are replaced)."),
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics and the confusion "
                                                    "matrix to this JSON file.")] = None,
+    tta: Annotated[TtaChoice, typer.Option(
+        "--tta", help="Test-time augmentation: none, or flips (softmax averaged over the slice and its "
+        "3 mirror images, as covseg predict --tta flips).")] = TtaChoice.none,
 ) -> None:
     """Score a trained model: metric tables on the run's validation split or on any data set."""
     import torch
@@ -81,9 +89,14 @@ def evaluate(
         warn("slices differ in size and the model was trained at native size: evaluating one slice at a time")
     loader = torch.utils.data.DataLoader(slice_dataset, batch_size=batch_size, shuffle=False,
                                          pin_memory=torch_device.type == "cuda")
-    writer = PredictionWriter(save_predictions, source.ids) if save_predictions is not None else None
+    writer = (PredictionWriter(save_predictions, source.ids, trained.model_name, trained.class_names,
+                               tta.value) if save_predictions is not None else None)
     autocast = torch.bfloat16 if trained.config and trained.config.get("amp") else None
     console.print(describe_evaluation(trained, source, torch_device))
+    if tta != TtaChoice.none:
+        from covseg.tta import describe
+
+        console.print(f"test-time augmentation: {describe(tta.value)}", highlight=False)
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("evaluate", total=len(loader))
@@ -94,7 +107,7 @@ def evaluate(
             progress.advance(task)
 
         confusion, metrics = evaluate_model(trained.model, loader, torch_device, trained.num_classes,
-                                            autocast_dtype=autocast, on_batch=on_batch)
+                                            autocast_dtype=autocast, on_batch=on_batch, tta=tta.value)
     print_metric_tables(metrics, confusion, trained.class_names)
     if writer is not None:
         console.print(f"wrote {writer.count} overlay PNG(s) to {save_predictions}: "
@@ -105,7 +118,8 @@ def evaluate(
             "checkpoint": str(trained.checkpoint_path), "model": trained.model_name,
             "epoch": trained.checkpoint.get("epoch"), "data": source.description, "split": source.split,
             "slices": len(source.ids), "image_size": trained.image_size,
-            "class_names": list(trained.class_names), "metrics": metrics, "confusion": confusion.tolist(),
+            "class_names": list(trained.class_names), "tta": tta.value, "metrics": metrics,
+            "confusion": confusion.tolist(),
         })
         console.print(f"metrics written to {json_path}")
 
@@ -120,25 +134,32 @@ def check_output_folder(folder: Path, overwrite: bool) -> None:
 
 
 class PredictionWriter:
-    """Writes ``<slice id>.png`` (image | truth | prediction overlays) in loader order.
+    """Writes ``<slice id>.png`` (image | truth | prediction overlays) in loader order, captioned with
+    the slice id, the model, the panels and the colour legend (:func:`covseg.visualize.captioned`).
 
     Names come from :func:`png_names`, and every path is checked by :func:`covseg.files.child_path`:
     whatever a slice id holds, nothing is written outside ``folder``.
     """
 
-    def __init__(self, folder: Path, ids: list[str]):
+    def __init__(self, folder: Path, ids: list[str], model_name: str = "", class_names: tuple[str, ...] = (),
+                 tta: str = "none"):
         self.folder = Path(folder)
+        self.ids = ids
         self.names = png_names(ids)
+        self.model_line = "image | truth | prediction" + (f" of {model_name}" if model_name else "") + (
+            f" (TTA {tta})" if tta != "none" else "")
+        self.class_names = class_names or None
         self.count = 0
 
     def write_batch(self, images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
-        from covseg.visualize import save_png, side_by_side
+        from covseg.visualize import captioned, save_png, side_by_side
 
         images_hwc = images.float().permute(0, 2, 3, 1).cpu().numpy()
         masks_np, predictions_np = masks.cpu().numpy(), predictions.cpu().numpy()
         for image, truth, prediction in zip(images_hwc, masks_np, predictions_np, strict=True):
             path = child_path(self.folder, self.names[self.count])
-            save_png(side_by_side(image, truth, prediction), path)
+            lines = [f"slice {self.ids[self.count]}", self.model_line]
+            save_png(captioned(side_by_side(image, truth, prediction), lines, self.class_names), path)
             self.count += 1
 
 

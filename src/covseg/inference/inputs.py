@@ -26,7 +26,7 @@ import numpy as np
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Intensity
 from covseg.data.interpret import IntensityChoice
-from covseg.data.nifti import is_nifti, nifti_stem, read_ct_volume, read_mask_volume, voxel_size_mm
+from covseg.data.nifti import is_nifti, nifti_stem, read_ct_volume, read_volume, voxel_size_mm
 from covseg.data.slice_files import PIL_SUFFIXES, read_image
 from covseg.files import safe_file_name
 
@@ -132,13 +132,20 @@ def read_case(case: Case, choice: IntensityChoice | None = None) -> CaseData:
     return CaseData(case, values, decided.kind, reference, voxel_ml, decided.summary, decided.replaced)
 
 
-def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
-    """A lung mask volume (any non-zero voxel is lung) in display order, checked against the case."""
+def read_lung_labels(path: Path, data: CaseData) -> np.ndarray:
+    """A lung mask volume's values (Z, H, W) float32 in display order, checked against the case.
+
+    0 is outside the lung, any other value inside (a mask may give each lung its own value, e.g. 1
+    and 2: :mod:`covseg.inference.severity` uses them). NaN or infinite values are refused.
+    """
     if data.reference is None:
         raise CovsegError(
             f"--lung-mask {path}: lung masks go with NIfTI volumes, not with the image {data.case.path}"
         )
-    mask, reference = read_mask_volume(path)
+    values, reference = read_volume(path)
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise CovsegError(f"{path}: {bad:,} mask values are NaN or infinite; a mask holds 0 and non-zero")
     if reference.shape[:3] != data.reference.shape[:3]:
         raise CovsegError(
             f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.path} has "
@@ -148,4 +155,10 @@ def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
         raise CovsegError(
             f"--lung-mask {path} has another affine than {data.case.path}: not the same geometry"
         )
-    return mask
+    return values
+
+
+def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
+    """A lung mask volume (any non-zero voxel is lung) as bool (Z, H, W) in display order, checked
+    against the case (:func:`read_lung_labels`)."""
+    return read_lung_labels(path, data) != 0
