@@ -126,7 +126,6 @@ def predict(
     )] = False,
     min_lesion_ml: Annotated[float | None, typer.Option(
         "--min-lesion-ml",
-        min=0.0,
         help="Remove lesions (26-connected components of any lesion class) smaller than this many ml; "
         "volumes only. The report lists what was removed.",
     )] = None,

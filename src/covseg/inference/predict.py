@@ -144,24 +144,29 @@ def _flip(batch: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return np.flip(batch, axis=axes)
 
 
+OPENCV_CHANNELS = {"area": 4, "linear": 128}
+"""Channels per ``cv2.resize`` call that OpenCV 4/5 accepts for each interpolation."""
+
+
 def native_probabilities(probabilities: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Probabilities (N, C, h, w) resized to ``size`` = (H, W): (N, C, H, W) float32.
 
     :func:`covseg.data.transforms.resize_image` does the resizing: bilinear when enlarging (a model
     trained at 128 px gives smooth lesion edges at 512 px, not 4x4 staircases), area when shrinking.
-    All slices and classes of the batch go through one call as channels (OpenCV takes up to 512).
+    The N x C maps go through OpenCV as the channels of a few calls: at most
+    :data:`OPENCV_CHANNELS` each (OpenCV's area resize takes 4, its linear one fewer than 256).
     """
     count, classes, height, width = probabilities.shape
     if (height, width) == tuple(size):
         return probabilities
-    resized = []
-    per_call = max(1, 512 // classes)
-    for start in range(0, count, per_call):
-        part = probabilities[start : start + per_call]
-        channels = np.ascontiguousarray(part.reshape(-1, height, width).transpose(1, 2, 0))
-        out = resize_image(channels, size)
-        resized.append(out.transpose(2, 0, 1).reshape(len(part), classes, *size))
-    return np.concatenate(resized) if len(resized) > 1 else resized[0]
+    shrinking = size[0] < height and size[1] < width
+    per_call = OPENCV_CHANNELS["area" if shrinking else "linear"]
+    maps = probabilities.reshape(count * classes, height, width)
+    resized = [
+        resize_image(np.ascontiguousarray(maps[start : start + per_call].transpose(1, 2, 0)), size)
+        for start in range(0, len(maps), per_call)
+    ]
+    return np.concatenate(resized, axis=2).transpose(2, 0, 1).reshape(count, classes, *size)
 
 
 ProbabilityCallback = Callable[[int, np.ndarray], None]
