@@ -20,7 +20,9 @@ leaves a half-written file.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -39,7 +41,7 @@ from covseg.inference.probabilities import ProbabilityStore, write_probabilities
 from covseg.inference.report import SUMMARY_CSV, LesionReport, measure_lesions, write_report
 from covseg.inference.severity import Severity, assess_severity
 from covseg.inference.timing import NO_TIMER, StageTimer
-from covseg.onnx import OnnxSegmenter
+from covseg.onnx import OnnxSegmenter, cpu_cores
 from covseg.tta import describe, flip_set
 from covseg.visualize import captioned, montage, overlay, save_png
 
@@ -165,6 +167,19 @@ def montage_slices(lesions: Sequence[int], limit: int = MONTAGE_MAX_SLICES) -> l
     return [lesions[index] for index in picks]
 
 
+def in_parallel(jobs: Sequence[Callable[[], object]]) -> None:
+    """Run ``jobs`` on a thread per core (PNG encoding and NumPy release the GIL); the first
+    failure is raised once all have ended (each file is written atomically, so none is half-written)."""
+    if len(jobs) <= 1:
+        for job in jobs:
+            job()
+        return
+    with ThreadPoolExecutor(max_workers=min(len(jobs), cpu_cores())) as pool:
+        futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.result()
+
+
 def is_oriented(reference: nib.Nifti1Image) -> bool:
     """Whether a NIfTI header orients its voxels at all (qform or sform code above 0)."""
     return int(reference.header["qform_code"]) > 0 or int(reference.header["sform_code"]) > 0
@@ -265,10 +280,9 @@ def run_case(
     if store is not None:
         with timer.stage("write probabilities"):
             probability_paths = write_probabilities(store, data.reference, folder, names)
-    with timer.stage("overlays, montage"):
-        overlay_paths, montage_path = _write_pictures(
-            case, data, labels, settings, folder, overlays, options, model_label
-        )
+    overlay_paths, montage_path = _write_pictures(
+        case, data, labels, settings, folder, overlays, options, model_label, timer
+    )
     with timer.stage("write report"):
         report_paths = write_report(report, folder)
     return CaseResult(
@@ -291,6 +305,7 @@ def _write_pictures(
     overlays: str,
     options: PredictOptions,
     model_label: str,
+    timer: StageTimer = NO_TIMER,
 ) -> tuple[list[Path], Path | None]:
     """Captioned overlays of the chosen slices and, for a volume with lesions, the montage."""
     volume = data.reference is not None
@@ -318,8 +333,13 @@ def _write_pictures(
     else:
         overlay_paths = [folder / "overlay.png"] if shown else []
         captions = [[case.name, model_line]] * len(shown)
-    for index, path, lines in zip(shown, overlay_paths, captions, strict=True):
+
+    def write_overlay(index: int, path: Path, lines: list[str]) -> None:
         save_png(captioned(picture(index), lines, names), path)
+
+    jobs = zip(shown, overlay_paths, captions, strict=True)
+    with timer.stage("overlays"):
+        in_parallel([partial(write_overlay, index, path, lines) for index, path, lines in jobs])
     montage_path = folder / MONTAGE_FILE
     lesions = lesion_slices(labels) if volume and options.montage else []
     if not lesions:
@@ -332,8 +352,7 @@ def _write_pictures(
         + (f", {len(chosen)} shown, evenly spaced" if len(chosen) < len(lesions) else ""),
         model_line,
     ]
-    save_png(
-        montage([picture(index) for index in chosen], [f"slice {index}" for index in chosen], header, names),
-        montage_path,
-    )
+    with timer.stage("montage"):
+        tiles = [picture(index) for index in chosen]
+        save_png(montage(tiles, [f"slice {index}" for index in chosen], header, names), montage_path)
     return overlay_paths, montage_path
