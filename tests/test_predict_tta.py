@@ -193,6 +193,7 @@ def test_eval_tta_uses_the_same_flips_in_pytorch():
     flipped, metrics = evaluate_model(model, loader, torch.device("cpu"), 4, tta="flips")
     assert plain[1, 0] == ROWS * SLICES and plain[1, 1] == 3 * ROWS * SLICES  # column 7 missed
     assert flipped[1, 1] == 4 * ROWS * SLICES and metrics["pixel_accuracy"] == 1.0
-    averaged = flip_averaged_probabilities(model, images[:1], "flips")[0, 1, 0]
+    with torch.no_grad():
+        averaged = flip_averaged_probabilities(model, images[:1], "flips")[0, 1, 0]
     np.testing.assert_allclose(averaged.numpy(), [(p1(g) + p1(-g)) / 2 for g in GRADIENT], rtol=1e-5)
     assert FLIP_SETS["flips"] == ((), (-1,), (-2,), (-2, -1))
