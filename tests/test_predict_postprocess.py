@@ -203,6 +203,11 @@ def test_post_processing_options_are_checked_before_any_work(inputs, tmp_path):
         assert message in " ".join(result.output.split()), result.output
         assert "Traceback" not in result.output
         assert not out.exists()
+    save(tmp_path / "empty.nii.gz", np.zeros(SHAPE), np.uint8)
+    empty = predict(inputs["model"], inputs["chest"], "--out", out, "--lung-mask", tmp_path / "empty.nii.gz")
+    assert empty.exit_code == 2 and "empty.nii.gz holds no lung (every voxel is 0)" in " ".join(
+        empty.output.split())
+    assert not (out / "chest").exists()
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "summary.csv").write_text("case\n")
     again = predict(inputs["model"], inputs["chest"], "--out", tmp_path / "taken")

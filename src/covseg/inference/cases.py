@@ -230,6 +230,10 @@ def run_case(
                 case, IntensityChoice("8bit" if settings.scale_8bit else "auto", spelling="predict")
             )
         lung_values = read_lung_labels(lung_mask, data) if lung_mask is not None else None
+    if lung_values is not None and not lung_values.any():
+        raise CovsegError(
+            f"--lung-mask {lung_mask} holds no lung (every voxel is 0): no share can be measured"
+        )
     store = (
         ProbabilityStore(len(data.slices), len(names), data.slices.shape[1:3])
         if options.save_probabilities
