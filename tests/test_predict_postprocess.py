@@ -127,6 +127,10 @@ def test_severity_bands_and_sides():
     mirrored = AFFINE.copy()
     mirrored[0, 0] = 0.8
     assert assess_severity(labels, lungs(), CLASS_NAMES, VOXEL_ML, mirrored).lung("left").lesion_voxels == 382
+    # So does a reader that stored the columns the other way round (the inverse it passes says so).
+    flipped = assess_severity(labels, lungs(), CLASS_NAMES, VOXEL_ML, AFFINE,
+                              to_stored=lambda volume: volume.transpose(2, 1, 0)[::-1])
+    assert flipped.lung("left").lesion_voxels == 382
     # Lungs touching, lobe labels, no orientation: only the whole lung.
     touching = lungs((1, 1))
     touching[:, 2:38, 20:30] = 1

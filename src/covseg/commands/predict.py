@@ -158,8 +158,8 @@ def predict(
     console.print(f"model: {settings.description}", highlight=False)
     if metadata is not None and not metadata.trained:
         warn(f"{model} holds UNTRAINED weights (exported from a model name): its labels mean nothing")
-    card = applicable_card(model if model.is_file() and model.suffix.lower() == ".onnx" else None,
-                           segmenter.metadata_props, segmenter.origin)
+    onnx_file = model.is_file() and model.suffix.lower() not in CHECKPOINT_SUFFIXES
+    card = applicable_card(model if onnx_file else None, segmenter.metadata_props, segmenter.origin)
     console.print(card.line, highlight=False)
     if card.warning:
         warn(card.warning)

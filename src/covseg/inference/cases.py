@@ -32,7 +32,7 @@ from PIL import Image
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import normalise_channels
 from covseg.data.interpret import IntensityChoice
-from covseg.data.nifti import write_label_volume
+from covseg.data.nifti import display_to_raw, write_label_volume
 from covseg.files import atomic_write, child_path
 from covseg.inference.inputs import Case, CaseData, read_case, read_lung_labels
 from covseg.inference.postprocess import Removed, remove_small_lesions, restrict_to_lung
@@ -46,6 +46,9 @@ from covseg.tta import describe, flip_set
 from covseg.visualize import captioned, montage, overlay, save_png
 
 OVERLAY_CHOICES: tuple[str, ...] = ("lesions", "all", "none")
+TO_STORED = display_to_raw
+"""Display order -> a volume's stored layout, the inverse of how :func:`read_case` read it; where
+slices are reoriented on reading, the probabilities and the lung sides follow that inverse."""
 MONTAGE_FILE = "montage.png"
 MONTAGE_MAX_SLICES = 36
 """A montage shows at most this many lesion slices, evenly spaced over those with a lesion."""
@@ -259,9 +262,8 @@ def run_case(
         )
         severity = None
         if lung_values is not None and data.reference is not None and data.voxel_ml is not None:
-            severity = assess_severity(
-                labels, lung_values, names, data.voxel_ml, data.reference.affine, is_oriented(data.reference)
-            )
+            affine, oriented = data.reference.affine, is_oriented(data.reference)
+            severity = assess_severity(labels, lung_values, names, data.voxel_ml, affine, oriented, TO_STORED)
         report = replace(
             report,
             input_intensity=data.assumed,
@@ -283,7 +285,7 @@ def run_case(
     probability_paths: list[Path] = []
     if store is not None:
         with timer.stage("write probabilities"):
-            probability_paths = write_probabilities(store, data.reference, folder, names)
+            probability_paths = write_probabilities(store, data.reference, folder, names, TO_STORED)
     overlay_paths, montage_path = _write_pictures(
         case, data, labels, settings, folder, overlays, options, model_label, timer
     )

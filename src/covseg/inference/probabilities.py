@@ -15,7 +15,7 @@ than the argmax can be tried downstream.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -59,15 +59,25 @@ def _description(label: int, name: str) -> bytes:
     return text.encode("ascii", "replace")[:79]  # descrip holds 80 bytes, NUL-ended
 
 
+ToStored = Callable[[np.ndarray], np.ndarray]
+"""Display order (Z, H, W) -> the reference's stored (X, Y, Z) layout (the inverse of the reader's)."""
+
+
 def write_probability_volume(
-    stored: np.ndarray, reference: nib.Nifti1Image, path: Path, label: int, name: str
+    stored: np.ndarray,
+    reference: nib.Nifti1Image,
+    path: Path,
+    label: int,
+    name: str,
+    to_stored: ToStored = display_to_raw,
 ) -> None:
-    """Write one class's probabilities, (Z, H, W) uint16 in display order, with the reference's
-    geometry (affine, qform/sform and codes, voxel sizes) and ``scl_slope`` 1/:data:`LEVELS`."""
+    """Write one class's probabilities, (Z, H, W) uint16 in display order, in the reference's
+    layout (``to_stored``) and geometry (affine, qform/sform and codes, voxel sizes), with
+    ``scl_slope`` 1/:data:`LEVELS`."""
     header = reference.header.copy()
     header.extensions.clear()
     header.set_data_dtype(np.uint16)
-    image = type(reference)(np.ascontiguousarray(display_to_raw(stored)), reference.affine, header=header)
+    image = type(reference)(np.ascontiguousarray(to_stored(stored)), reference.affine, header=header)
     out = image.header
     for field in _GEOMETRY_FIELDS:  # as stored, so that viewers place it exactly on the input
         out[field] = reference.header[field]
@@ -81,7 +91,11 @@ def write_probability_volume(
 
 
 def write_probabilities(
-    store: ProbabilityStore, reference: nib.Nifti1Image | None, folder: Path, class_names: Sequence[str]
+    store: ProbabilityStore,
+    reference: nib.Nifti1Image | None,
+    folder: Path,
+    class_names: Sequence[str],
+    to_stored: ToStored = display_to_raw,
 ) -> list[Path]:
     """The probability files of one case in ``folder`` (see the module docstring); their paths."""
     if reference is None:
@@ -92,6 +106,6 @@ def write_probabilities(
     paths = []
     for label, name in enumerate(class_names):
         path = child_path(folder / FOLDER, class_file_name(label, name))
-        write_probability_volume(store.stored[:, label], reference, path, label, name)
+        write_probability_volume(store.stored[:, label], reference, path, label, name, to_stored)
         paths.append(path)
     return paths

@@ -33,13 +33,14 @@ sform codes 0) says nothing about sides: then no side is named.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from covseg.data.nifti import display_to_raw
 from covseg.inference.postprocess import parenchymal_labels
 
 SCHEME = (
@@ -73,25 +74,34 @@ class LungSides:
     """How the sides were found, or why not (one line)."""
 
 
-def _centre_x(part: np.ndarray, affine: np.ndarray) -> float:
-    """World x (mm) of the centre of a display-order (Z, H, W) mask: voxel (i, j, k) = (col, row, z)."""
-    z, row, column = (float(np.mean(axis)) for axis in np.nonzero(part))
-    return float(affine[0, :3] @ np.array([column, row, z]) + affine[0, 3])
+ToStored = Callable[[np.ndarray], np.ndarray]
+"""Display order (Z, H, W) -> the stored (X, Y, Z) layout that ``affine`` maps to the world."""
 
 
-def _by_side(first: np.ndarray, second: np.ndarray, affine: np.ndarray, rule: str) -> LungSides:
-    first_x, second_x = _centre_x(first, affine), _centre_x(second, affine)
+def _centre_x(part: np.ndarray, affine: np.ndarray, to_stored: ToStored) -> float:
+    """World x (mm) of the centre of a display-order (Z, H, W) mask, through its stored voxels (i, j, k)."""
+    centre = np.array([float(np.mean(axis)) for axis in np.nonzero(to_stored(part))])
+    return float(affine[0, :3] @ centre + affine[0, 3])
+
+
+def _by_side(
+    first: np.ndarray, second: np.ndarray, affine: np.ndarray, to_stored: ToStored, rule: str
+) -> LungSides:
+    first_x, second_x = _centre_x(first, affine, to_stored), _centre_x(second, affine, to_stored)
     if first_x == second_x:
         return LungSides(None, None, f"{rule}, but both parts are centred at the same world x: sides unknown")
     right, left = (first, second) if first_x > second_x else (second, first)
     return LungSides(left, right, rule)
 
 
-def split_lungs(values: np.ndarray, affine: np.ndarray, oriented: bool = True) -> LungSides:
+def split_lungs(
+    values: np.ndarray, affine: np.ndarray, oriented: bool = True, to_stored: ToStored = display_to_raw
+) -> LungSides:
     """Left and right lungs of a lung mask (display order (Z, H, W)), by the rules of the module docstring.
 
-    ``affine``: the volume's voxel (i, j, k) -> RAS+ world (mm) matrix; ``oriented``: whether the
-    header gives an orientation at all (a qform or sform code above 0).
+    ``affine``: the volume's stored voxel (i, j, k) -> RAS+ world (mm) matrix; ``to_stored``: how
+    display order becomes that stored layout (the inverse of the reader's); ``oriented``: whether
+    the header gives an orientation at all (a qform or sform code above 0).
     """
     lung = values != 0
     if not lung.any():
@@ -104,6 +114,7 @@ def split_lungs(values: np.ndarray, affine: np.ndarray, oriented: bool = True) -
             values == distinct[0],
             values == distinct[1],
             affine,
+            to_stored,
             f"labels: lung mask values {distinct[0]:g} and {distinct[1]:g}",
         )
     if len(distinct) > 2:
@@ -119,11 +130,11 @@ def split_lungs(values: np.ndarray, affine: np.ndarray, oriented: bool = True) -
             None, None, "the lung mask is one connected piece (lungs touching): sides not separated"
         )
     first, second = components == order[0] + 1, components == order[1] + 1
-    first_x, second_x = _centre_x(first, affine), _centre_x(second, affine)
+    first_x, second_x = _centre_x(first, affine, to_stored), _centre_x(second, affine, to_stored)
     midline = (first_x + second_x) / 2
     for label in order[2:] + 1:  # small pieces: by the side of the mid-line they lie on
         piece = components == label
-        if (_centre_x(piece, affine) > midline) == (first_x > midline):
+        if (_centre_x(piece, affine, to_stored) > midline) == (first_x > midline):
             first |= piece
         else:
             second |= piece
@@ -131,7 +142,7 @@ def split_lungs(values: np.ndarray, affine: np.ndarray, oriented: bool = True) -
         f"components: the two largest 26-connected components of the lung mask"
         f"{f', {count - 2} smaller piece(s) by the mid-line' if count > 2 else ''}"
     )
-    return _by_side(first, second, affine, rule)
+    return _by_side(first, second, affine, to_stored, rule)
 
 
 @dataclass(frozen=True)
@@ -188,14 +199,16 @@ def assess_severity(
     voxel_ml: float,
     affine: np.ndarray,
     oriented: bool = True,
+    to_stored: ToStored = display_to_raw,
 ) -> Severity:
     """The severity of ``labels`` (Z, H, W) uint8 with the lung mask ``lung_values`` (same shape).
 
-    ``voxel_ml``: one voxel's volume in ml; ``affine`` and ``oriented`` as for :func:`split_lungs`.
+    ``voxel_ml``: one voxel's volume in ml; ``affine``, ``oriented`` and ``to_stored`` as for
+    :func:`split_lungs`.
     """
     counted = parenchymal_labels(class_names)
     lesions = np.isin(labels, counted)
-    sides = split_lungs(lung_values, affine, oriented)
+    sides = split_lungs(lung_values, affine, oriented, to_stored)
     lungs = [_involvement("lungs", lung_values != 0, lesions, voxel_ml)]
     score = None
     if sides.left is not None and sides.right is not None:
