@@ -80,7 +80,7 @@ def test_label_volume_round_trip_keeps_the_reference_header(medseg_folder, tmp_p
     again, _ = read_label_volume(out)
     assert np.array_equal(again, predicted)
     assert [path.name for path in out.parent.iterdir()] == ["prediction.nii.gz"]  # no temporary left
-    with pytest.raises(CovsegError, match="do not match the reference volume"):
+    with pytest.raises(CovsegError, match="does not match the reference volume"):
         write_label_volume(predicted[:, :, :-1], reference, tmp_path / "bad.nii.gz")
 
 

@@ -32,7 +32,7 @@ from covseg.evaluation.confusion import confusion_matrix
 from covseg.evaluation.evaluate import evaluate_model, predict_labels
 from covseg.evaluation.metrics import compute_metrics
 from covseg.training.config import TrainConfig
-from covseg.visualize import overlay, to_gray_uint8
+from covseg.visualize import MIN_CAPTION_WIDTH, captioned, overlay, to_gray_uint8
 
 runner = CliRunner()
 
@@ -189,12 +189,39 @@ def test_eval_of_a_run_scores_its_validation_split_and_writes_overlays(run_dir, 
                            image_size=SIDE)
     for index, slice_id in enumerate(val_ids):
         picture = np.asarray(Image.open(pictures / f"{slice_id}.png").convert("RGB"))
-        assert picture.shape == (SIDE, 3 * SIDE + 2 * 2, 3)  # image | truth | prediction, 2-px gaps
+        # image | truth | prediction with 2-px gaps, over a caption (slice, model, legend)
+        assert picture.shape[0] > SIDE and picture.shape[1] == max(3 * SIDE + 2 * 2, MIN_CAPTION_WIDTH)
         image, mask = dataset[index]
         image_hwc = image.permute(1, 2, 0).numpy()
-        np.testing.assert_array_equal(picture[:, :SIDE], to_gray_uint8(image_hwc))
-        np.testing.assert_array_equal(picture[:, SIDE + 2:2 * SIDE + 2], overlay(image_hwc, mask.numpy()))
+        np.testing.assert_array_equal(picture[:SIDE, :SIDE], to_gray_uint8(image_hwc))
+        np.testing.assert_array_equal(picture[:SIDE, SIDE + 2:2 * SIDE + 2], overlay(image_hwc, mask.numpy()))
+        blank = np.zeros((SIDE, 3 * SIDE + 2 * 2, 3), np.uint8)
+        caption = captioned(blank, [f"slice {slice_id}", "image | truth | prediction of unet"], CLASS_NAMES)
+        np.testing.assert_array_equal(picture[SIDE:], caption[SIDE:])  # slice, model and legend
     assert (np.array(record["confusion"])[1:].sum()) > 0  # the validation slices hold lesions to look at
+
+
+def test_eval_tta_scores_the_softmax_averaged_over_the_flips(run_dir, run_model, tmp_path):
+    report = tmp_path / "metrics.json"
+    result = runner.invoke(app, ["eval", str(run_dir), "--device", "cpu", "--tta", "flips",
+                                 "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "test-time augmentation: flips (4 passes" in " ".join(result.output.split())
+    record = json.loads(report.read_text())
+    assert record["tta"] == "flips"
+    val_ids = Split.load(run_dir / "split.json").val_ids
+    slices = load_slices("phantom", None, PHANTOM_OPTIONS)
+    dataset = SliceDataset(slices, val_ids, Normalisation(), image_size=SIDE)
+    images = torch.stack([dataset[i][0] for i in range(len(val_ids))])
+    masks = torch.stack([dataset[i][1] for i in range(len(val_ids))])
+    with torch.no_grad():  # by hand: the slice, mirrored left-right, top-bottom and both
+        mean = sum(torch.flip(torch.softmax(run_model(torch.flip(images, dims)), 1), dims) if dims
+                   else torch.softmax(run_model(images), 1) for dims in ((), (3,), (2,), (2, 3))) / 4
+    predicted = mean.argmax(1).numpy().ravel()
+    expected = skm.confusion_matrix(masks.numpy().ravel(), predicted, labels=[0, 1, 2, 3])
+    np.testing.assert_array_equal(np.array(record["confusion"]), expected)
+    # (This untrained unet predicts one class everywhere, flipped or not: tests/test_predict_tta.py
+    # checks with a mirror-asymmetric model that the flips change exactly the labels they should.)
 
 
 def test_eval_split_choices_and_an_existing_pictures_folder(run_dir, run_model, tmp_path):

@@ -14,7 +14,7 @@ from covseg.cli import app
 from covseg.core.errors import CovsegError
 from covseg.core.registry import create_model, get_registry
 from covseg.evaluation.trained import load_trained_model
-from covseg.export import read_metadata
+from covseg.onnx import read_metadata
 from covseg.training import TrainConfig
 from tests.fake_plugins import installed, write_distribution
 

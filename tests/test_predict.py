@@ -24,7 +24,7 @@ from covseg.cli import app
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.dataset import SliceDataset
-from covseg.data.intensity import Normalisation
+from covseg.data.intensity import Normalisation, normalise_channels
 from covseg.data.loading import load_slices
 from covseg.data.nifti import read_label_volume, read_volume
 from covseg.evaluation.trained import load_trained_model
@@ -32,6 +32,7 @@ from covseg.export import export_model
 from covseg.export.onnx_export import ExportSource, write_export
 from covseg.inference.report import measure_lesions
 from covseg.onnx import ExportMetadata
+from covseg.visualize import MIN_CAPTION_WIDTH, overlay
 from tests.import_checks import run_covseg
 from tests.test_export import save_unet_checkpoint
 
@@ -177,10 +178,15 @@ def test_volume_labels_keep_the_geometry_and_the_report_counts_them(models, phan
         assert int(rows[measure["name"]]["voxels"]) == measure["voxels"]
         assert float(rows[measure["name"]]["volume_ml"]) == pytest.approx(measure["volume_ml"], rel=1e-5)
     assert report["classes"][0]["volume_ml"] == pytest.approx(25 * 30 * 3 * VOXEL_ML)  # ground-glass blob
-    # Overlays of the slices with lesions (all four), in display orientation (rows = raw axis 1).
+    # Overlays of the slices with lesions (all four), in display orientation.
     overlays = sorted((out / "scan" / "overlays").iterdir())
     assert [path.name for path in overlays] == [f"slice_{z:03d}.png" for z in range(4)]
-    assert np.asarray(Image.open(overlays[0])).shape == (60, 70, 3)
+    picture = np.asarray(Image.open(overlays[0]))
+    hu_slice = read_volume(phantom["scan"])[0][0]
+    shown = read_label_volume(out / "scan" / "labels.nii.gz")[0][0]  # the labels in display order
+    expected = overlay(normalise_channels(hu_slice, "hu", Normalisation()), shown)
+    np.testing.assert_array_equal(picture[:60, :70], expected)  # the slice at the top left
+    assert picture.shape[0] > 60 + 2 * 16 and picture.shape[1] == MIN_CAPTION_WIDTH  # caption, legend
 
 
 def test_a_model_trained_at_another_size_is_resized_there_and_back(models, phantom, tmp_path):
@@ -288,6 +294,7 @@ def test_existing_outputs_need_overwrite_and_stale_overlays_go(models, phantom, 
     assert list((tmp_path / "scan" / "overlays").iterdir()) == []
     assert sorted(path.name for path in (tmp_path / "scan").iterdir() if path.is_file()) == [
         "labels.nii.gz",
+        "montage.png",  # --overlays none leaves the montage of the lesion slices (--no-montage does not)
         "report.csv",
         "report.json",
     ]
@@ -358,8 +365,16 @@ def test_cuda_asked_for_where_there_is_none(models, phantom, tmp_path):
     assert_one_line_error(result, "--device cuda: no CUDA GPU is usable by onnxruntime on this machine")
 
 
+def upsampled_labels(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Labels (N, H, W) from logits (N, C, h, w): softmax, bilinear resize to ``size``, argmax."""
+    channels_last = torch.softmax(logits, dim=1).permute(0, 2, 3, 1).contiguous().numpy()
+    resized = [cv2.resize(item, size[::-1], interpolation=cv2.INTER_LINEAR) for item in channels_last]
+    return np.stack([item.argmax(axis=2).astype(np.uint8) for item in resized])
+
+
 def pytorch_reference(model: nn.Module, images: list[np.ndarray], intensity: str) -> np.ndarray:
-    """Labels through the training input path (SliceDataset at 64x64) and PyTorch, resized back."""
+    """Labels through the training input path (SliceDataset at 64x64) and PyTorch, the softmax
+    resized back bilinearly."""
     ids = [str(index) for index in range(len(images))]
     masks = [np.zeros(image.shape[:2], np.uint8) for image in images]
     dataset = SliceDataset(
@@ -367,13 +382,7 @@ def pytorch_reference(model: nn.Module, images: list[np.ndarray], intensity: str
     )
     with torch.inference_mode():
         logits = model(torch.stack([dataset[index][0] for index in range(len(ids))]))
-    labels = logits.argmax(1).numpy().astype(np.uint8)
-    return np.stack(
-        [
-            cv2.resize(label, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-            for label, image in zip(labels, images, strict=True)
-        ]
-    )
+    return upsampled_labels(logits, images[0].shape[:2])
 
 
 def test_a_checkpoint_is_exported_on_the_fly_and_predicts_like_pytorch(tmp_path, phantom, medseg100_dir):
@@ -431,16 +440,15 @@ def test_real_pngs_with_a_briefly_trained_run(trained_run, tmp_path):
         assert labels.shape == (512, 512) and labels.max() <= 3
         with torch.inference_mode():
             logits = trained.model(dataset[index][0][None])
-        expected = cv2.resize(
-            logits.argmax(1)[0].numpy().astype(np.uint8), (512, 512), interpolation=cv2.INTER_NEAREST
-        )
+        expected = upsampled_labels(logits, (512, 512))[0]
         # A one-epoch model may predict one class nearly everywhere: the label-by-label parity with
         # a model whose labels vary is in test_a_checkpoint_is_exported_on_the_fly_and_predicts_like_pytorch.
         assert (labels == expected).mean() > 0.999
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["voxel_ml"] is None
         assert [m["voxels"] for m in report["classes"][:3]] == [int((labels == k).sum()) for k in (1, 2, 3)]
-        assert np.asarray(Image.open(tmp_path / name / "overlay.png")).shape == (512, 512, 3)
+        picture = np.asarray(Image.open(tmp_path / name / "overlay.png"))
+        assert picture.shape[:2] > (512, 512) and picture.shape[1] == 512  # the caption below
 
 
 def test_read_case_errors_are_covseg_errors(tmp_path):

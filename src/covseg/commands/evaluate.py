@@ -33,6 +33,11 @@ class SplitChoice(str, Enum):
     all = "all"
 
 
+class TtaChoice(str, Enum):
+    none = "none"
+    flips = "flips"
+
+
 @user_errors
 def evaluate(
     target: Annotated[
@@ -60,6 +65,9 @@ def evaluate(
                                    "non-empty folder (same-named files are replaced)."),
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics and the confusion "
                                                    "matrix to this JSON file.")] = None,
+    tta: Annotated[TtaChoice, typer.Option(
+        "--tta", help="Test-time augmentation: none, or flips (softmax averaged over the slice and its "
+        "3 mirror images, as covseg predict --tta flips).")] = TtaChoice.none,
 ) -> None:
     """Score a trained model: metric tables, with 95% bootstrap intervals over slices, on the run's
     validation or test split or on any data set."""
@@ -83,9 +91,14 @@ def evaluate(
                                               trained.image_size, batch_size, torch_device)
     if one_at_a_time:
         warn("slices differ in size and the model was trained at native size: evaluating one slice at a time")
-    writer = PredictionWriter(save_predictions, source.ids) if save_predictions is not None else None
+    writer = (PredictionWriter(save_predictions, source.ids, trained.model_name, trained.class_names,
+                               tta.value) if save_predictions is not None else None)
     autocast = torch.bfloat16 if trained.config and trained.config.get("amp") else None
     console.print(describe_evaluation(trained, source, torch_device))
+    if tta != TtaChoice.none:
+        from covseg.tta import describe
+
+        console.print(f"test-time augmentation: {describe(tta.value)}", highlight=False)
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("evaluate", total=len(loader))
@@ -96,7 +109,7 @@ def evaluate(
             progress.advance(task)
 
         confusions = evaluate_slices(trained.model, loader, torch_device, trained.num_classes,
-                                     autocast_dtype=autocast, on_batch=on_batch)
+                                     autocast_dtype=autocast, on_batch=on_batch, tta=tta.value)
     score = Score.of(source.ids, confusions)
     confusion = confusions.sum(axis=0)
     print_metric_tables(score.metrics, confusion, trained.class_names, score.intervals)
@@ -110,7 +123,7 @@ def evaluate(
             "members": trained.members, "epoch": trained.checkpoint.get("epoch"),
             "data": source.description, "split": source.split,
             "slices": len(source.ids), "image_size": trained.image_size,
-            "class_names": list(trained.class_names), "metrics": score.metrics,
+            "class_names": list(trained.class_names), "tta": tta.value, "metrics": score.metrics,
             "intervals": {name: list(interval) if interval else None
                           for name, interval in score.intervals.items()},
             "bootstrap": bootstrap.settings(), "confusion": confusion.tolist(),
@@ -129,25 +142,32 @@ def check_output_folder(folder: Path, overwrite: bool) -> None:
 
 
 class PredictionWriter:
-    """Writes ``<slice id>.png`` (image | truth | prediction overlays) in loader order.
+    """Writes ``<slice id>.png`` (image | truth | prediction overlays) in loader order, captioned with
+    the slice id, the model, the panels and the colour legend (:func:`covseg.visualize.captioned`).
 
     Names come from :func:`png_names`, and every path is checked by :func:`covseg.files.child_path`:
     whatever a slice id holds, nothing is written outside ``folder``.
     """
 
-    def __init__(self, folder: Path, ids: list[str]):
+    def __init__(self, folder: Path, ids: list[str], model_name: str = "", class_names: tuple[str, ...] = (),
+                 tta: str = "none"):
         self.folder = Path(folder)
+        self.ids = ids
         self.names = png_names(ids)
+        self.model_line = "image | truth | prediction" + (f" of {model_name}" if model_name else "") + (
+            f" (TTA {tta})" if tta != "none" else "")
+        self.class_names = class_names or None
         self.count = 0
 
     def write_batch(self, images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
-        from covseg.visualize import save_png, side_by_side
+        from covseg.visualize import captioned, save_png, side_by_side
 
         images_hwc = images.float().permute(0, 2, 3, 1).cpu().numpy()
         masks_np, predictions_np = masks.cpu().numpy(), predictions.cpu().numpy()
         for image, truth, prediction in zip(images_hwc, masks_np, predictions_np, strict=True):
             path = child_path(self.folder, self.names[self.count])
-            save_png(side_by_side(image, truth, prediction), path)
+            lines = [f"slice {self.ids[self.count]}", self.model_line]
+            save_png(captioned(side_by_side(image, truth, prediction), lines, self.class_names), path)
             self.count += 1
 
 

@@ -73,7 +73,7 @@ def export(
              "give a run folder or checkpoint for a trained model")
     console.print(f"exporting {source.metadata.describe()}", highlight=False)
     result = export_model(source, image_size, opset, exporter.value, tolerance)
-    write_export(result, path, overwrite)
+    card = write_export(result, path, overwrite)
     table = Table(title=f"onnxruntime (CPU) vs PyTorch, random inputs (tolerance {tolerance:g})")
     for column in ("input (N, C, H, W)", "max |logit diff|", "largest |logit|", "allowed", "ok"):
         table.add_column(column, justify="right")
@@ -92,3 +92,5 @@ def export(
         f"{result.export_seconds:.1f} s; dynamic batch, height and width)",
         highlight=False,
     )
+    console.print(f"wrote its model card {card} (also in the file's metadata, covseg.model_card)",
+                  highlight=False)

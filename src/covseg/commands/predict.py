@@ -9,6 +9,7 @@ is first exported in memory here (:func:`open_model`), the one place where predi
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,6 +21,8 @@ from covseg.core.errors import CovsegError
 from covseg.terminal import join, styled
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from covseg.data.interpret import IntensityChoice
     from covseg.onnx import ExportMetadata, OnnxSegmenter
 
@@ -53,6 +56,11 @@ class OverlayChoice(str, Enum):
 class LabelFormat(str, Enum):
     nifti = "nifti"
     dicom_seg = "dicom-seg"
+
+
+class TtaChoice(str, Enum):
+    none = "none"
+    flips = "flips"
 
 
 @user_errors
@@ -119,20 +127,55 @@ def predict(
         help="Labels as nifti (labels.nii.gz; images: labels.png) or dicom-seg (a DICOM SEG over the "
         "source series, for DICOM inputs; needs covseg[dicom]).",
     )] = LabelFormat.nifti,
+    tta: Annotated[TtaChoice, typer.Option(
+        "--tta",
+        help="Test-time augmentation: none, or flips (softmax averaged over the slice and its "
+        "left-right, top-bottom and both mirror images: 4 passes, nnU-Net's mirroring).",
+    )] = TtaChoice.none,
+    save_probabilities: Annotated[bool, typer.Option(
+        "--save-probabilities",
+        help="Also write the class probabilities at the native size: probabilities/<label>_<class>.nii.gz "
+        "(uint16, scl_slope 1/65535) for volumes, probabilities.npy (float16) for images.",
+    )] = False,
+    restrict_to_lung: Annotated[bool, typer.Option(
+        "--restrict-to-lung",
+        help="Remove ground-glass and consolidation outside the --lung-mask (pleural effusion, "
+        "outside the lung by definition, is kept); the report lists what was removed.",
+    )] = False,
+    min_lesion_ml: Annotated[float | None, typer.Option(
+        "--min-lesion-ml",
+        help="Remove lesions (26-connected components of any lesion class) smaller than this many ml; "
+        "volumes only. The report lists what was removed.",
+    )] = None,
+    montage: Annotated[bool, typer.Option(
+        "--montage/--no-montage", help="A montage.png of the lesion slices of each volume."
+    )] = True,
 ) -> None:
     """Segment CT volumes and slices with onnxruntime; write labels, overlays and lesion reports."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from covseg.inference.cases import check_label_format, check_outputs, pair_lung_masks, run_case
+    from covseg.files import write_text
+    from covseg.inference.cases import (
+        PredictOptions,
+        check_label_format,
+        check_outputs,
+        pair_lung_masks,
+        run_case,
+    )
     from covseg.inference.inputs import discover_cases, read_case
     from covseg.inference.predict import resolve_settings
+    from covseg.inference.report import SUMMARY_CSV, summary_csv
     from covseg.onnx import cpu_cores
+    from covseg.onnx.card import applicable_card
+    from covseg.tta import describe
 
     choice = intensity_choice(intensity.value, hu_offset, nan.value, scale_8bit)
     cases = discover_cases(inputs, series or ())
     check_outputs(cases, out, overwrite)
     lung_masks = pair_lung_masks(cases, lung_mask)
+    options = PredictOptions(tta.value, save_probabilities, restrict_to_lung, min_lesion_ml, montage)
+    options.check(cases, lung_masks)
     segmenter, metadata = open_model(model, device.value, log=console.print)
     settings = resolve_settings(segmenter, metadata, classes, window, choice.intensity == "8bit")
     check_label_format(cases, label_format.value, settings.class_names)
@@ -140,7 +183,15 @@ def predict(
     console.print(f"model: {settings.description}", highlight=False)
     if metadata is not None and not metadata.trained:
         warn(f"{model} holds UNTRAINED weights (exported from a model name): its labels mean nothing")
+    onnx_file = model.is_file() and model.suffix.lower() not in CHECKPOINT_SUFFIXES
+    card = applicable_card(model if onnx_file else None, segmenter.metadata_props, segmenter.origin)
+    console.print(card.line, highlight=False)
+    if card.warning:
+        warn(card.warning)
+    options = replace(options, model_card=card.line.removeprefix("model card: "))
     console.print(join("onnxruntime provider: ", styled(segmenter.provider, "bold"), threads))
+    if options.tta != "none":
+        console.print(f"test-time augmentation: {describe(options.tta)}", highlight=False)
     summary = Table(title=f"lesions per case (written to {out})")
     for column, justify in (
         ("case", "left"),
@@ -151,6 +202,8 @@ def predict(
     ):
         summary.add_column(column, justify=justify)
     model_label = metadata.model_name if metadata is not None else str(model)
+    reports = []
+    severities = []
     with Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -173,9 +226,13 @@ def predict(
                 overlays=overlays.value,
                 data=data,
                 on_batch=lambda count, task=task: progress.advance(task, count),
+                options=options,
                 label_format=label_format.value,
             )
             progress.remove_task(task)
+            reports.append(result.report)
+            if result.severity is not None:
+                severities.append((case.name, result.severity))
             for measure in result.report.classes:
                 summary.add_row(
                     case.name,
@@ -187,12 +244,24 @@ def predict(
             console.print(f"{case.name}: read as {data.assumed}", highlight=False)
             if data.orientation:
                 console.print(f"{case.name}: {data.orientation}", highlight=False)
+            for step in result.report.postprocessing:
+                removed = sum(item["voxels"] for item in step["removed"].values())
+                console.print(f"{case.name}: {step['setting']}: {removed:,} voxel(s)", highlight=False)
+            extras = [f"{len(result.overlay_paths)} overlay(s)"]
+            if result.montage_path is not None:
+                extras.append(result.montage_path.name)
+            if result.probability_paths:
+                extras.append(f"{len(result.probability_paths)} probability file(s)")
             console.print(
-                f"{case.name}: {result.labels_path}, {len(result.overlay_paths)} overlay(s), "
+                f"{case.name}: {result.labels_path}, {', '.join(extras)}, "
                 f"{result.report_paths[0].name} and {result.report_paths[1].name}",
                 highlight=False,
             )
+    summary_path = write_text(out / SUMMARY_CSV, summary_csv(reports))
     console.print(summary)
+    if severities:
+        console.print(severity_table(severities))
+    console.print(f"one row per case: {summary_path}", highlight=False)
 
 
 def open_model(
@@ -242,3 +311,24 @@ def intensity_choice(intensity: str, hu_offset: float | None, nan: str, scale_8b
 
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
+
+
+def severity_table(severities: list) -> Table:
+    """Per case: share of each lung involved, its band, and the score (covseg.inference.severity)."""
+    from rich.table import Table
+
+    table = Table(title="lung involvement (ground-glass + consolidation in the lung mask) and severity",
+                  caption="bands and score: lobe-free adaptation of Chung et al., Radiology 2020 "
+                  "(0-4 per lung, 0-8 in all); see report.json")
+    for column, justify in (("case", "left"), ("lungs %", "right"), ("left %", "right"),
+                            ("right %", "right"), ("bands L/R", "right"), ("score", "right"),
+                            ("sides from", "left")):
+        table.add_column(column, justify=justify)
+    for name, severity in severities:
+        lungs, left, right = (severity.lung(side) for side in ("lungs", "left", "right"))
+        bands = f"{left.band}/{right.band}" if left and right else "—"
+        table.add_row(name, _number(lungs.percent), _number(left.percent if left else None),
+                      _number(right.percent if right else None), bands,
+                      "—" if severity.score is None else f"{severity.score}/{severity.max_score}",
+                      severity.sides)
+    return table

@@ -19,7 +19,7 @@ import gzip
 import math
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -226,10 +226,11 @@ def _check_like(image: nib.Nifti1Image, path: Path, reference: nib.Nifti1Image |
                           "covseg cannot tell whether their voxels line up; give both the same header")
 
 
-def read_mask_volume(
+def read_mask_values(
     path: Path, target: str = DISPLAY_ORIENTATION, reference: nib.Nifti1Image | None = None
 ) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """A binary mask volume (e.g. lung masks): bool (Z, H, W), non-zero is inside; NaN refused.
+    """A mask volume's values, float32 (Z, H, W) in display order: 0 is outside, any other value
+    inside (a lung mask may give each lung its own value); NaN and infinite values are refused.
 
     With ``reference`` (the image it belongs to), a mask that has an orientation where the image
     has none, or the reverse, is refused (:func:`image_reorientation` would treat them apart).
@@ -239,7 +240,16 @@ def read_mask_volume(
     bad = int(volume.size - np.count_nonzero(np.isfinite(volume)))
     if bad:
         raise CovsegError(f"{path}: {bad:,} mask values are NaN or infinite; a mask holds 0 and non-zero")
-    return volume != 0, image
+    return volume, image
+
+
+def read_mask_volume(
+    path: Path, target: str = DISPLAY_ORIENTATION, reference: nib.Nifti1Image | None = None
+) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A binary mask volume (e.g. lung masks): bool (Z, H, W), non-zero is inside
+    (:func:`read_mask_values`)."""
+    values, image = read_mask_values(path, target, reference)
+    return values != 0, image
 
 
 def read_label_volume(
@@ -283,6 +293,50 @@ def label_description(class_names: Sequence[str]) -> str:
     return text.encode("ascii", "replace")[:79].decode("ascii")  # descrip holds 80 bytes, NUL-ended
 
 
+def write_derived_volume(
+    volume: np.ndarray,
+    reference: nib.Nifti1Image,
+    path: Path,
+    target: str = DISPLAY_ORIENTATION,
+    describe: Callable[[nib.Nifti1Header], None] | None = None,
+) -> None:
+    """Write a volume computed from ``reference`` (labels, probabilities), atomically, so that it
+    overlays the reference in any viewer.
+
+    ``volume``: (Z, H, W) in display order ``target`` (as the reference was read), in the dtype to
+    store. It goes back through :func:`image_reorientation` of the reference into its own layout.
+    Kept from the reference: the affine, qform and sform with their codes, voxel sizes and units;
+    dropped: its extensions, scaling and display range. ``describe(header)`` then sets what the
+    map is (intent, scaling, display range, ``descrip``). ``.nii.gz`` names are gzip-compressed.
+    """
+    path = Path(path)
+    reoriented = image_reorientation(reference, target, path)
+    expected = reoriented.display_shape(reference.shape[:3])
+    if volume.ndim != 3 or tuple(volume.shape) != expected:
+        raise CovsegError(
+            f"{path}: a volume of shape {tuple(volume.shape)} does not match the reference volume "
+            f"(display shape {expected})"
+        )
+    header = reference.header.copy()
+    header.extensions.clear()
+    header.set_data_dtype(volume.dtype)
+    output = type(reference)(np.ascontiguousarray(reoriented.to_stored(volume)), reference.affine,
+                             header=header)
+    out = output.header
+    for field in _GEOMETRY_FIELDS:  # as stored, so that viewers place both files identically
+        out[field] = reference.header[field]
+    out.set_slope_inter(1.0, 0.0)
+    out["cal_min"], out["cal_max"] = 0.0, 0.0
+    out["descrip"] = b""
+    out["aux_file"] = b""
+    if describe is not None:
+        describe(out)
+    data = output.to_bytes()
+    if path.name.lower().endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6)
+    write_bytes(path, data)
+
+
 def write_label_volume(
     labels: np.ndarray,
     reference: nib.Nifti1Image,
@@ -290,38 +344,13 @@ def write_label_volume(
     class_names: Sequence[str] = CLASS_NAMES,
     target: str = DISPLAY_ORIENTATION,
 ) -> None:
-    """Write (Z, H, W) uint8 labels (display order ``target``, as read) in the reference's own
-    layout and geometry, atomically.
+    """Write (Z, H, W) labels (display order ``target``, as read) as a label map that overlays the
+    reference (:func:`write_derived_volume`): uint8 without scaling, intent ``NIFTI_INTENT_LABEL``
+    (1002), display range cal_min 0 / cal_max the highest label, ``descrip`` naming the classes."""
 
-    The labels go back through :func:`image_reorientation` of the reference. Kept from the
-    reference: the affine, qform and sform with their codes, voxel sizes and units, so the file
-    overlays the reference volume. Set for a label map (not copied from the CT): uint8
-    without scaling (scl_slope 1, scl_inter 0), intent ``NIFTI_INTENT_LABEL`` (1002), display range
-    cal_min 0 / cal_max the highest label, ``descrip`` naming the classes, no extensions.
-    ``.nii.gz`` names are gzip-compressed.
-    """
-    path = Path(path)
-    reoriented = image_reorientation(reference, target, path)
-    expected = reoriented.display_shape(reference.shape[:3])
-    if labels.ndim != 3 or tuple(labels.shape) != expected:
-        raise CovsegError(
-            f"{path}: labels of shape {tuple(labels.shape)} do not match the reference volume "
-            f"(display shape {expected})"
-        )
-    header = reference.header.copy()
-    header.extensions.clear()
-    header.set_data_dtype(np.uint8)
-    output = type(reference)(np.ascontiguousarray(reoriented.to_stored(labels.astype(np.uint8))),
-                             reference.affine, header=header)
-    out = output.header
-    for field in _GEOMETRY_FIELDS:  # as stored, so that viewers place both files identically
-        out[field] = reference.header[field]
-    out.set_slope_inter(1.0, 0.0)
-    out.set_intent("label", (), name="labels")
-    out["cal_min"], out["cal_max"] = 0.0, float(len(class_names) - 1)
-    out["descrip"] = label_description(class_names)
-    out["aux_file"] = b""
-    data = output.to_bytes()
-    if path.name.lower().endswith(".gz"):
-        data = gzip.compress(data, compresslevel=6)
-    write_bytes(path, data)
+    def describe(header: nib.Nifti1Header) -> None:
+        header.set_intent("label", (), name="labels")
+        header["cal_min"], header["cal_max"] = 0.0, float(len(class_names) - 1)
+        header["descrip"] = label_description(class_names)
+
+    write_derived_volume(labels.astype(np.uint8), reference, path, target, describe)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from covseg.core.errors import CovsegError
 from covseg.evaluation.confusion import confusion_matrix, slice_confusion_matrices
 from covseg.evaluation.metrics import compute_metrics
+from covseg.tta import flip_set, mean_over_flips
 
 BatchCallback = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 """``on_batch(images, masks, predictions)``: tensors on the evaluation device, in loader order."""
@@ -30,6 +31,19 @@ def predict_labels(logits: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(torch.isnan(logits), float("-inf")).argmax(dim=1)
 
 
+def flip_averaged_probabilities(model: torch.nn.Module, images: torch.Tensor, tta: str) -> torch.Tensor:
+    """Softmax (N, C, H, W) of ``model`` averaged over the flips of ``tta`` (:mod:`covseg.tta`, the
+    flip set ``covseg predict --tta`` uses). NaN logits count as -inf and +inf as the largest float,
+    as in ``covseg predict`` (:func:`covseg.inference.predict.softmax`)."""
+
+    def probabilities(batch: torch.Tensor) -> torch.Tensor:
+        logits = torch.nan_to_num(model(batch).float(), nan=float("-inf"),
+                                  posinf=torch.finfo(torch.float32).max, neginf=float("-inf"))
+        return torch.softmax(logits, dim=1)
+
+    return mean_over_flips(probabilities, images, flip_set(tta), lambda batch, axes: torch.flip(batch, axes))
+
+
 def evaluate_model(
     model: torch.nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -37,6 +51,7 @@ def evaluate_model(
     num_classes: int,
     autocast_dtype: torch.dtype | None = None,
     on_batch: BatchCallback | None = None,
+    tta: str = "none",
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Run ``model`` over ``loader`` (image (N, 3, H, W), mask (N, H, W) batches) and score it.
 
@@ -45,9 +60,10 @@ def evaluate_model(
     and restores the model's previous mode. ``autocast_dtype`` (e.g. ``torch.bfloat16``) applies on
     CUDA only; the CPU always runs float32. When ``torch.distributed`` is initialised, each process
     evaluates its own shard and the confusion matrices are summed over all processes, so every rank
-    returns the same metrics of the whole set.
+    returns the same metrics of the whole set. ``tta``: ``flips`` scores the argmax of the softmax
+    averaged over the mirrored slices (:func:`flip_averaged_probabilities`).
     """
-    confusion = _run(model, loader, device, num_classes, autocast_dtype, on_batch)
+    confusion = _run(model, loader, device, num_classes, autocast_dtype, on_batch, tta)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(confusion, op=dist.ReduceOp.SUM)
     confusion_array = confusion.cpu().numpy()
@@ -61,12 +77,13 @@ def evaluate_slices(
     num_classes: int,
     autocast_dtype: torch.dtype | None = None,
     on_batch: BatchCallback | None = None,
+    tta: str = "none",
 ) -> np.ndarray:
     """One confusion matrix per slice of ``loader``'s dataset, (N, C, C) int64, in dataset order.
 
     ``loader`` must go through its dataset in order (no shuffling, no sampler), in this process
     only: unlike :func:`evaluate_model` nothing is exchanged with other processes, so one rank
-    may call it alone. Summed over N it is :func:`evaluate_model`'s confusion.
+    may call it alone. Summed over N it is :func:`evaluate_model`'s confusion. ``tta`` as there.
     """
     collector = SliceConfusions(len(loader.dataset), num_classes, device)
 
@@ -75,7 +92,7 @@ def evaluate_slices(
         if on_batch is not None:
             on_batch(images, masks, predictions)
 
-    _run(model, loader, device, num_classes, autocast_dtype, collect)
+    _run(model, loader, device, num_classes, autocast_dtype, collect, tta)
     return collector.gather()
 
 
@@ -118,6 +135,7 @@ def _run(
     num_classes: int,
     autocast_dtype: torch.dtype | None,
     on_batch: BatchCallback | None,
+    tta: str = "none",
 ) -> torch.Tensor:
     """The (C, C) confusion of this process's batches (see :func:`evaluate_model`)."""
     was_training = model.training
@@ -132,7 +150,8 @@ def _run(
                 autocast = (torch.autocast(device.type, dtype=autocast_dtype) if use_autocast
                             else contextlib.nullcontext())
                 with autocast:
-                    logits = model(images)
+                    logits = (model(images) if tta == "none"
+                              else flip_averaged_probabilities(model, images, tta))
                 if logits.ndim != 4 or logits.shape[1] != num_classes:
                     raise CovsegError(
                         f"the model returned logits of shape {tuple(logits.shape)}, "

@@ -20,6 +20,7 @@ defaults are in :mod:`covseg.export.settings`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -33,6 +34,7 @@ import torch
 from covseg import CLASS_NAMES
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Normalisation
+from covseg.export.model_card import CardFacts, attach_card, card_file_text, collect_facts
 from covseg.export.settings import (
     DEFAULT_OPSET,
     DEFAULT_TOLERANCE,
@@ -43,17 +45,20 @@ from covseg.export.settings import (
     MIN_SIZE,
     OUTPUT_NAME,
 )
-from covseg.files import child_path, one_line, safe_file_name, write_bytes
+from covseg.files import child_path, one_line, safe_file_name, write_bytes, write_text
 from covseg.onnx import ExportMetadata, OnnxSegmenter
+from covseg.onnx.card import card_path
 
 
 @dataclass
 class ExportSource:
-    """A model ready to export, with the metadata it will carry and a name for files and messages."""
+    """A model ready to export, with the metadata it will carry, a name for files and messages, and
+    the facts of its model card (:mod:`covseg.export.model_card`; None: a card from the metadata alone)."""
 
     model: torch.nn.Module
     metadata: ExportMetadata
     name: str
+    facts: CardFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class ExportResult:
     exporter: str
     opset: int
     export_seconds: float
+    model_card: str = ""
+    """The card in the metadata; ``MODEL.md`` beside the file adds the file's sha256."""
 
 
 def load_export_source(spec: str | Path) -> ExportSource:
@@ -122,7 +129,8 @@ def load_export_source(spec: str | Path) -> ExportSource:
             name = f"{trained.model_name}-{trained.run_dir.name}"
         else:
             name = f"{trained.model_name}-{trained.checkpoint_path.stem}"
-        return ExportSource(trained.model, metadata, name)
+        facts = _facts(trained.model_name, trained.model, trained.run_dir)
+        return ExportSource(trained.model, metadata, name, facts)
     text = str(spec)
     if "/" in text or "\\" in text or text.endswith((".pt", ".pth", ".onnx")):
         raise CovsegError(f"{spec} does not exist; give a run folder, a .pt checkpoint or a model name")
@@ -135,7 +143,15 @@ def load_export_source(spec: str | Path) -> ExportSource:
         class_names=CLASS_NAMES,
         normalisation=Normalisation(),
     )
-    return ExportSource(model.eval(), metadata, text)
+    return ExportSource(model.eval(), metadata, text, _facts(text, model, None))
+
+
+def _facts(model_name: str, model: torch.nn.Module, run_dir: Path | None) -> CardFacts:
+    from covseg.core.registry import get_registry
+
+    entry = get_registry().model(model_name)
+    params = sum(parameter.numel() for parameter in model.parameters())
+    return collect_facts(entry.description, entry.family, params, run_dir)
 
 
 ENSEMBLE_KEY = "ensemble"
@@ -297,7 +313,9 @@ def export_model(
             f"the ONNX export of {source.metadata.model_name} does not match PyTorch: "
             f"{failed[0].describe()} (--tolerance {tolerance:g}); nothing written"
         )
-    return ExportResult(data, source.metadata, checks, exporter, opset, seconds)
+    facts = source.facts or CardFacts("no description recorded")
+    data, metadata, card = attach_card(data, source.metadata, facts)
+    return ExportResult(data, metadata, checks, exporter, opset, seconds, card)
 
 
 def default_export_path(source: ExportSource, folder: Path = Path("exports")) -> Path:
@@ -310,19 +328,31 @@ def default_export_path(source: ExportSource, folder: Path = Path("exports")) ->
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
-    """Refuse a non-.onnx name, and an existing file unless ``overwrite``."""
+    """Refuse a non-.onnx name, and an existing file or model card unless ``overwrite``."""
     if path.suffix.lower() != ".onnx":
         raise CovsegError(f"--out {path}: the file name must end in .onnx")
     if path.is_dir():
         raise CovsegError(f"--out {path} is a folder; give a file name ending in .onnx")
-    if path.exists() and not overwrite:
-        raise CovsegError(f"{path} exists; pass --overwrite to replace it")
+    for target in (path, card_path(path)):
+        if target.is_dir():
+            raise CovsegError(f"{target} is a folder; the export writes a file there")
+        if target.exists() and not overwrite:
+            raise CovsegError(f"{target} exists; pass --overwrite to replace it")
 
 
-def write_export(result: ExportResult, path: Path, overwrite: bool = False) -> None:
-    """Write a checked export atomically (temporary file, then rename)."""
+def write_export(result: ExportResult, path: Path, overwrite: bool = False) -> Path:
+    """Write a checked export and its model card (``<name>.MODEL.md``, with the file's sha256), each
+    atomically; the card first, removed again if the model cannot be written. Returns the card's path."""
     check_output_path(path, overwrite)
-    write_bytes(path, result.model_bytes)
+    card = card_path(path)
+    file_hash = hashlib.sha256(result.model_bytes).hexdigest()
+    write_text(card, card_file_text(result.model_card, file_hash, path.name))
+    try:
+        write_bytes(path, result.model_bytes)
+    except BaseException:
+        card.unlink(missing_ok=True)
+        raise
+    return card
 
 
 def export_onnx(

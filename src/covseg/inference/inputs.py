@@ -44,7 +44,7 @@ from covseg.data.nifti import (
     is_nifti,
     nifti_stem,
     read_ct_volume,
-    read_mask_volume,
+    read_mask_values,
     voxel_size_mm,
 )
 from covseg.data.orientation import DISPLAY_ORIENTATION, Reorientation
@@ -221,13 +221,17 @@ def read_case(
                     decided.replaced, tuple(sizes), reoriented, volume)
 
 
-def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
-    """A lung mask volume (any non-zero voxel is lung) in display order, checked against the case."""
+def read_lung_labels(path: Path, data: CaseData) -> np.ndarray:
+    """A lung mask volume's values (Z, H, W) float32 in display order, checked against the case.
+
+    0 is outside the lung, any other value inside (a mask may give each lung its own value, e.g. 1
+    and 2: :mod:`covseg.inference.severity` uses them). NaN or infinite values are refused.
+    """
     if data.reference is None:
         raise CovsegError(
             f"--lung-mask {path}: lung masks go with volumes, not with the image {data.case.path}"
         )
-    mask, reference = read_mask_volume(path, data.reoriented.target)
+    values, reference = read_mask_values(path, data.reoriented.target)
     if reference.shape[:3] != data.reference.shape[:3]:
         raise CovsegError(
             f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.where} has "
@@ -237,4 +241,10 @@ def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
         raise CovsegError(
             f"--lung-mask {path} has another affine than {data.case.where}: not the same geometry"
         )
-    return mask
+    return values
+
+
+def read_lung_mask(path: Path, data: CaseData) -> np.ndarray:
+    """A lung mask volume (any non-zero voxel is lung) as bool (Z, H, W) in display order, checked
+    against the case (:func:`read_lung_labels`)."""
+    return read_lung_labels(path, data) != 0

@@ -2,7 +2,11 @@
 
 Volume of a class = its voxel count x the voxel volume (product of the three NIfTI zooms, mm^3,
 / 1000 -> ml). With a lung mask, ``percent_of_lung`` = voxels of the class inside the lung / lung
-voxels x 100. Images carry no pixel size: their report has pixel counts and no volumes.
+voxels x 100. Images carry no pixel size: their report has pixel counts and no volumes. The counts
+are those of the written labels, after any post-processing (:mod:`covseg.inference.postprocess`),
+whose removals the report lists; with a lung mask it holds the severity block
+(:mod:`covseg.inference.severity`). A run over several cases also writes ``summary.csv``, one row
+per case (:func:`summary_csv`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,19 @@ import numpy as np
 
 from covseg.files import write_json, write_text
 
-CSV_COLUMNS = ("case", "label", "class", "voxels", "volume_ml", "percent_of_lung")
+CSV_COLUMNS = (
+    "case",
+    "label",
+    "class",
+    "voxels",
+    "volume_ml",
+    "percent_of_lung",
+    "removed_voxels",
+    "removed_ml",
+)
 ALL_LESIONS = "all-lesions"
+SUMMARY_CSV = "summary.csv"
+"""The per-run table in ``OUT``: one row per case."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,15 @@ class LesionReport:
     """NaN/infinite input values read as air (``--nan air``); 0 otherwise."""
     orientation: str = ""
     """How a volume was oriented for the model (:meth:`covseg.data.orientation.Reorientation.describe`)."""
+    tta: str = "none"
+    """Test-time augmentation (:func:`covseg.tta.describe`)."""
+    postprocessing: tuple[dict[str, Any], ...] = ()
+    """Each post-processing step in order: its setting and what it removed per class
+    (:meth:`covseg.inference.postprocess.Removed.to_dict`)."""
+    severity: dict[str, Any] | None = None
+    """Share of each lung involved and the severity score (:class:`covseg.inference.severity.Severity`)."""
+    model_card: str = ""
+    """Which model card applies (a MODEL.md beside the ONNX file, the card in its metadata, or none)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,12 +127,30 @@ def measure_lesions(
     )
 
 
+def removed_by_class(report: LesionReport) -> dict[str, tuple[int, float | None]]:
+    """Voxels and ml that post-processing removed, per class name and ``all-lesions``, all steps summed."""
+    totals: dict[str, tuple[int, float | None]] = {}
+    for step in report.postprocessing:
+        for name, removed in step["removed"].items():
+            voxels, ml = totals.get(name, (0, 0.0 if removed["volume_ml"] is not None else None))
+            volume = None if ml is None or removed["volume_ml"] is None else ml + removed["volume_ml"]
+            totals[name] = (voxels + removed["voxels"], volume)
+    if totals:
+        voxels = sum(value[0] for value in totals.values())
+        volumes = [value[1] for value in totals.values()]
+        totals[ALL_LESIONS] = (voxels, None if None in volumes else sum(volumes))
+    return totals
+
+
 def report_csv(report: LesionReport) -> str:
-    """One row per class and one for all lesions; empty cells where a value does not apply."""
+    """One row per class and one for all lesions; empty cells where a value does not apply
+    (``removed_*``: empty without post-processing)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    removed = removed_by_class(report)
     for measure in report.classes:
+        removed_voxels, removed_ml = removed.get(measure.name, ("", None))
         writer.writerow(
             [
                 report.case,
@@ -117,12 +159,58 @@ def report_csv(report: LesionReport) -> str:
                 measure.voxels,
                 _cell(measure.volume_ml),
                 _cell(measure.percent_of_lung),
+                removed_voxels,
+                _cell(removed_ml),
             ]
         )
     return buffer.getvalue()
 
 
+def _postprocessing_text(report: LesionReport) -> str:
+    return "; ".join(step["setting"] for step in report.postprocessing)
+
+
+def summary_row(report: LesionReport) -> dict[str, Any]:
+    """One case as a row of ``summary.csv``: volumes per class, lung shares, severity."""
+    row: dict[str, Any] = {
+        "case": report.case,
+        "input": report.input,
+        "model": report.model,
+        "tta": report.tta,
+        "postprocessing": _postprocessing_text(report),
+        "voxel_ml": _cell(report.voxel_ml),
+        "lung_ml": _cell(report.lung_ml),
+    }
+    for measure in report.classes:
+        row[f"{measure.name}_voxels"] = measure.voxels
+        row[f"{measure.name}_ml"] = _cell(measure.volume_ml)
+        row[f"{measure.name}_percent_of_lung"] = _cell(measure.percent_of_lung)
+    severity = report.severity or {}
+    lungs = {item["lung"]: item for item in severity.get("lungs", ())}
+    for side in ("lungs", "left", "right"):
+        item = lungs.get(side, {})
+        if side != "lungs":
+            row[f"{side}_lung_ml"] = _cell(item.get("lung_ml"))
+        row[f"{side}_involved_percent"] = _cell(item.get("percent"))
+        row[f"{side}_band"] = item.get("band", "")
+    row["severity_score"] = "" if severity.get("score") is None else severity["score"]
+    row["sides"] = severity.get("sides", "")
+    return row
+
+
+def summary_csv(reports: list[LesionReport]) -> str:
+    """``summary.csv``: one row per case (:func:`summary_row`); columns in first-seen order."""
+    rows = [summary_row(report) for report in reports]
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def _cell(value: float | None) -> str:
+    """A number for a CSV cell (6 significant digits), empty for None."""
     return "" if value is None else f"{value:.6g}"
 
 
