@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from covseg.commands._common import console, user_errors, warn
+from covseg.commands._settings import setting_option
 from covseg.core.errors import CovsegError
 from covseg.files import child_path, safe_file_name, write_json
 from covseg.terminal import join, styled
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from covseg.evaluation.trained import EvaluationData, TrainedModel
+
+
+PRECISION = setting_option("precision")
+CHANNELS_LAST = setting_option("channels_last")
 
 
 class SplitChoice(str, Enum):
@@ -57,6 +62,8 @@ def evaluate(
                                    "non-empty folder (same-named files are replaced)."),
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics and the confusion "
                                                    "matrix to this JSON file.")] = None,
+    precision: PRECISION = None,
+    channels_last: CHANNELS_LAST = None,
 ) -> None:
     """Score a trained model: metric tables on the run's validation split or on any data set."""
     import torch
@@ -67,11 +74,14 @@ def evaluate(
     from covseg.devices import resolve_device
     from covseg.evaluation.evaluate import evaluate_model
     from covseg.evaluation.trained import load_evaluation_data, load_trained_model
+    from covseg.training.loop import StepSettings
 
     if save_predictions is not None:
         check_output_folder(save_predictions, overwrite)
     torch_device = resolve_device(device)
+    settings = StepSettings.for_device(torch_device, precision, channels_last)
     trained = load_trained_model(target, torch_device)
+    model = settings.prepare_model(trained.model)
     options = parse_dataset_options(dataset_option)
     source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
     slice_dataset = SliceDataset(source.slices, source.ids, trained.normalisation,
@@ -82,8 +92,7 @@ def evaluate(
     loader = torch.utils.data.DataLoader(slice_dataset, batch_size=batch_size, shuffle=False,
                                          pin_memory=torch_device.type == "cuda")
     writer = PredictionWriter(save_predictions, source.ids) if save_predictions is not None else None
-    autocast = torch.bfloat16 if trained.config and trained.config.get("amp") else None
-    console.print(describe_evaluation(trained, source, torch_device))
+    console.print(join(describe_evaluation(trained, source, torch_device), f", {settings.describe()}"))
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("evaluate", total=len(loader))
@@ -93,8 +102,9 @@ def evaluate(
                 writer.write_batch(images, masks, predictions)
             progress.advance(task)
 
-        confusion, metrics = evaluate_model(trained.model, loader, torch_device, trained.num_classes,
-                                            autocast_dtype=autocast, on_batch=on_batch)
+        confusion, metrics = evaluate_model(model, loader, torch_device, trained.num_classes,
+                                            autocast_dtype=settings.autocast_dtype, on_batch=on_batch,
+                                            channels_last=settings.channels_last)
     print_metric_tables(metrics, confusion, trained.class_names)
     if writer is not None:
         console.print(f"wrote {writer.count} overlay PNG(s) to {save_predictions}: "

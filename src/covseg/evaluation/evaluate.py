@@ -35,26 +35,30 @@ def evaluate_model(
     num_classes: int,
     autocast_dtype: torch.dtype | None = None,
     on_batch: BatchCallback | None = None,
+    *,
+    channels_last: bool = False,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Run ``model`` over ``loader`` (image (N, 3, H, W), mask (N, H, W) batches) and score it.
 
     Returns ``(confusion, metrics)``: the (C, C) int64 pixel counts of the whole set and
     :func:`~covseg.evaluation.metrics.compute_metrics` of them. Runs under ``no_grad`` in eval mode
-    and restores the model's previous mode. ``autocast_dtype`` (e.g. ``torch.bfloat16``) applies on
-    CUDA only; the CPU always runs float32. When ``torch.distributed`` is initialised, each process
-    evaluates its own shard and the confusion matrices are summed over all processes, so every rank
-    returns the same metrics of the whole set.
+    and restores the model's previous mode. ``autocast_dtype`` (e.g. ``torch.bfloat16``, on any
+    device) runs the forward pass under autocast; the logits are cast to float32 before the class
+    is chosen, so the metrics are counted as in float32. ``channels_last`` hands the model NHWC
+    images (pass the model in that layout too). When ``torch.distributed`` is initialised, each
+    process evaluates its own shard and the confusion matrices are summed over all processes, so
+    every rank returns the same metrics of the whole set.
     """
     was_training = model.training
     model.eval()
     confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
-    use_autocast = autocast_dtype is not None and device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     try:
         with torch.no_grad():
             for images, masks in loader:
-                images = images.to(device, non_blocking=True)
+                images = images.to(device, non_blocking=True, memory_format=memory_format)
                 masks = masks.to(device, non_blocking=True)
-                autocast = (torch.autocast(device.type, dtype=autocast_dtype) if use_autocast
+                autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                             else contextlib.nullcontext())
                 with autocast:
                     logits = model(images)
