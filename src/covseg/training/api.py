@@ -313,9 +313,10 @@ class _TrainingRun:
     def execute(self) -> Path:
         config = self.config
         self.started = time.perf_counter()
+        compiled = ", compiled" if config.compile else ""
         self.console.print(
             f"Training {config.model} ({self.params_m:.1f} M parameters) on {self.context.device} "
-            f"x{self.context.world_size}, {self.settings.describe()}, recipe {config.recipe}: "
+            f"x{self.context.world_size}, {self.settings.describe()}{compiled}, recipe {config.recipe}: "
             f"{len(self.split.train_ids)} training / {len(self.split.val_ids)} validation slices of "
             f"{config.dataset}, batch {config.batch_size}, {config.epochs} epochs -> {self.run_dir}",
             soft_wrap=True,
