@@ -103,6 +103,7 @@ def covseg_loop(name: str, slices: CTSlices, settings: StepSettings, size: int, 
     torch.backends.cudnn.benchmark = device.type == "cuda"  # as covseg train sets it
     config = TrainConfig.from_recipe(name, batch_size=BATCH, image_size=size, workers=workers,
                                      recalibrate_bn=False, val_fraction=0.1)
+    config = config.for_intensity(slices.intensity, slices.source)  # 8-bit slices: /255, not a HU window
     context = DistributedContext(rank=0, world_size=1, local_rank=0, device=device)
     data = build_training_data(config, slices, choose_split(config, slices), context)
     torch.manual_seed(0)
