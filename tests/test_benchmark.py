@@ -220,29 +220,6 @@ def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_g
     assert entry["measurements"]["latency_ms"] is None
 
 
-def test_gpu_check_script_runs_on_the_cpu_at_toy_size(tmp_path, medseg100_dir):
-    out = tmp_path / "gpu-check"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "COVSEG_MEDSEG100": str(medseg100_dir), "GPU_CHECK_MODELS": "unet", "GPU_CHECK_EPOCHS": "1",
-           "GPU_CHECK_IMAGE_SIZE": "32", "GPU_CHECK_LATENCY_SIZE": "0", "GPU_CHECK_DEVICE": "cpu",
-           "GPU_CHECK_WORKERS": "0", "GPU_CHECK_OUT": str(out)}
-    check = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_check.sh")], env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "| unet |" in check.stdout  # the table is printed
-    results = json.loads((out / "results.json").read_text())
-    assert results["split"]["train"] == 64 and results["split"]["val"] == 16  # the 80 real slices
-    assert results["models"][0]["status"] == "done"
-
-
-def test_gpu_check_script_names_missing_data(tmp_path):
-    env = {**os.environ, "COVSEG_MEDSEG100": str(tmp_path / "nowhere")}
-    check = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_check.sh")], env=env,
-                           capture_output=True, text=True, timeout=60)
-    assert check.returncode == 2
-    assert f"no MedSeg slices at {tmp_path / 'nowhere'}" in check.stderr
-
-
 # ---- pieces ---------------------------------------------------------------------------------------
 def test_flops_and_params_are_counted_on_the_meta_device(test_models):
     params_m, gflops = measure.params_and_gflops("one-by-one", size=512)

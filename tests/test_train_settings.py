@@ -87,7 +87,7 @@ def test_every_setting_a_command_takes_is_an_option_with_help_bounds_and_default
             assert choice in param.help, name
     assert "1..100000 epochs" in options["--epochs"].help
     assert "150; reference recipe: 1500" in options["--epochs"].help
-    assert "--no-amp" in options["--amp"].secondary_opts
+    assert "--no-channels-last" in options["--channels-last"].secondary_opts
 
 
 def test_benchmark_takes_every_shared_and_machine_setting_but_not_the_per_pair_ones():
@@ -99,7 +99,9 @@ def test_benchmark_takes_every_shared_and_machine_setting_but_not_the_per_pair_o
             assert info.option in options, name
     assert "--seed" not in options and "--seeds" in options
     assert "--split" in options and "--window" in options and "--lr" in options and "--pretrained" in options
-    assert {"device", "workers", "amp", "compile", "deterministic", "checkpoint_every", "loggers"} == {
+    machine = {"device", "workers", "precision", "channels_last", "compile", "deterministic",
+               "checkpoint_every", "loggers"}
+    assert machine == {
         name for name, info in TrainConfig.settings().items() if info.scope == MACHINE}
     assert "--model-option" not in options  # one model's factory arguments: covseg train only
     assert "lr" in shared_settings() and "device" not in shared_settings()
@@ -108,7 +110,8 @@ def test_benchmark_takes_every_shared_and_machine_setting_but_not_the_per_pair_o
 def test_resume_rule_and_benchmark_scope_come_from_the_field_metadata():
     settings = TrainConfig.settings()
     assert {name for name, info in settings.items() if info.resumable} == {
-        "epochs", "device", "workers", "amp", "compile", "deterministic", "checkpoint_every", "loggers"}
+        "epochs", "device", "workers", "precision", "channels_last", "compile", "deterministic",
+        "checkpoint_every", "loggers"}
     assert settings["seed"].commands == (TRAIN,) and settings["out"].commands == (TRAIN,)
 
 
@@ -319,7 +322,9 @@ def test_benchmark_resolves_shares_and_records_the_same_settings(tmp_path):
 
 
 def test_run_options_travel_to_worker_processes_as_checked_json():
-    options = RunOptions({"workers": 0, "amp": False}, {"workers": "--workers", "amp": "--no-amp"})
+    options = RunOptions({"workers": 0, "precision": "fp32", "channels_last": False},
+                         {"workers": "--workers", "precision": "--precision",
+                          "channels_last": "--no-channels-last"})
     assert RunOptions.from_json(options.to_json()) == options
     with pytest.raises(CovsegError, match="--run-options: workers: expected an integer"):
         RunOptions.from_json('{"values": {"workers": "0"}}')
@@ -425,15 +430,3 @@ def test_the_readme_config_file_example_is_valid(tmp_path):
     config = TrainConfig.resolve("unet", options={"epochs": 3}, config_file=tmp_path / "my.toml")
     assert (config.recipe, config.epochs, config.lr, config.image_size) == ("reference", 3, 3e-5, 256)
     assert len(config.normalisation["windows"]) == 3 and config.dataset_options == {"count": "40"}
-
-
-def test_amp_is_recorded_off_on_the_cpu_and_refused_when_asked_for_there():
-    from covseg.training.api import _with_precision
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
-    default = _with_precision(TrainConfig.from_recipe("unet"), cpu)
-    assert default.amp is False and default.sources["amp"].startswith("not used")
-    assert _with_precision(default, cuda).amp is True  # a CPU run resumed on a GPU gets bf16 back
-    with pytest.raises(CovsegError, match=r"^--amp: bf16 autocast runs on CUDA only and this run is on cpu"):
-        _with_precision(TrainConfig.from_recipe("unet", amp=True), cpu)
-    assert _with_precision(TrainConfig.from_recipe("unet", amp=False), cuda).amp is False  # --no-amp stays

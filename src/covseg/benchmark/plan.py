@@ -65,7 +65,7 @@ class Pair:
 @dataclass(frozen=True)
 class RunOptions:
     """How this machine runs its pairs: the per-machine settings given explicitly (``--device``,
-    ``--workers``, ``--amp``, ...: TrainConfig fields of benchmark scope "machine"). Unlike
+    ``--workers``, ``--precision``, ...: TrainConfig fields of benchmark scope "machine"). Unlike
     :class:`BenchmarkSettings` these may differ between workers; the rest keep covseg train's
     defaults.
     """

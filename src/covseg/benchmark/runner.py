@@ -61,7 +61,11 @@ class WorkerSlot:
 
 
 def visible_gpus() -> list[str]:
-    """The GPU ids this process may hand out: CUDA_VISIBLE_DEVICES when set, else 0..count-1."""
+    """The GPU ids this process may hand out: its CUDA_VISIBLE_DEVICES entries when set, else 0..count-1.
+
+    Entries are kept as written (indices, ``GPU-<uuid>`` or ``MIG-<uuid>``), at most as many as the
+    driver shows (CUDA stops reading the list at the first entry it cannot use).
+    """
     import torch
 
     count = torch.cuda.device_count()
@@ -74,12 +78,16 @@ def visible_gpus() -> list[str]:
 def worker_slots(jobs: int, device: str) -> list[WorkerSlot]:
     """``jobs`` worker slots: one GPU each on a CUDA machine, an equal share of the cores on a CPU one.
 
-    A job takes a whole GPU (one process per GPU, CUDA_VISIBLE_DEVICES set per worker), so
-    ``--jobs`` may not exceed the GPUs; on the CPU, N workers split the cores between them.
+    A job takes a whole GPU (one process per GPU, CUDA_VISIBLE_DEVICES set per worker to one of
+    :func:`visible_gpus`, so each worker sees it as ``cuda:0``), so ``--jobs`` may not exceed the
+    GPUs. Either way the workers split the cores between them (torch's CPU threads), so that N
+    processes do not each start a thread per core.
     """
     if jobs < 1:
         raise CovsegError(f"--jobs {jobs}: must be at least 1")
     target = resolve_device(device)
+    threads = max(1, cpu_cores() // jobs)
+    share = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if target.type == "cuda":
         if target.index is not None and jobs > 1:
             raise CovsegError(f"--device {device} pins one GPU, but --jobs {jobs} gives each job its own "
@@ -88,13 +96,13 @@ def worker_slots(jobs: int, device: str) -> list[WorkerSlot]:
         if jobs > len(gpus):
             raise CovsegError(f"--jobs {jobs}: this machine has {len(gpus)} GPU(s) and each job takes one; "
                               f"use --jobs {len(gpus)} or fewer")
-        return [WorkerSlot(f"GPU {gpu}", "cuda", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus[:jobs]]
+        return [WorkerSlot(f"GPU {gpu}", "cuda", {"CUDA_VISIBLE_DEVICES": gpu, **share}, threads)
+                for gpu in gpus[:jobs]]
     cores = cpu_cores()
     if jobs > cores:
         raise CovsegError(f"--jobs {jobs}: this machine has {cores} CPU core(s) and each job needs one; "
                           f"use --jobs {cores} or fewer")
-    threads = max(1, cores // jobs)
-    env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {"CUDA_VISIBLE_DEVICES": "", **share}
     return [WorkerSlot(f"CPU worker {index}", "cpu", env, threads) for index in range(jobs)]
 
 

@@ -82,6 +82,17 @@ def _parameter(field: dataclasses.Field, info: Setting, hint: Any) -> inspect.Pa
                              annotation=Annotated[annotation, option])
 
 
+def setting_option(name: str) -> Any:
+    """The generated option of TrainConfig field ``name`` as an annotation, for a command that is not
+    :func:`with_settings`' (``covseg eval --precision``): ``precision: PRECISION = None``.
+
+    The command receives the option's text (or None when not given) and checks it itself."""
+    for field, info, hint in fields_with_settings(TrainConfig):
+        if field.name == name:
+            return _parameter(field, info, hint).annotation
+    raise KeyError(name)
+
+
 def command_settings(command: str) -> list[tuple[dataclasses.Field, Setting, Any]]:
     """The settings ``command`` takes as options, in field order."""
     return [(field, info, hint) for field, info, hint in fields_with_settings(TrainConfig)

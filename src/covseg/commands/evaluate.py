@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from covseg.commands._common import console, user_errors, warn
+from covseg.commands._settings import setting_option
 from covseg.core.errors import CovsegError
 from covseg.files import child_path, safe_file_name, write_json
 from covseg.terminal import join, styled
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from covseg.evaluation.trained import EvaluationData, TrainedModel
+
+
+PRECISION = setting_option("precision")
+CHANNELS_LAST = setting_option("channels_last")
 
 
 class SplitChoice(str, Enum):
@@ -68,10 +73,11 @@ def evaluate(
     tta: Annotated[TtaChoice, typer.Option(
         "--tta", help="Test-time augmentation: none, or flips (softmax averaged over the slice and its "
         "3 mirror images, as covseg predict --tta flips).")] = TtaChoice.none,
+    precision: PRECISION = None,
+    channels_last: CHANNELS_LAST = None,
 ) -> None:
     """Score a trained model: metric tables, with 95% bootstrap intervals over slices, on the run's
     validation or test split or on any data set."""
-    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from covseg.data.options import parse_dataset_options
@@ -80,11 +86,14 @@ def evaluate(
     from covseg.evaluation.evaluate import evaluate_slices
     from covseg.evaluation.scores import Score
     from covseg.evaluation.trained import evaluation_loader, load_evaluation_data, load_trained_model
+    from covseg.training.loop import StepSettings
 
     if save_predictions is not None:
         check_output_folder(save_predictions, overwrite)
     torch_device = resolve_device(device)
+    settings = StepSettings.for_device(torch_device, precision, channels_last)
     trained = load_trained_model(target, torch_device)
+    model = settings.prepare_model(trained.model)
     options = parse_dataset_options(dataset_option)
     source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
     loader, one_at_a_time = evaluation_loader(source.slices, source.ids, trained.normalisation,
@@ -93,8 +102,7 @@ def evaluate(
         warn("slices differ in size and the model was trained at native size: evaluating one slice at a time")
     writer = (PredictionWriter(save_predictions, source.ids, trained.model_name, trained.class_names,
                                tta.value) if save_predictions is not None else None)
-    autocast = torch.bfloat16 if trained.config and trained.config.get("amp") else None
-    console.print(describe_evaluation(trained, source, torch_device))
+    console.print(join(describe_evaluation(trained, source, torch_device), f", {settings.describe()}"))
     if tta != TtaChoice.none:
         from covseg.tta import describe
 
@@ -108,8 +116,9 @@ def evaluate(
                 writer.write_batch(images, masks, predictions)
             progress.advance(task)
 
-        confusions = evaluate_slices(trained.model, loader, torch_device, trained.num_classes,
-                                     autocast_dtype=autocast, on_batch=on_batch, tta=tta.value)
+        confusions = evaluate_slices(model, loader, torch_device, trained.num_classes,
+                                     autocast_dtype=settings.autocast_dtype, on_batch=on_batch,
+                                     tta=tta.value, channels_last=settings.channels_last)
     score = Score.of(source.ids, confusions)
     confusion = confusions.sum(axis=0)
     print_metric_tables(score.metrics, confusion, trained.class_names, score.intervals)

@@ -52,18 +52,22 @@ def evaluate_model(
     autocast_dtype: torch.dtype | None = None,
     on_batch: BatchCallback | None = None,
     tta: str = "none",
+    *,
+    channels_last: bool = False,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Run ``model`` over ``loader`` (image (N, 3, H, W), mask (N, H, W) batches) and score it.
 
     Returns ``(confusion, metrics)``: the (C, C) int64 pixel counts of the whole set and
     :func:`~covseg.evaluation.metrics.compute_metrics` of them. Runs under ``no_grad`` in eval mode
-    and restores the model's previous mode. ``autocast_dtype`` (e.g. ``torch.bfloat16``) applies on
-    CUDA only; the CPU always runs float32. When ``torch.distributed`` is initialised, each process
-    evaluates its own shard and the confusion matrices are summed over all processes, so every rank
-    returns the same metrics of the whole set. ``tta``: ``flips`` scores the argmax of the softmax
-    averaged over the mirrored slices (:func:`flip_averaged_probabilities`).
+    and restores the model's previous mode. ``autocast_dtype`` (e.g. ``torch.bfloat16``, on any
+    device) runs the forward pass under autocast; the logits are cast to float32 before the class
+    is chosen, so the metrics are counted as in float32. ``channels_last`` hands the model NHWC
+    images (pass the model in that layout too). When ``torch.distributed`` is initialised, each
+    process evaluates its own shard and the confusion matrices are summed over all processes, so
+    every rank returns the same metrics of the whole set. ``tta``: ``flips`` scores the argmax of
+    the softmax averaged over the mirrored slices (:func:`flip_averaged_probabilities`).
     """
-    confusion = _run(model, loader, device, num_classes, autocast_dtype, on_batch, tta)
+    confusion = _run(model, loader, device, num_classes, autocast_dtype, on_batch, tta, channels_last)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(confusion, op=dist.ReduceOp.SUM)
     confusion_array = confusion.cpu().numpy()
@@ -78,12 +82,15 @@ def evaluate_slices(
     autocast_dtype: torch.dtype | None = None,
     on_batch: BatchCallback | None = None,
     tta: str = "none",
+    *,
+    channels_last: bool = False,
 ) -> np.ndarray:
     """One confusion matrix per slice of ``loader``'s dataset, (N, C, C) int64, in dataset order.
 
     ``loader`` must go through its dataset in order (no shuffling, no sampler), in this process
     only: unlike :func:`evaluate_model` nothing is exchanged with other processes, so one rank
-    may call it alone. Summed over N it is :func:`evaluate_model`'s confusion. ``tta`` as there.
+    may call it alone. Summed over N it is :func:`evaluate_model`'s confusion. ``tta`` and
+    ``channels_last`` as there.
     """
     collector = SliceConfusions(len(loader.dataset), num_classes, device)
 
@@ -92,7 +99,7 @@ def evaluate_slices(
         if on_batch is not None:
             on_batch(images, masks, predictions)
 
-    _run(model, loader, device, num_classes, autocast_dtype, collect, tta)
+    _run(model, loader, device, num_classes, autocast_dtype, collect, tta, channels_last)
     return collector.gather()
 
 
@@ -136,18 +143,19 @@ def _run(
     autocast_dtype: torch.dtype | None,
     on_batch: BatchCallback | None,
     tta: str = "none",
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """The (C, C) confusion of this process's batches (see :func:`evaluate_model`)."""
     was_training = model.training
     model.eval()
     confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
-    use_autocast = autocast_dtype is not None and device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     try:
         with torch.no_grad():
             for images, masks in loader:
-                images = images.to(device, non_blocking=True)
+                images = images.to(device, non_blocking=True, memory_format=memory_format)
                 masks = masks.to(device, non_blocking=True)
-                autocast = (torch.autocast(device.type, dtype=autocast_dtype) if use_autocast
+                autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                             else contextlib.nullcontext())
                 with autocast:
                     logits = (model(images) if tta == "none"

@@ -4,7 +4,7 @@ The one package that both sides share: :mod:`covseg.export` (PyTorch -> ONNX) wr
 and checks its exports with the session; :mod:`covseg.inference` (ONNX -> labels) runs the session
 and reads the metadata. Neither imports the other, and nothing here imports torch.
 
-- :mod:`covseg.onnx.session`: :class:`OnnxSegmenter` (providers, session options, I/O binding on CUDA)
+- :mod:`covseg.onnx.session`: :class:`OnnxSegmenter` (providers, session options, I/O binding)
 - :mod:`covseg.onnx.metadata`: :class:`ExportMetadata` (the ``covseg.*`` ``metadata_props``),
   :func:`read_metadata`
 """

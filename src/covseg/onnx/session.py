@@ -1,4 +1,4 @@
-"""onnxruntime sessions for segmentation models: provider choice, tuned options, I/O binding on CUDA.
+"""onnxruntime sessions for segmentation models: provider choice, tuned options, I/O binding.
 
 Provider order for ``device="auto"``: TensorRT (when its libraries load), CUDA (when a CUDA GPU is
 usable), then the CPU. ``cpu`` and ``cuda`` force one; asking for CUDA where there is none is a
@@ -179,6 +179,7 @@ class OnnxSegmenter:
                 "covseg expects logits (N, classes, H, W)"
             )
         self.on_gpu = self.provider in GPU_PROVIDERS
+        self.binding = self.session.io_binding()
 
     @property
     def in_channels(self) -> int | None:
@@ -207,17 +208,23 @@ class OnnxSegmenter:
         return ExportMetadata.from_props(props, self.origin) if has_covseg_metadata(props) else None
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch (N, C, H, W) float32 and return the logits on the host."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if not self.on_gpu:
-            return self.session.run([self.output.name], {self.input.name: batch})[0]
+        """Run one batch (N, C, H, W) float32 and return the logits (N, classes, H', W') on the host.
+
+        Through I/O binding on every provider: the input is bound where the provider computes
+        (one explicit host-to-device copy on a GPU; the array itself, without a copy, on the CPU)
+        and the output is allocated there by onnxruntime at the shape this batch gives, then
+        copied to the host. One binding serves batches of any size in turn.
+        """
         import onnxruntime
 
-        # I/O binding: one explicit host-to-device copy, the output allocated on the GPU.
-        binding = self.session.io_binding()
-        device_batch = onnxruntime.OrtValue.ortvalue_from_numpy(batch, "cuda", 0)
-        binding.bind_ortvalue_input(self.input.name, device_batch)
-        binding.bind_output(self.output.name, "cuda", 0)
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        device = "cuda" if self.on_gpu else "cpu"
+        binding = self.binding
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        bound = onnxruntime.OrtValue.ortvalue_from_numpy(batch, device, 0)
+        binding.bind_ortvalue_input(self.input.name, bound)
+        binding.bind_output(self.output.name, device, 0)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 

@@ -66,12 +66,11 @@ from covseg.training.loaders import (
     load_run_slices,
     normalisation_of,
 )
-from covseg.training.loop import StepSettings, recalibrate_batch_norm, train_one_epoch
+from covseg.training.loop import StepSettings, device_defaults, recalibrate_batch_norm, train_one_epoch
 from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler
 from covseg.training.run_plugins import resolve_plugins
 from covseg.training.samples import EpochSamples, choose_sample_ids
-from covseg.training.settings import explicit
 from covseg.training.state import capture_rng_state, load_resume_checkpoint, restore_rng_state
 
 RECORD_KEYS = ("epoch", "train_loss", "lr", "images_per_s", "epoch_time_s")
@@ -142,28 +141,6 @@ def metric_values(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in RECORD_KEYS}
 
 
-AMP_UNUSED = "not used: the CPU trains in float32"
-
-
-def _with_precision(config: TrainConfig, device: torch.device) -> TrainConfig:
-    """``amp`` as this device uses it: bf16 autocast runs on CUDA only, so a CPU run records it off.
-
-    ``--amp`` given explicitly for a CPU run is refused; a run recorded off on the CPU and resumed
-    on CUDA gets the default (on) back.
-    """
-    sources = dict(config.sources)
-    if device.type != "cuda" and config.amp:
-        if explicit(sources.get("amp")):
-            raise CovsegError(f"{config.where('amp')}: bf16 autocast runs on CUDA only and this run is on "
-                              f"{device}; drop it")
-        sources["amp"] = AMP_UNUSED
-        return dataclasses.replace(config, amp=False, sources=sources)
-    if device.type == "cuda" and not config.amp and sources.get("amp") == AMP_UNUSED:
-        sources.pop("amp")
-        return dataclasses.replace(config, amp=True, sources=sources)
-    return config
-
-
 class _TrainingRun:
     """One run from set-up to summary; methods are the stages of :func:`train`."""
 
@@ -187,7 +164,7 @@ class _TrainingRun:
             torch.use_deterministic_algorithms(True, warn_only=True)
         if context.device.type == "cuda":
             torch.backends.cudnn.benchmark = not config.deterministic
-        config = _with_precision(config, context.device)
+        config = device_defaults(config, context.device)  # precision and layout for this device
         self.slices, config = self._load_data(config)
         self.config = config
         self.split = choose_split(config, self.slices, saved=resume / runs.RUN_SPLIT if resume else None)
@@ -197,7 +174,7 @@ class _TrainingRun:
         self.data = build_training_data(config, self.slices, self.split, context)
         self.steps_per_epoch = len(self.data.train_loader)
         self._check_batch_norm()
-        self.settings = StepSettings.for_device(context.device, config.amp)
+        self.settings = StepSettings.for_config(config, context.device)
         model = create_model(
             config.model,
             num_classes=config.num_classes,
@@ -318,7 +295,7 @@ class _TrainingRun:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"], self.context.device)
         self.first_epoch = int(checkpoint["epoch"]) + 1
         self.saved_epoch = int(checkpoint["epoch"])
         self.best_miou, self.best_epoch = float(state["best_miou"]), int(state["best_epoch"])
@@ -358,7 +335,7 @@ class _TrainingRun:
             checkpoint["training_state"] = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "rng": capture_rng_state(),
+                "rng": capture_rng_state(self.context.device),
                 "best_miou": self.best_miou,
                 "best_epoch": self.best_epoch,
                 "best_metrics": self.best_metrics,
@@ -379,9 +356,10 @@ class _TrainingRun:
         self.started = time.perf_counter()
         options = f" ({', '.join(f'{key}={value}' for key, value in config.model_options.items())})" \
             if config.model_options else ""
+        compiled = ", compiled" if config.compile else ""
         self._info(
             f"Training {config.model}{options} ({self.params_m:.1f} M parameters) on {self.context.device} "
-            f"x{self.context.world_size}, {self.settings.precision}, recipe {config.recipe}, "
+            f"x{self.context.world_size}, {self.settings.describe()}{compiled}, recipe {config.recipe}, "
             f"loss {config.loss}: "
             f"{len(self.split.train_ids)} training / {len(self.split.val_ids)} validation slices of "
             f"{config.dataset}, batch {config.batch_size}, {config.epochs} epochs -> {self.run_dir}"
@@ -398,7 +376,7 @@ class _TrainingRun:
             if self.context.is_main:
                 summary.update(score_finished_run(self.run_dir, self.model, config, self.test_set,
                                                   self.context.device, self.settings.autocast_dtype,
-                                                  self.class_names))
+                                                  self.class_names, self.settings.channels_last))
                 write_json(self.run_dir / runs.SUMMARY, summary)
             status = "finished"
         except KeyboardInterrupt:
@@ -474,6 +452,7 @@ class _TrainingRun:
             self.config.num_classes,
             self.settings.autocast_dtype,
             on_batch=per_slice.add,
+            channels_last=self.settings.channels_last,
         )
         val_slice_confusions = per_slice.gather()
         record = {

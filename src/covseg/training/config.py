@@ -20,6 +20,7 @@ from typing import Any
 
 from covseg import __version__
 from covseg.core.errors import CovsegError
+from covseg.devices import PRECISIONS
 from covseg.files import read_json_object, write_json
 from covseg.training.recipes import DEFAULT_RECIPE, RECIPES
 from covseg.training.settings import (
@@ -49,6 +50,32 @@ MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 4096
 WARMUP_SHARE = 1 / 30
 """A warm-up scheduler's default warm-up: this share of the epochs, rounded up (5 of 150)."""
+
+
+RENAMED = {"amp": "; it is now precision: bf16 (amp on) or fp32 (amp off)"}
+"""Settings of earlier covseg versions, and what replaced them (the hint of the error)."""
+
+
+def _renamed_amp(values: dict[str, Any]) -> dict[str, Any]:
+    """A config.json from before ``--precision``: its ``amp`` as ``precision``, so old runs still load.
+
+    ``amp`` on meant bf16 on CUDA and float32 on the CPU, which is the device default now (None);
+    off was float32 everywhere, but a CPU run recorded it off without being asked, so only an
+    ``amp`` the user switched off (``--no-amp``) becomes ``fp32``.
+    """
+    if "amp" not in values or "precision" in values:
+        return values
+    values = dict(values)
+    amp = values.pop("amp")
+    sources = values.get("sources")
+    source = None
+    if isinstance(sources, dict):
+        values["sources"] = sources = dict(sources)
+        source = sources.pop("amp", None)
+    if amp is False and isinstance(source, str) and explicit(source):
+        values["precision"] = "fp32"
+        sources["precision"] = f"{source} (amp off, before --precision)"
+    return values
 
 
 def _dataset_options(value: Any) -> dict[str, str]:
@@ -316,11 +343,18 @@ class TrainConfig:
     workers: int = field(default_factory=_default_workers, metadata=setting(
         option="--workers", low=0, high=256, scope=MACHINE, resumable=True, panel=RUN,
         default_text="4, at most the CPU count", help="DataLoader worker processes."))
-    amp: bool = field(default=True, metadata=setting(
-        option="--amp", scope=MACHINE, resumable=True, panel=RUN,
-        help="bf16 autocast on CUDA (the CPU trains in float32 and records it off)."))
+    precision: str | None = field(default=None, metadata=setting(
+        option="--precision", choices=PRECISIONS, scope=MACHINE, resumable=True, panel=RUN, metavar="NAME",
+        default_text="bf16 on CUDA, fp32 on the CPU",
+        help="Compute precision: bf16 autocast (weights, optimiser state, loss and metrics stay float32) "
+        "or fp32 throughout."))
+    channels_last: bool | None = field(default=None, metadata=setting(
+        option="--channels-last", scope=MACHINE, resumable=True, panel=RUN,
+        default_text="on for CUDA, off on the CPU",
+        help="Channels-last (NHWC) images and weights, the layout tensor cores read fastest."))
     compile: bool = field(default=False, metadata=setting(
-        option="--compile", scope=MACHINE, resumable=True, panel=RUN, help="torch.compile the model."))
+        option="--compile", scope=MACHINE, resumable=True, panel=RUN,
+        help="torch.compile the training step (best.pt holds the plain model's weights)."))
     deterministic: bool = field(default=False, metadata=setting(
         option="--deterministic", scope=MACHINE, resumable=True, panel=RUN,
         help="Deterministic algorithms (slower on CUDA)."))
@@ -448,7 +482,8 @@ class TrainConfig:
         checked = {}
         for key, value in values.items():
             if key not in known:
-                hint = unknown_key_hint(str(key), {name: info for name, (info, _) in known.items()})
+                hint = (RENAMED[key] if key in RENAMED else
+                        unknown_key_hint(str(key), {name: info for name, (info, _) in known.items()}))
                 raise CovsegError(f"{origin}: unknown setting '{key}'{hint}")
             info, hint = known[key]
             where = f"{origin}: {key}" if origin is not None else option_name(key, info)
@@ -538,7 +573,7 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
         """Inverse of :meth:`to_dict`; every key is type-checked, errors name ``source`` and the key."""
         names = {item.name for item in dataclasses.fields(cls)}
-        values = {key: value for key, value in data.items() if key != "covseg_version"}
+        values = _renamed_amp({key: value for key, value in data.items() if key != "covseg_version"})
         unknown = sorted(set(values) - names)
         if unknown:
             raise CovsegError(f"{source}: unknown setting(s) {', '.join(unknown)}")

@@ -45,11 +45,11 @@ from covseg.evaluation.evaluate import evaluate_slices
 from covseg.evaluation.scores import TEST, VALIDATION, Score, read_slice_confusions, write_slice_confusions
 from covseg.evaluation.trained import evaluation_loader, load_ensemble
 from covseg.files import write_json
-from covseg.training.api import TrainingInterrupted, _with_precision, train
+from covseg.training.api import TrainingInterrupted, train
 from covseg.training.config import TrainConfig
 from covseg.training.held_out import TestSet, prepare_test_set
 from covseg.training.loaders import load_run_slices
-from covseg.training.loop import StepSettings
+from covseg.training.loop import StepSettings, device_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def cross_validate(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise CovsegError("--folds trains its folds one after the other in one process; run it without "
                           "torchrun (or give each fold the GPUs through `covseg benchmark --jobs`)")
-    config = _with_precision(config, resolve_device(config.device))
+    config = device_defaults(config, resolve_device(config.device))
     embedded = config.dataset is None and config.data is None
     slices, config = load_run_slices(config)
     if embedded:
@@ -208,8 +208,10 @@ def _finish(
         ensemble = load_ensemble(cv_dir / runs.ENSEMBLE, device)
         loader, _ = evaluation_loader(test_set.slices, test_set.ids, ensemble.normalisation,
                                       config.image_size, config.batch_size, device)
-        autocast = StepSettings.for_device(device, config.amp).autocast_dtype
-        confusions = evaluate_slices(ensemble.model, loader, device, config.num_classes, autocast)
+        settings = StepSettings.for_config(config, device)
+        model = settings.prepare_model(ensemble.model)
+        confusions = evaluate_slices(model, loader, device, config.num_classes, settings.autocast_dtype,
+                                     channels_last=settings.channels_last)
         scores[TEST] = Score.of(test_set.ids, confusions)
     class_names = list(checkpoints[0]["class_names"])
     write_slice_confusions(cv_dir / runs.SLICE_CONFUSIONS, class_names, scores)

@@ -43,6 +43,32 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def backend_for(device: torch.device) -> str:
+    """The process-group backend for ``device``: NCCL between GPUs, gloo between CPU processes."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def process_device(device: torch.device, local_rank: int) -> torch.device:
+    """The device of the process with ``local_rank`` on its machine, when ``device`` is the run's choice.
+
+    On CUDA each process takes the GPU of its local rank, so ``--device cuda`` (or ``auto``) is
+    the way to ask for GPUs under torchrun; ``--device cuda:N`` would put every process on the
+    same GPU and is refused, as is a local rank beyond the GPUs this machine shows.
+    """
+    if device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise CovsegError(f"--device cuda:{device.index} pins one GPU, but under torchrun each process "
+                          "takes the GPU of its LOCAL_RANK; use --device cuda or auto")
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise CovsegError(
+            f"torchrun started local rank {local_rank} but this machine has {count} CUDA device(s); "
+            "lower --nproc_per_node"
+        )
+    return torch.device("cuda", local_rank)
+
+
 @contextmanager
 def distributed(device: torch.device) -> Iterator[DistributedContext]:
     """Join the process group when launched by torchrun (and leave it afterwards)."""
@@ -51,17 +77,11 @@ def distributed(device: torch.device) -> Iterator[DistributedContext]:
         return
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = process_device(device, local_rank)
     if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise CovsegError(
-                f"torchrun started local rank {local_rank} but this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s); lower --nproc_per_node"
-            )
-        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(
-        backend=backend,
+        backend=backend_for(device),
         init_method="env://",
         rank=rank,
         world_size=world_size,

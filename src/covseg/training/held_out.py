@@ -104,13 +104,15 @@ def score_finished_run(
     device: torch.device,
     autocast_dtype: torch.dtype | None,
     class_names: list[str],
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """The summary.json blocks ``validation`` and ``test`` of a finished run, scored with best.pt.
 
     Loads best.pt's weights into ``model`` (this process's, not wrapped for DDP), takes the
     per-slice confusions its validation kept, scores the test set once (on this process only),
-    and writes slice_confusions.json. A run without best.pt (no epoch had a finite mIoU) reports
-    neither. The command line shows the blocks (:func:`covseg.commands._progress.scores_table`).
+    and writes slice_confusions.json. ``autocast_dtype`` and ``channels_last`` as the run trained.
+    A run without best.pt (no epoch had a finite mIoU) reports neither. The command line shows the
+    blocks (:func:`covseg.commands._progress.scores_table`).
     """
     best_path = Path(run_dir) / runs.BEST_CHECKPOINT
     blocks: dict[str, Any] = {VALIDATION: None, TEST: None, "bootstrap": bootstrap.settings()}
@@ -128,7 +130,8 @@ def score_finished_run(
         normalisation = Normalisation.from_dict(best["normalisation"])
         loader, _ = evaluation_loader(test_set.slices, test_set.ids, normalisation, config.image_size,
                                       config.batch_size, device)
-        confusions = evaluate_slices(model, loader, device, config.num_classes, autocast_dtype)
+        confusions = evaluate_slices(model, loader, device, config.num_classes, autocast_dtype,
+                                     channels_last=channels_last)
         scores[TEST] = Score.of(test_set.ids, confusions)
         blocks[TEST] = scores[TEST].summary(f"best.pt (epoch {epoch}), scored once after training",
                                             source=test_set.source, epoch=epoch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -10,14 +11,41 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from covseg.devices import autocast_dtype, default_channels_last, default_precision
+from covseg.training.config import TrainConfig
+
+DEVICE_DEFAULT = "default on "
+"""Source prefix of a precision or layout that followed the device (``default on cuda``): re-derived
+when the run resumes on another device, unlike a value the user chose."""
+
+
+def device_defaults(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """``config`` with ``precision`` and ``channels_last`` decided for ``device``.
+
+    A value left to the default (None), or one that only followed the device a run was on before
+    it resumed here, becomes this device's default (:func:`covseg.devices.default_precision`,
+    :func:`~covseg.devices.default_channels_last`), recorded as ``default on <device type>``.
+    A value the user chose stays, on any device: bf16 and channels-last run on the CPU too.
+    """
+    defaults = {"precision": default_precision(device), "channels_last": default_channels_last(device)}
+    sources = dict(config.sources)
+    changes = {}
+    for name, value in defaults.items():
+        if getattr(config, name) is None or sources.get(name, "").startswith(DEVICE_DEFAULT):
+            changes[name] = value
+            sources[name] = f"{DEVICE_DEFAULT}{device.type}"
+    return dataclasses.replace(config, **changes, sources=sources) if changes else config
+
 
 @dataclass(frozen=True)
 class StepSettings:
-    """How a step runs on its device.
+    """How a step runs on its device: autocast dtype and memory format.
 
-    On CUDA: bf16 autocast (when ``amp``) and channels-last tensors, the two that roughly double
-    the throughput of these convolutional networks on tensor cores. On the CPU: float32 and the
-    default layout (bf16 brings no gain there and costs accuracy).
+    bf16 autocast runs the convolutions and matrix products in bfloat16 while the weights, the
+    optimiser state and the loss stay float32 (the losses cast logits to float32 first); bf16
+    keeps float32's exponent range, so no loss scaling is needed. Channels-last (NHWC) is the
+    layout cuDNN's tensor-core kernels read without transposes. On CUDA the two together roughly
+    double the throughput of these networks; both also run on the CPU.
     """
 
     device: torch.device
@@ -25,14 +53,32 @@ class StepSettings:
     channels_last: bool
 
     @classmethod
-    def for_device(cls, device: torch.device, amp: bool = True) -> StepSettings:
-        cuda = device.type == "cuda"
-        return cls(device=device, autocast_dtype=torch.bfloat16 if cuda and amp else None, channels_last=cuda)
+    def for_device(
+        cls, device: torch.device, precision: str | None = None, channels_last: bool | None = None
+    ) -> StepSettings:
+        """The settings for ``device``; ``precision`` (``bf16``/``fp32``) and ``channels_last``
+        default to the device's (bf16 and channels-last on CUDA, fp32 and contiguous elsewhere)."""
+        precision = precision or default_precision(device)
+        layout = default_channels_last(device) if channels_last is None else channels_last
+        return cls(device=device, autocast_dtype=autocast_dtype(precision), channels_last=layout)
+
+    @classmethod
+    def for_config(cls, config: TrainConfig, device: torch.device) -> StepSettings:
+        """The settings a run's ``config`` asks for on ``device``."""
+        return cls.for_device(device, config.precision, config.channels_last)
 
     @property
     def precision(self) -> str:
         """``bf16`` or ``fp32``, for logs and tables."""
         return "bf16" if self.autocast_dtype == torch.bfloat16 else "fp32"
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def describe(self) -> str:
+        """``bf16, channels-last`` or ``fp32``, for logs and tables."""
+        return f"{self.precision}, channels-last" if self.channels_last else self.precision
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -40,15 +86,13 @@ class StepSettings:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def to_device(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Asynchronous host-to-device copies (the loader pins memory on CUDA)."""
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        images = images.to(self.device, non_blocking=True, memory_format=memory_format)
+        """Asynchronous host-to-device copies (the loader pins memory on CUDA), images in the layout."""
+        images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         return images, masks.to(self.device, non_blocking=True)
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        """Move the model to the device (and to channels-last on CUDA)."""
-        model = model.to(self.device)
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+        """Move the model to the device, in the layout (the weights stay float32)."""
+        return model.to(self.device, memory_format=self.memory_format)
 
 
 @dataclass

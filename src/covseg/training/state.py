@@ -14,11 +14,13 @@ from covseg.core.errors import CovsegError
 from covseg.runs import LAST_CHECKPOINT, RUN_CONFIG, RUN_SPLIT
 
 
-def capture_rng_state() -> dict[str, Any]:
+def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
     """Every random generator training draws from, as tensors, ints and lists only.
 
     Plain values keep last.pt loadable with ``weights_only=True``: numpy's legacy global state and
-    Python's ``random`` state are unpacked from their tuples into lists and ints.
+    Python's ``random`` state are unpacked from their tuples into lists and ints. On a CUDA
+    ``device`` its generator's state is kept too (``cuda``), that device's only: a process trains
+    on one GPU, and a run may resume on a machine with another number of them.
     """
     numpy_kind, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
     python_version, python_state, python_gauss = random.getstate()
@@ -33,13 +35,18 @@ def capture_rng_state() -> dict[str, Any]:
         },
         "python": {"version": python_version, "state": list(python_state), "gauss": python_gauss},
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+def restore_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`, onto ``device``'s generator for the CUDA state.
+
+    A CUDA state is restored only onto a CUDA device (a CPU run draws nothing from it). A state
+    saved by earlier covseg versions is a list with one state per visible GPU; the one of
+    ``device``'s index is taken (the first when that index is not in it).
+    """
     torch.set_rng_state(state["torch"])
     numpy_state = state["numpy"]
     np.random.set_state(
@@ -53,8 +60,15 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     )
     python_state = state["python"]
     random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda_state = state.get("cuda")
+    if cuda_state is None or device is None or device.type != "cuda":
+        return
+    if isinstance(cuda_state, list | tuple):
+        if not cuda_state:
+            return
+        index = device.index or 0
+        cuda_state = cuda_state[index] if index < len(cuda_state) else cuda_state[0]
+    torch.cuda.set_rng_state(cuda_state, device)
 
 
 def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
