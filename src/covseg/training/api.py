@@ -53,6 +53,7 @@ from covseg.training.distributed import (
     synchronise_batch_norm,
     synchronises_batch_norm,
 )
+from covseg.training.ema import WeightAverage
 from covseg.training.held_out import (
     VAL_SLICE_CONFUSIONS,
     VAL_SLICE_IDS,
@@ -185,7 +186,9 @@ class _TrainingRun:
         self.model = self.settings.prepare_model(synchronise_batch_norm(context, model))
         self.params_m = sum(parameter.numel() for parameter in model.parameters()) / 1e6
         self.loss_fn = self._build_loss().to(context.device)
-        self.optimizer = build_optimizer(config.optimizer, self.model, config.lr, config.weight_decay)
+        self.optimizer = build_optimizer(config.optimizer, self.model, config.lr, config.weight_decay,
+                                         config.momentum)
+        self.ema = WeightAverage(self.model, config.ema_decay) if config.ema_decay is not None else None
         self.scheduler = build_scheduler(
             config.scheduler,
             self.optimizer,
@@ -265,6 +268,11 @@ class _TrainingRun:
         return build_loss(self.config.loss, self.config.num_classes, weights)
 
     @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that validate, go to best.pt and score the test set: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    @property
     def class_names(self) -> list[str]:
         names = list(CLASS_NAMES[: self.config.num_classes])
         return names + [f"class-{index}" for index in range(len(names), self.config.num_classes)]
@@ -292,6 +300,11 @@ class _TrainingRun:
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["training_state"]
         self.model.load_state_dict(checkpoint["state_dict"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise CovsegError(f"--resume {self.run_dir}: its last.pt holds no weight average; "
+                                  "the run was trained without --ema-decay")
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -325,7 +338,8 @@ class _TrainingRun:
             "normalisation": normalisation_of(self.config).to_dict(),
             "intensity": self.config.intensity,
             "image_size": self.config.image_size,
-            "state_dict": self.model.state_dict(),
+            # last.pt resumes the trained weights; best.pt holds the weights that were validated
+            "state_dict": (self.model if training_state else self.eval_model).state_dict(),
             "epoch": epoch,
             "metrics": json_safe(metrics),
             "run_dir": str(self.run_dir),
@@ -335,6 +349,7 @@ class _TrainingRun:
             checkpoint["training_state"] = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
                 "rng": capture_rng_state(self.context.device),
                 "best_miou": self.best_miou,
                 "best_epoch": self.best_epoch,
@@ -374,7 +389,7 @@ class _TrainingRun:
                 self._run_epoch(epoch)
             summary = self._summary()
             if self.context.is_main:
-                summary.update(score_finished_run(self.run_dir, self.model, config, self.test_set,
+                summary.update(score_finished_run(self.run_dir, self.eval_model, config, self.test_set,
                                                   self.context.device, self.settings.autocast_dtype,
                                                   self.class_names, self.settings.channels_last))
                 write_json(self.run_dir / runs.SUMMARY, summary)
@@ -406,7 +421,7 @@ class _TrainingRun:
         if self._sample_dataset is None:
             self._sample_dataset = SliceDataset(self.slices, self.sample_ids, normalisation_of(self.config),
                                                 image_size=self.config.image_size)
-        samples = EpochSamples(self.sample_ids, self._sample_dataset, self.model, self.settings,
+        samples = EpochSamples(self.sample_ids, self._sample_dataset, self.eval_model, self.settings,
                                record["epoch"])
         try:
             self.hooks.call("covseg_epoch_end", run_dir=self.run_dir, config=self.config_record,
@@ -426,6 +441,7 @@ class _TrainingRun:
             self.settings,
             self.scheduler,
             on_progress=self._progress_callback(epoch),
+            after_step=(lambda: self.ema.update(self.model)) if self.ema is not None else None,
         )
         totals = torch.tensor(
             [result.loss_sum.item(), result.steps, result.images],
@@ -441,12 +457,12 @@ class _TrainingRun:
                 f"try a lower --lr"
             )
         if self.data.calibration_loader is not None:
-            recalibrate_batch_norm(self.model, self.data.calibration_loader, self.settings)
-        sync_buffers(self.context, self.model)
+            recalibrate_batch_norm(self.eval_model, self.data.calibration_loader, self.settings)
+        sync_buffers(self.context, self.eval_model)
         per_slice = SliceConfusions(len(self.split.val_ids), self.config.num_classes, self.context.device,
                                     self.context.rank, self.context.world_size)
         _, metrics = evaluate_model(
-            self.model,
+            self.eval_model,
             self.data.val_loader,
             self.context.device,
             self.config.num_classes,

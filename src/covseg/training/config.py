@@ -43,7 +43,7 @@ from covseg.training.settings import (
 )
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "warmup-cosine", "warmup-poly")
+SCHEDULERS = ("none", "warmup-cosine", "warmup-poly", "poly")
 CLASS_WEIGHTINGS = ("none", "sqrt-inverse-frequency")
 INTENSITIES = ("hu", "uint8")
 MIN_IMAGE_SIZE = 32
@@ -170,13 +170,14 @@ def _show_windows(value: dict[str, Any]) -> str:
 
 
 def _augmentation(value: Any) -> Any:
-    """The preset ``reference`` (the study's rotation, flips and noise) or a recorded table."""
-    from covseg.data.augment import AugmentationConfig
+    """A preset name (:data:`covseg.data.augment.PRESETS`: ``reference``, ``nnunet``) or a recorded
+    table; config.json records the table, so a run means the same if a preset changes later."""
+    from covseg.data.augment import PRESETS, AugmentationConfig
 
-    if value == "reference":
-        return AugmentationConfig.reference().to_dict()
+    if isinstance(value, str) and value in PRESETS:
+        return PRESETS[value]().to_dict()
     if isinstance(value, str):
-        raise CovsegError(f"'{value}' is not an augmentation preset (presets: reference)")
+        raise CovsegError(f"'{value}' is not an augmentation preset (presets: {', '.join(PRESETS)})")
     if isinstance(value, dict):
         return AugmentationConfig.from_dict(value).to_dict()
     return value
@@ -200,7 +201,11 @@ def _source(label: str) -> str:
 
 
 def _uses_warmup(config: TrainConfig) -> bool:
-    return config.scheduler != "none"
+    return config.scheduler.startswith("warmup-")
+
+
+def _uses_momentum(config: TrainConfig) -> bool:
+    return config.optimizer == "sgd"
 
 
 def _seeded_split(config: TrainConfig) -> bool:
@@ -262,9 +267,14 @@ class TrainConfig:
     weight_decay: float = field(default=1e-4, metadata=setting(
         option="--weight-decay", low=0, high=1, metavar="NUMBER",
         help="Weight decay (not on biases and norms)."))
+    momentum: float = field(default=0.9, metadata=setting(
+        option="--momentum", low=0, high=1, open_high=True, metavar="NUMBER",
+        help="Nesterov momentum of the sgd optimiser (nnU-Net uses 0.99).",
+        rule=Rule(_uses_momentum, "optimizer", "only sgd takes a momentum", unused=0.9)))
     scheduler: str = field(default="warmup-cosine", metadata=setting(
         option="--scheduler", choices=SCHEDULERS, metavar="NAME",
-        help="Learning-rate schedule, stepped per batch."))
+        help="Learning-rate schedule, stepped per batch: a linear warm-up then cosine or poly decay, "
+        "poly without warm-up (nnU-Net's lr x (1 - progress)^0.9), or none (constant)."))
     warmup_epochs: int | None = field(default=None, metadata=setting(
         option="--warmup-epochs", unit="epochs", low=0, high=100_000,
         help="Linear warm-up of a warmup-* scheduler.",
@@ -278,11 +288,21 @@ class TrainConfig:
         "their cross-entropy with them)."))
     augmentation: dict[str, Any] = field(default_factory=_default_augmentation, metadata=setting(
         parse=_augmentation,
-        help="Augmentation: the preset 'reference' (rotation, flips, Gaussian noise) or a table of "
-        "AugmentationConfig values (config files and recipes only)."))
+        help="Augmentation: a preset, 'reference' (rotation, flips, Gaussian noise) or 'nnunet' (nnU-Net's "
+        "2D set: adds scaling, blur, brightness/contrast, gamma), or a table of AugmentationConfig "
+        "values (config files and recipes only)."))
     recalibrate_bn: bool = field(default=True, metadata=setting(
         option="--recalibrate-bn",
         help="Recompute batch-norm statistics on the training slices before each validation."))
+    foreground_oversampling: float = field(default=0.0, metadata=setting(
+        option="--foreground-oversampling", low=0, high=1, metavar="NUMBER",
+        help="Share of each epoch's training samples drawn from the slices that hold a lesion (the "
+        "rest as usual, from all); nnU-Net forces 0.33 of its patches to hold foreground."))
+    ema_decay: float | None = field(default=None, metadata=setting(
+        option="--ema-decay", low=0, high=1, open_low=True, open_high=True, metavar="NUMBER",
+        default_text="none: no EMA",
+        help="Keep an exponential moving average of the weights (per step, e.g. 0.999); validation, "
+        "best.pt and the test score use the averaged weights."))
     normalisation: dict[str, Any] | None = field(default=None, metadata=setting(
         option="--window", panel=DATA, metavar="WINDOWS", parse=_normalisation, show=_show_windows,
         default_text="lung",

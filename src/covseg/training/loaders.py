@@ -19,6 +19,7 @@ from covseg.data.split import Folds, Split, make_split, read_split_file
 from covseg.files import describe_os_error
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import DistributedContext
+from covseg.training.sampling import ForegroundSampler, epoch_sampler
 
 CALIBRATION_SLICES = 256
 """Training slices whose activations set the batch-norm statistics before validation."""
@@ -29,7 +30,7 @@ class TrainingData:
     """The loaders of a run, and the datasets and sampler whose epoch must be set every epoch."""
 
     train_dataset: SliceDataset
-    train_sampler: DistributedSampler
+    train_sampler: DistributedSampler | ForegroundSampler
     train_loader: DataLoader
     val_loader: DataLoader
     calibration_loader: DataLoader | None
@@ -128,8 +129,9 @@ def build_training_data(
 ) -> TrainingData:
     """Datasets decoded once into memory, and loaders that feed the device without stalling it.
 
-    Training: a DistributedSampler (also in one process, so that one process sees exactly the
-    batches N processes see together), whole batches only (a last batch of one slice would break
+    Training: a DistributedSampler, or a ForegroundSampler with ``foreground_oversampling`` (also
+    in one process, so that one process sees exactly the batches N processes see together), whole
+    batches only (a last batch of one slice would break
     batch norm), pinned memory on CUDA, persistent workers. Validation: each process scores a
     disjoint slice of the ids (no padding: duplicated slices would skew the confusion matrix that
     evaluate_model sums over processes).
@@ -146,9 +148,8 @@ def build_training_data(
         seed=config.seed,
     )
     val_dataset = SliceDataset(slices, split.val_ids, normalisation, image_size=config.image_size)
-    sampler = DistributedSampler(
-        train_dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed
-    )
+    sampler = epoch_sampler(len(train_dataset), train_dataset.masks, config.foreground_oversampling,
+                            context.world_size, context.rank, config.seed)
     val_shard = Subset(val_dataset, range(context.rank, len(val_dataset), context.world_size))
     workers = config.workers
     pin_memory = context.device.type == "cuda"

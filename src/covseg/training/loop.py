@@ -119,8 +119,11 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     on_progress: ProgressCallback | None = None,
     progress_every: int = 10,
+    after_step: Callable[[], None] | None = None,
 ) -> EpochResult:
     """Train ``model`` for one pass over ``loader``.
+
+    ``after_step`` runs after every optimiser (and scheduler) step, e.g. to update a weight average.
 
     The loss stays on the device (no host sync per step); the caller checks it for NaN at the end
     of the epoch, when all processes can agree to stop together.
@@ -139,6 +142,8 @@ def train_one_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if after_step is not None:
+            after_step()
         loss_sum += loss.detach()
         steps += 1
         images_seen += images.shape[0]

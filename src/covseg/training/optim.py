@@ -11,8 +11,11 @@ from covseg.core.errors import CovsegError
 from covseg.training.config import OPTIMIZERS, SCHEDULERS
 
 
-def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``adam`` (the reference study's), ``adamw`` or ``sgd`` (momentum 0.9, Nesterov).
+def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
+                    momentum: float = 0.9) -> torch.optim.Optimizer:
+    """``adam`` (the reference study's), ``adamw`` or ``sgd`` (Nesterov, ``momentum``; nnU-Net trains
+    with SGD, Nesterov momentum 0.99, lr 0.01 and the ``poly`` schedule: Isensee et al. 2021,
+    Nature Methods 18:203-211, methods "network training").
 
     With weight decay, biases and normalisation parameters (tensors of one dimension) are not
     decayed: shrinking a batch-norm scale towards zero only fights the normalisation.
@@ -25,15 +28,16 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
     raise CovsegError(f"optimizer '{name}' is unknown; choose one of {', '.join(OPTIMIZERS)}")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, decay: str) -> float:
     """Multiplier of the base learning rate at optimiser step ``step`` (0-based).
 
-    Linear warm-up from 1/warmup_steps to 1, then ``cosine`` (to 0 at ``total_steps``) or ``poly``
-    ((1 - progress)^0.9, the DeepLab schedule) decay.
+    Linear warm-up from 1/warmup_steps to 1 (none when ``warmup_steps`` is 0), then ``cosine``
+    (to 0 at ``total_steps``) or ``poly`` ((1 - progress)^0.9: DeepLab, Chen et al. 2018, and
+    nnU-Net, Isensee et al. 2021, which steps it per epoch; here it is stepped per batch) decay.
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -48,12 +52,17 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR | None:
     """A per-step schedule (``scheduler.step()`` after every optimiser step), or None for ``none``.
 
+    ``warmup-cosine``, ``warmup-poly`` (``warmup_steps`` of linear warm-up first) or ``poly``
+    (no warm-up: ``warmup_steps`` is ignored).
+
     Its state_dict holds only counters, so checkpoints stay loadable with ``weights_only=True``.
     """
     if name == "none":
         return None
     if name not in SCHEDULERS:
         raise CovsegError(f"scheduler '{name}' is unknown; choose one of {', '.join(SCHEDULERS)}")
+    if not name.startswith("warmup-"):
+        warmup_steps = 0
     decay = name.removeprefix("warmup-")
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, decay)

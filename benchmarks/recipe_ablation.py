@@ -1,0 +1,182 @@
+"""Ablation of the recipe candidates (issue 10.4): does each part help on the real slices?
+
+Trains one model (unet) for each variant x seed at a fixed budget and scores every run once on a
+held-out test set. Variants: ``default`` (covseg's recipe), ``default`` plus one candidate
+(``nnunet-aug``, ``foreground``, ``ema``, ``sgd-poly``), ``all`` (every candidate together) and
+``reference`` (the study's recipe at the same budget). The test (and validation) slices are fixed by
+one split file made with seed 0 for every variant and seed: a seeded split would move with the
+training seed, and the variants would be scored on different slices. The seed then changes only
+initialisation, shuffling and augmentation.
+
+Prints a markdown table: test mIoU mean ± std over seeds, the mean of the runs' bootstrap 95 %
+intervals (summary.json's test block), lesion mIoU, per-class IoU, validation mIoU of the chosen
+epoch, wall time, and the difference to ``default`` with whether the intervals overlap. Also writes
+OUT/ablation.json.
+
+    python benchmarks/recipe_ablation.py --epochs 100 --seeds 0 1 2          # the 80 real slices
+    python benchmarks/recipe_ablation.py --variants default ema --epochs 2    # a subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from covseg.data.options import parse_dataset_options
+from covseg.data.split import make_split
+from covseg.files import write_json
+from covseg.training import TrainConfig, train
+from covseg.training.loaders import load_run_slices
+
+MEDSEG100_VARIABLE = "COVSEG_MEDSEG100"
+EMA_DECAY = 0.99
+"""Per-step decay of the ``ema`` variant: ~100 steps (about 12 epochs of 64 slices in batches of 8)."""
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "nnunet-aug": {"augmentation": "nnunet"},
+    "foreground": {"foreground_oversampling": 0.33},  # nnU-Net's share of foreground patches
+    "ema": {"ema_decay": EMA_DECAY},
+    # nnU-Net's optimiser and schedule (Isensee et al. 2021): SGD, Nesterov 0.99, lr 0.01, poly, wd 3e-5
+    "sgd-poly": {"optimizer": "sgd", "momentum": 0.99, "lr": 0.01, "scheduler": "poly", "weight_decay": 3e-5},
+}
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("default", {}),
+    **{name: ("default", values) for name, values in CANDIDATES.items()},
+    "all": ("default", {key: value for values in CANDIDATES.values() for key, value in values.items()}),
+    "reference": ("reference", {}),
+}
+"""Each variant: (recipe, settings on top)."""
+CLASSES = ("ground-glass", "consolidation", "effusion")
+
+
+def variant_config(variant: str, seed: int, base: Mapping[str, Any], out: Path) -> TrainConfig:
+    """The TrainConfig of one run: the variant's recipe and settings, then the shared ``base``."""
+    recipe, values = VARIANTS[variant]
+    return TrainConfig.from_recipe("unet", recipe=recipe, **{**values, **base, "seed": seed,
+                                                           "out": str(out / variant / f"seed{seed}")})
+
+
+def fixed_split(base: Mapping[str, Any], test_fraction: float, val_fraction: float, out: Path) -> Path:
+    """One split file (seed 0) that every variant and seed trains, validates and tests on."""
+    slices, _ = load_run_slices(TrainConfig.from_recipe("unet", **base))
+    path = out / "split.json"
+    make_split(slices.ids, val_fraction=val_fraction, seed=0, test_fraction=test_fraction).save(path)
+    return path
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean (and std) over the seeds of one variant's summary.json files."""
+    tests = [summary["test"] for summary in summaries]
+    test_miou = [test["metrics"]["miou"] for test in tests]
+    intervals = [test["intervals"].get("miou") for test in tests]
+    known = [interval for interval in intervals if interval]
+    row = {
+        "runs": len(summaries),
+        "test_miou": _mean_std(test_miou),
+        "test_interval": (statistics.fmean(low for low, _ in known),
+                          statistics.fmean(high for _, high in known)) if known else None,
+        "lesion_miou": _mean_std([test["metrics"]["lesion_miou"] for test in tests]),
+        "class_iou": {name: statistics.fmean(test["metrics"].get(f"iou/{name}", math.nan) for test in tests)
+                      for name in CLASSES},
+        "val_miou": _mean_std([summary["best_metrics"].get("miou", math.nan) for summary in summaries]),
+        "wall_time_s": statistics.fmean(summary["wall_time_s"] for summary in summaries),
+    }
+    return row
+
+
+def markdown_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """The ablation table, one row per variant, with the difference to ``default``."""
+    header = ["variant", "runs", "test mIoU", "test 95% CI (mean)", "lesion mIoU",
+              *(f"IoU {name}" for name in CLASSES), "val mIoU", "wall time (s)", "Δ test mIoU vs default",
+              "CIs overlap"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    base = rows.get("default")
+    for variant, row in rows.items():
+        interval = row["test_interval"]
+        if base is None or variant == "default":
+            delta = overlap = "-"
+        else:
+            delta = f"{row['test_miou'][0] - base['test_miou'][0]:+.3f}"
+            other = base["test_interval"]
+            overlap = ("-" if interval is None or other is None else
+                       "yes" if interval[0] <= other[1] and other[0] <= interval[1] else "no")
+        cells = [variant, str(row["runs"]), _pm(row["test_miou"]),
+                 "-" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}", _pm(row["lesion_miou"]),
+                 *(f"{row['class_iou'][name]:.3f}" for name in CLASSES), _pm(row["val_miou"]),
+                 f"{row['wall_time_s']:.0f}", delta, overlap]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _pm(value: tuple[float, float]) -> str:
+    return f"{value[0]:.3f} ± {value[1]:.3f}"
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="Variants to run (default: all).")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="Training seeds.")
+    parser.add_argument("--epochs", type=int, default=100, help="Epochs of every run.")
+    parser.add_argument("--image-size", type=int, default=64, help="Square side of the slices (px).")
+    parser.add_argument("--batch-size", type=int, default=8, help="Global batch.")
+    parser.add_argument("--data", default=os.environ.get(MEDSEG100_VARIABLE),
+                        help=f"Data path (default ${MEDSEG100_VARIABLE}); 'phantom': the embedded phantom.")
+    parser.add_argument("--dataset-option", action="append", default=[], help="key=value (repeatable).")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="Share held out as the test set.")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="Share of the rest that validates.")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers.")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+    parser.add_argument("--out", type=Path, help="Where the runs go (default: a temporary folder, removed "
+                        "at the end).")
+    arguments = parser.parse_args(argv)
+    if arguments.data is None:
+        parser.error(f"give --data or set ${MEDSEG100_VARIABLE}")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train every variant x seed, score each on the fixed test set, print the markdown table."""
+    arguments = parse_arguments(argv)
+    base: dict[str, Any] = {"epochs": arguments.epochs, "image_size": arguments.image_size,
+                            "batch_size": arguments.batch_size, "workers": arguments.workers,
+                            "device": arguments.device,
+                            "dataset_options": parse_dataset_options(arguments.dataset_option)}
+    if arguments.data != "phantom":
+        base["data"] = arguments.data
+    with tempfile.TemporaryDirectory(prefix="covseg-ablation-") as scratch:
+        folder = arguments.out if arguments.out is not None else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        base["split_file"] = str(fixed_split(base, arguments.test_fraction, arguments.val_fraction, folder))
+        rows, runs = {}, {}
+        for variant in arguments.variants:
+            summaries = []
+            for seed in arguments.seeds:
+                run_dir = train(variant_config(variant, seed, base, folder))
+                summary = json.loads((run_dir / "summary.json").read_text())
+                summaries.append(summary)
+                runs.setdefault(variant, []).append(str(run_dir))
+                print(f"{variant} seed {seed}: test mIoU {summary['test']['metrics']['miou']:.3f}, "
+                      f"{summary['wall_time_s']:.0f} s ({run_dir})", flush=True)
+            rows[variant] = summarise(summaries)
+        write_json(folder / "ablation.json", {
+            "settings": {**base, "test_fraction": arguments.test_fraction, "seeds": arguments.seeds},
+            "variants": {name: VARIANTS[name] for name in arguments.variants}, "rows": rows, "runs": runs})
+        print(f"\nunet, {arguments.epochs} epochs, {arguments.image_size} px, batch {arguments.batch_size}, "
+              f"seeds {' '.join(map(str, arguments.seeds))}, test set {arguments.test_fraction:g} of "
+              f"{arguments.data} (one fixed split)\n")
+        print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()
