@@ -119,7 +119,8 @@ def test_label_values_outside_the_class_set(tmp_path):
     _folder(tmp_path, mask=mask)
     assert _error("folder", tmp_path) == (
         f"{tmp_path / 'masks' / 'a.png'}: label values 7, 9 are outside the "
-        "class set (0 background, 1 ground-glass, 2 consolidation, 3 effusion)")
+        "class set (0 background, 1 ground-glass, 2 consolidation, 3 effusion); declare other classes "
+        "with --dataset-option labels=background,NAME,...")
 
 
 def test_fractional_labels_in_a_nifti_mask(tmp_path):
@@ -135,11 +136,13 @@ def test_binary_255_masks_say_which_option_to_use(tmp_path):
     mask = np.zeros((16, 16), np.uint8)
     mask[4:8, 4:8] = 255
     _folder(tmp_path, mask=mask)
-    assert _error("folder", tmp_path) == (f"{tmp_path / 'masks' / 'a.png'}: mask values are 0/255 (a binary "
-                                          "mask); map them to labels with --dataset-option mask_values=0,255")
+    assert _error("folder", tmp_path) == (
+        f"{tmp_path / 'masks' / 'a.png'}: mask values are 0/255 (a binary mask); map them to labels with "
+        "--dataset-option mask_values=0,255 --dataset-option labels=background,NAME "
+        "(e.g. background,infection)")
     mask[0, 0] = 128
     _png(tmp_path / "masks" / "a.png", mask)
-    assert _error("folder", tmp_path, {"mask_values": "0,255"}) == (
+    assert _error("folder", tmp_path, {"mask_values": "0,255", "labels": "background,infection"}) == (
         f"{tmp_path / 'masks' / 'a.png'}: mask values 128 are not in mask_values=0,255")
     assert _error("folder", tmp_path, {"mask_values": "0,x"}) == (
         "option mask_values=0,x: expected comma-separated numbers, e.g. 0,255")

@@ -153,7 +153,7 @@ def test_recipes_are_data_of_the_shape_of_a_config_file(tmp_path):
     ("pretrained = 'yes'\n", "{path}: pretrained: expected true or false, got the string 'yes'"),
     ("epochs = 0\n", "{path}: epochs 0: must be between 1 and 100000"),
     ("image_size = 100000\n", "{path}: image_size 100000: must be between 32 and 4096"),
-    ("num_classes = 3\n", "{path}: num_classes: covseg records this itself; it cannot be set"),
+    ("class_names = ['a', 'b']\n", "{path}: class_names: covseg records this itself; it cannot be set"),
     ("recipe = 'fast'\n", "{path}: recipe fast: unknown recipe; choose one of reference, default"),
     ("epochs = 3\nepochs = 4\n", "{path} is not valid TOML"),
 ])

@@ -5,8 +5,13 @@ extension (``images/case_001.png`` with ``masks/case_001.png`` or ``masks/case_0
 are grayscale or RGB; what their values mean (8-bit grey levels or Hounsfield units) is decided per
 file by :func:`covseg.plugins.interpret_intensities` (options ``intensity``, ``hu_offset``,
 ``nan``); a folder must be all one kind. Masks are read by :func:`covseg.plugins.read_mask` (label
-values 0..3, palette, 1-bit, 16-bit, one-hot; lossy JPEG refused); ``mask_values=0,255`` maps
+values, palette, 1-bit, 16-bit, one-hot; lossy JPEG refused); ``mask_values=0,255`` maps
 stored values to labels (binary masks). Without ``masks/`` the slices are unlabelled.
+
+The option ``labels`` declares what the mask values mean, names in value order
+(``labels=background,infection`` for one-class infection masks such as Zenodo's COVID-19-CT-Seg);
+without it the masks are MedSeg's four classes. A mask value beyond the declared classes is
+refused naming the file, and ``mask_values`` must list one stored value per class.
 """
 
 from __future__ import annotations
@@ -18,22 +23,29 @@ from pathlib import Path
 
 from covseg.plugins import (
     INTENSITY_OPTIONS,
+    LABELS_HELP,
+    LABELS_OPTION,
+    MEDSEG_LABELS,
     PIL_SUFFIXES,
     CovsegError,
     CTSlices,
     DatasetEntry,
     IntensityChoice,
+    LabelSet,
     check_known,
+    check_mask_values,
     hookimpl,
     is_nifti,
     nifti_stem,
+    parse_labels,
     parse_mask_values,
     read_image,
     read_mask,
 )
 
 KINDS = "PNG, JPG, TIFF, WebP, NPY or 2-D NIfTI"
-OPTIONS = {"mask_values": "stored mask values mapped to labels 0, 1, ..., e.g. 0,255", **INTENSITY_OPTIONS}
+OPTIONS = {"mask_values": "stored mask values mapped to labels 0, 1, ..., e.g. 0,255",
+           LABELS_OPTION: LABELS_HELP, **INTENSITY_OPTIONS}
 
 
 def _natural_key(name: str) -> list:
@@ -65,8 +77,9 @@ def list_slices(folder: Path) -> dict[str, Path]:
 
 
 def load_folder(path: Path, mask_values: tuple[float, ...] | None = None,
-                choice: IntensityChoice | None = None) -> CTSlices:
-    """Read ``path/images`` and, when present, ``path/masks`` (see the module docstring)."""
+                choice: IntensityChoice | None = None, labels: LabelSet = MEDSEG_LABELS) -> CTSlices:
+    """Read ``path/images`` and, when present, ``path/masks`` (see the module docstring); the masks
+    hold the classes of ``labels``."""
     choice = choice or IntensityChoice()
     if not path.exists():
         raise CovsegError(f"{path} does not exist")
@@ -81,7 +94,7 @@ def load_folder(path: Path, mask_values: tuple[float, ...] | None = None,
         for name, mask_path in masks.items():
             if name not in images:
                 raise CovsegError(f"mask {mask_path} has no image named {name}.* in {path / 'images'}")
-    arrays, labels, notes, replaced = [], [], Counter(), 0
+    arrays, read_masks, notes, replaced = [], [], Counter(), 0
     first_path, intensity = None, None
     for name, image_path in images.items():
         decided = read_image(image_path, choice)
@@ -95,26 +108,30 @@ def load_folder(path: Path, mask_values: tuple[float, ...] | None = None,
         replaced += decided.replaced
         if masks is not None:
             mask_path = masks[name]
-            mask = read_mask(mask_path, mask_values)
+            mask = read_mask(mask_path, mask_values, labels)
             if mask.shape != decided.values.shape[:2]:
                 height, width = decided.values.shape[:2]
                 raise CovsegError(f"{image_path} is {height}x{width} but its mask "
                                   f"{mask_path} is {mask.shape[0]}x{mask.shape[1]}")
-            labels.append(mask)
+            read_masks.append(mask)
     lines = [f"{note}: {count} file{'s' * (count > 1)}" for note, count in notes.items()]
     if replaced:
         lines.append(f"{replaced:,} NaN/infinite values read as air (nan=air)")
-    return CTSlices(ids=list(images), images=arrays, masks=labels if masks is not None else None,
-                    intensity=intensity, source=str(path), notes=lines)
+    return CTSlices(ids=list(images), images=arrays, masks=read_masks if masks is not None else None,
+                    intensity=intensity, source=str(path), notes=lines, labels=labels)
 
 
 def load(path: Path | None, options: Mapping[str, str]) -> CTSlices:
-    """The ``folder`` dataset entry: options mask_values, intensity, hu_offset, nan."""
+    """The ``folder`` dataset entry: options mask_values, labels, intensity, hu_offset, nan."""
     if path is None:
         raise CovsegError("dataset folder needs --data FOLDER with images/ and masks/")
     check_known(options, OPTIONS, "folder")
+    declared = LABELS_OPTION in options
+    labels = parse_labels(options[LABELS_OPTION]) if declared else MEDSEG_LABELS
     mask_values = parse_mask_values(options["mask_values"]) if "mask_values" in options else None
-    return load_folder(Path(path), mask_values, IntensityChoice.from_options(options))
+    if mask_values is not None:
+        check_mask_values(mask_values, labels, declared)
+    return load_folder(Path(path), mask_values, IntensityChoice.from_options(options), labels)
 
 
 @hookimpl

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from covseg.plugins import (
     INTENSITY_OPTIONS,
+    MEDSEG_LABELS,
     CovsegError,
     CTSlices,
     DatasetEntry,
@@ -86,6 +87,7 @@ def load_medseg(path: Path, options: Mapping[str, str]) -> CTSlices:
         spacing=[spacing] * count,
         lung_masks=lung_masks,
         notes=[decided.summary],
+        labels=MEDSEG_LABELS,
     )
 
 

@@ -27,7 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from covseg.plugins import CovsegError, CTSlices, DatasetEntry, check_known, hookimpl, int_option
+from covseg.plugins import (
+    MEDSEG_LABELS,
+    CovsegError,
+    CTSlices,
+    DatasetEntry,
+    check_known,
+    hookimpl,
+    int_option,
+)
 
 AIR_HU, FAT_HU, SOFT_TISSUE_HU, LUNG_HU, BONE_HU = -1000.0, -100.0, 40.0, -850.0, 700.0
 GROUND_GLASS_HU = (-700.0, -350.0)
@@ -326,7 +334,8 @@ def generate_phantom(count: int = 100, size: int = 256, seed: int = 0) -> CTSlic
     pixel_mm = FIELD_OF_VIEW_MM / size
     return CTSlices(ids=ids, images=images, masks=masks, intensity="hu",
                     source=f"phantom(count={count}, size={size}, seed={seed})",
-                    spacing=[(pixel_mm, pixel_mm)] * count, lung_masks=lungs)
+                    spacing=[(pixel_mm, pixel_mm)] * count, lung_masks=lungs,
+                    labels=MEDSEG_LABELS)
 
 
 def load(path: Path | None, options: Mapping[str, str]) -> CTSlices:

@@ -7,7 +7,9 @@ zero) effusion score.
 A class absent from both the prediction and the target (its IoU and Dice are 0/0) has the per-class
 value NaN and is left out of the means; a mean over no present class at all is NaN too. ``miou``
 averages over all classes including background, as the reference study's table reports;
-``lesion_miou`` and ``mean_lesion_dice`` over the lesion classes 1-3 only.
+``lesion_miou`` and ``mean_lesion_dice`` over the lesion classes only: every class but background
+(0), i.e. 1-3 for MedSeg and the single infection class of a binary set. Any class count C >= 2
+works; ``iou`` and ``dice`` return one value per class, which covseg names by the data's labels.
 
 Registered through ``[project.entry-points.covseg]`` in covseg's pyproject.toml, like any plugin.
 """
@@ -16,14 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covseg.plugins import CLASS_NAMES, MetricEntry, hookimpl
-
-
-def class_names(num_classes: int) -> tuple[str, ...]:
-    """covseg's class names when the confusion has their number of classes, else ``class-<i>``."""
-    if num_classes == len(CLASS_NAMES):
-        return CLASS_NAMES
-    return tuple(f"class-{index}" for index in range(num_classes))
+from covseg.plugins import MetricEntry, hookimpl
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -61,10 +56,6 @@ def _mean_present(values: np.ndarray) -> float:
     return float(present.mean()) if present.size else float("nan")
 
 
-def _by_name(values: np.ndarray) -> dict[str, float]:
-    return {name: float(value) for name, value in zip(class_names(len(values)), values, strict=True)}
-
-
 def miou(confusion: np.ndarray) -> float:
     return _mean_present(iou_per_class(confusion))
 
@@ -79,12 +70,14 @@ def pixel_accuracy(confusion: np.ndarray) -> float:
     return float(np.trace(confusion) / total) if total else float("nan")
 
 
-def iou(confusion: np.ndarray) -> dict[str, float]:
-    return _by_name(iou_per_class(confusion))
+def iou(confusion: np.ndarray) -> list[float]:
+    """IoU per class, in label order (covseg names them)."""
+    return iou_per_class(confusion).tolist()
 
 
-def dice(confusion: np.ndarray) -> dict[str, float]:
-    return _by_name(dice_per_class(confusion))
+def dice(confusion: np.ndarray) -> list[float]:
+    """Dice per class, in label order (covseg names them)."""
+    return dice_per_class(confusion).tolist()
 
 
 def mean_lesion_dice(confusion: np.ndarray) -> float:
@@ -96,11 +89,12 @@ def covseg_metrics() -> list[MetricEntry]:
     return [
         MetricEntry("miou", miou, "Mean IoU over all classes, background included (the study's mIoU).",
                     tags=("overall",)),
-        MetricEntry("lesion_miou", lesion_miou, "Mean IoU over the lesion classes 1-3.", tags=("overall",)),
+        MetricEntry("lesion_miou", lesion_miou,
+                    "Mean IoU over the lesion classes (all but background).", tags=("overall",)),
         MetricEntry("pixel_accuracy", pixel_accuracy, "Share of pixels labelled correctly.",
                     tags=("overall",)),
-        MetricEntry("mean_lesion_dice", mean_lesion_dice, "Mean Dice over the lesion classes 1-3.",
-                    tags=("overall",)),
+        MetricEntry("mean_lesion_dice", mean_lesion_dice,
+                    "Mean Dice over the lesion classes (all but background).", tags=("overall",)),
         MetricEntry("iou", iou, "IoU of each class.", tags=("per-class",)),
         MetricEntry("dice", dice, "Dice of each class.", tags=("per-class",)),
     ]

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from covseg import CLASS_NAMES
 from covseg.commands._common import console, error_console, user_errors, warn
 from covseg.commands._progress import DownloadBars
 from covseg.commands.plugins import warn_plugin_problems
@@ -104,17 +103,18 @@ def _summary_table(slices: CTSlices, format_name: str) -> Table:
 def _class_table(slices: CTSlices) -> Table:
     import numpy as np
 
-    pixels = np.zeros(len(CLASS_NAMES), dtype=np.int64)
-    present = np.zeros(len(CLASS_NAMES), dtype=np.int64)
+    names = slices.labels.names
+    pixels = np.zeros(len(names), dtype=np.int64)
+    present = np.zeros(len(names), dtype=np.int64)
     for mask in slices.masks or []:
-        counts = np.bincount(mask.ravel(), minlength=len(CLASS_NAMES))
+        counts = np.bincount(mask.ravel(), minlength=len(names))
         pixels += counts
         present += counts > 0
     total = max(int(pixels.sum()), 1)
     table = Table(title="pixels per class")
     for column in ("label", "class", "pixels", "share", "slices"):
         table.add_column(column, justify="left" if column == "class" else "right")
-    for label, name in enumerate(CLASS_NAMES):
+    for label, name in enumerate(names):
         table.add_row(str(label), name, f"{pixels[label]:,}", f"{100 * pixels[label] / total:.2f}%",
                       f"{present[label]:,}")
     return table

@@ -73,6 +73,11 @@ def evaluate(
     tta: Annotated[TtaChoice, typer.Option(
         "--tta", help="Test-time augmentation: none, or flips (softmax averaged over the slice and its "
         "3 mirror images, as covseg predict --tta flips).")] = TtaChoice.none,
+    merge: Annotated[list[str] | None, typer.Option(
+        "--merge", help="Score against masks with fewer classes: merge model classes into a label of "
+        "the evaluation data, SOURCE[,SOURCE...]=TARGET (repeatable), e.g. "
+        "ground-glass,consolidation,effusion=infection. Each pixel's predicted class is chosen first, "
+        "then relabelled.")] = None,
     precision: PRECISION = None,
     channels_last: CHANNELS_LAST = None,
 ) -> None:
@@ -84,6 +89,7 @@ def evaluate(
     from covseg.devices import resolve_device
     from covseg.evaluation import bootstrap
     from covseg.evaluation.evaluate import evaluate_slices
+    from covseg.evaluation.merge import plan_merge
     from covseg.evaluation.scores import Score
     from covseg.evaluation.trained import evaluation_loader, load_evaluation_data, load_trained_model
     from covseg.training.loop import StepSettings
@@ -96,13 +102,17 @@ def evaluate(
     model = settings.prepare_model(trained.model)
     options = parse_dataset_options(dataset_option)
     source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
+    merged = plan_merge(trained.class_names, source.slices.labels.names, merge or [], source.description)
+    class_names = merged.target_names if merged is not None else trained.class_names
     loader, one_at_a_time = evaluation_loader(source.slices, source.ids, trained.normalisation,
                                               trained.image_size, batch_size, torch_device)
     if one_at_a_time:
         warn("slices differ in size and the model was trained at native size: evaluating one slice at a time")
-    writer = (PredictionWriter(save_predictions, source.ids, trained.model_name, trained.class_names,
+    writer = (PredictionWriter(save_predictions, source.ids, trained.model_name, class_names,
                                tta.value) if save_predictions is not None else None)
     console.print(join(describe_evaluation(trained, source, torch_device), f", {settings.describe()}"))
+    if merged is not None:
+        console.print(f"classes merged after the argmax: {merged.describe()}", highlight=False)
     if tta != TtaChoice.none:
         from covseg.tta import describe
 
@@ -118,21 +128,23 @@ def evaluate(
 
         confusions = evaluate_slices(model, loader, torch_device, trained.num_classes,
                                      autocast_dtype=settings.autocast_dtype, on_batch=on_batch,
-                                     tta=tta.value, channels_last=settings.channels_last)
-    score = Score.of(source.ids, confusions)
+                                     tta=tta.value, channels_last=settings.channels_last, merge=merged)
+    score = Score.of(source.ids, confusions, class_names)
     confusion = confusions.sum(axis=0)
-    print_metric_tables(score.metrics, confusion, trained.class_names, score.intervals)
+    print_metric_tables(score.metrics, confusion, class_names, score.intervals)
     if writer is not None:
         console.print(f"wrote {writer.count} overlay PNG(s) to {save_predictions}: "
                       "image | truth | prediction")
-        console.print(colour_legend(trained.class_names))
+        console.print(colour_legend(class_names))
     if json_path is not None:
         write_json(json_path, {
             "checkpoint": str(trained.checkpoint_path), "model": trained.model_name,
             "members": trained.members, "epoch": trained.checkpoint.get("epoch"),
             "data": source.description, "split": source.split,
             "slices": len(source.ids), "image_size": trained.image_size,
-            "class_names": list(trained.class_names), "tta": tta.value, "metrics": score.metrics,
+            "class_names": list(class_names), "model_class_names": list(trained.class_names),
+            "merge": merged.as_dict() if merged is not None else None,
+            "tta": tta.value, "metrics": score.metrics,
             "intervals": {name: list(interval) if interval else None
                           for name, interval in score.intervals.items()},
             "bootstrap": bootstrap.settings(), "confusion": confusion.tolist(),

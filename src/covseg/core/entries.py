@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from covseg import CLASS_NAMES
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -86,14 +88,59 @@ class ModelEntry:
         return (self.name, *self.aliases)
 
 
+@dataclass(frozen=True)
+class LabelSet:
+    """The classes a data set's masks mark: ``names[i]`` is the class of mask value ``i``.
+
+    Background comes first (value 0): covseg's lesion metrics and volumes leave class 0 out. Names
+    are what users type (``--merge ground-glass,consolidation=infection``), so each is a name
+    (letters, digits, ``. _ + -``) and appears once. MedSeg's four classes are :data:`MEDSEG_LABELS`;
+    a one-class infection set (Zenodo COVID-19-CT-Seg, MosMedData) is
+    ``LabelSet(("background", "infection"))``.
+
+    Raises ``ValueError`` for fewer than 2 or more than 256 names (uint8 masks), a first name that
+    is not ``background``, a name that is not a name, or a repeated name.
+    """
+
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.names, str):
+            raise TypeError("label names must be a tuple of names, not a string")
+        object.__setattr__(self, "names", tuple(self.names))
+        if not 2 <= len(self.names) <= 256:
+            raise ValueError(f"a label set has 2 to 256 classes (uint8 masks), not {len(self.names)}")
+        for name in self.names:
+            _check_name("label", name)
+        if self.names[0] != BACKGROUND:
+            raise ValueError(f"the first label (mask value 0) must be '{BACKGROUND}', not '{self.names[0]}'")
+        repeated = [name for name in self.names if self.names.count(name) > 1]
+        if repeated:
+            raise ValueError(f"label '{repeated[0]}' is named twice")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def describe(self) -> str:
+        """``0 background, 1 infection``: each mask value with its class."""
+        return ", ".join(f"{value} {name}" for value, name in enumerate(self.names))
+
+
+BACKGROUND = "background"
+MEDSEG_LABELS = LabelSet(CLASS_NAMES)
+"""MedSeg's classes: 0 background, 1 ground-glass, 2 consolidation, 3 pleural effusion."""
+
+
 @dataclass
 class CTSlices:
     """2-D slices held in memory, with their label masks: what a dataset plugin returns.
 
     - ``images[i]``: (H, W) or (H, W, 3) array. With ``intensity="hu"`` float Hounsfield units;
       with ``intensity="uint8"`` 8-bit values 0..255 (PNG-like slices).
-    - ``masks[i]``: (H, W) uint8 labels in 0..num_classes-1, same H, W as the image; ``masks`` is
+    - ``masks[i]``: (H, W) uint8 labels in 0..len(labels)-1, same H, W as the image; ``masks`` is
       None for unlabelled data (prediction only).
+    - ``labels``: the :class:`LabelSet` the masks use (default MedSeg's four classes); training
+      takes the number of classes and their names from it.
     - ``spacing[i]``: (row, column) pixel size in millimetres, when known.
     - ``lung_masks[i]``: optional (H, W) bool lung masks (e.g. MedSeg's lung segmentation).
     - ``source``: where the slices came from, for messages and run records.
@@ -109,6 +156,7 @@ class CTSlices:
     spacing: list[tuple[float, float]] | None = None
     lung_masks: list[np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    labels: LabelSet = MEDSEG_LABELS
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -144,8 +192,10 @@ class MetricEntry:
     """A validation metric computed from one confusion matrix.
 
     ``compute(confusion)`` takes an integer array (C, C) accumulated over the whole validation set,
-    rows the true class and columns the predicted class, and returns a float, or a mapping of
-    named floats (e.g. one per class). ``higher_is_better`` tells which way "best" points.
+    rows the true class and columns the predicted class (class 0 background, C any count from 2),
+    and returns a float, a sequence of C floats (one per class, in label order: covseg names them
+    by the data's :class:`LabelSet`, e.g. ``iou/infection``), or a mapping of named floats.
+    ``higher_is_better`` tells which way "best" points.
     """
 
     name: str
@@ -230,8 +280,8 @@ class SlicePrediction:
 
     - ``image``: (H, W) float32 in [0, 1], the first channel of the model input (the first HU
       window, e.g. the lung window, or the 8-bit slice / 255), at the training ``--image-size``;
-    - ``truth`` and ``prediction``: (H, W) uint8 labels 0 background, 1 ground-glass,
-      2 consolidation, 3 effusion.
+    - ``truth`` and ``prediction``: (H, W) uint8 labels of the run's label set (e.g. 0 background,
+      1 ground-glass, 2 consolidation, 3 effusion).
 
     The arrays are read-only. ``covseg.plugins.side_by_side(image, truth, prediction)`` makes the
     image | truth | prediction picture (RGB uint8) that covseg's TensorBoard logger shows.

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from covseg.core.calls import plugin_call
-from covseg.core.entries import CTSlices
+from covseg.core.entries import CTSlices, LabelSet
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.data.interpret import HU_LIMITS
-from covseg.data.labels import NUM_CLASSES
 from covseg.data.nifti import is_nifti
 
 DEFAULT_DATASET = "phantom"
@@ -45,7 +44,7 @@ def load_slices(dataset: str | None, data: Path | None, options: Mapping[str, st
     """Slices of a dataset: ``dataset`` by name (see ``covseg data list``), or detected from ``data``.
 
     Neither given: the embedded ``phantom``. The result is checked (matching shapes, uint8 labels
-    0..3, unique ids, finite intensities within the range of their kind) so that a third-party
+    within its label set, unique ids, finite intensities within the range of their kind) so that a third-party
     plugin's mistakes surface as one line here.
     """
     name = resolve_dataset(dataset, data)
@@ -86,6 +85,9 @@ def check_slices(slices: CTSlices, dataset: str) -> None:
     if len(set(slices.ids)) != count:
         duplicate = next(name for name in slices.ids if slices.ids.count(name) > 1)
         raise CovsegError(f"{where}: slice id '{duplicate}' appears twice")
+    if not isinstance(slices.labels, LabelSet):
+        raise CovsegError(f"{where}: labels is a {type(slices.labels).__name__}, not a LabelSet")
+    classes = len(slices.labels)
     if slices.intensity not in ("hu", "uint8"):
         raise CovsegError(f"{where}: intensity '{slices.intensity}' is not 'hu' or 'uint8'")
     for field in ("images", "masks", "spacing", "lung_masks"):
@@ -103,5 +105,6 @@ def check_slices(slices: CTSlices, dataset: str) -> None:
         if mask.shape != image.shape[:2] or mask.dtype != np.uint8:
             raise CovsegError(f"{where}: mask of slice {name} is {mask.dtype} {mask.shape}, "
                               f"expected uint8 {image.shape[:2]}")
-        if mask.size and int(mask.max()) >= NUM_CLASSES:
-            raise CovsegError(f"{where}: mask of slice {name} has label {int(mask.max())} (labels are 0..3)")
+        if mask.size and int(mask.max()) >= classes:
+            raise CovsegError(f"{where}: mask of slice {name} has label {int(mask.max())} beyond its "
+                              f"labels ({slices.labels.describe()})")

@@ -12,7 +12,7 @@ exactly as it was for training. Three layers:
 - :func:`read_mask`: uint8 labels. Lossy files (JPEG, lossy WebP, JPEG-compressed TIFF) are
   refused: compression changes label values at region edges. Palette images give their indices,
   1-bit images black 0 / white 1 (white is 255 when ``mask_values`` lists 255 and not 1, as viewers
-  show it), 16-bit images their values, one-hot arrays (H, W, 4) or (4, H, W) their argmax, and
+  show it), 16-bit images their values, one-hot arrays (H, W, C) or (C, H, W) (C classes) their argmax, and
   channel-first (1, H, W) arrays their only channel.
 """
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from covseg.core.entries import MEDSEG_LABELS, LabelSet
 from covseg.core.errors import CovsegError
 from covseg.data.interpret import Intensities, IntensityChoice, Storage, interpret_intensities
 from covseg.data.labels import NUM_CLASSES, one_hot_to_labels, to_labels
@@ -185,10 +186,13 @@ def read_image(path: Path, choice: IntensityChoice) -> Intensities:
     return interpret_intensities(array, storage, choice, str(path))
 
 
-def read_mask(path: Path, mask_values: Sequence[float] | None = None) -> np.ndarray:
-    """uint8 (H, W) labels 0..3 of one mask file (encodings: see the module docstring).
+def read_mask(path: Path, mask_values: Sequence[float] | None = None,
+              labels: LabelSet = MEDSEG_LABELS) -> np.ndarray:
+    """uint8 (H, W) labels 0..len(labels)-1 of one mask file (encodings: see the module docstring).
 
-    ``mask_values`` maps stored values to labels 0, 1, ... (:func:`covseg.data.labels.to_labels`).
+    ``mask_values`` maps stored values to labels 0, 1, ... (:func:`covseg.data.labels.to_labels`);
+    a value above the last class of ``labels`` is refused, as is a one-hot mask with another
+    number of channels.
     Raises a one-line :class:`CovsegError` naming ``path`` with the true reason for a refusal.
     """
     path = Path(path)
@@ -203,17 +207,18 @@ def read_mask(path: Path, mask_values: Sequence[float] | None = None) -> np.ndar
         array = array.astype(np.uint8) * np.uint8(white)
     array = _drop_singleton_channel(array)
     if array.ndim == 2:
-        return to_labels(array, str(path), mask_values)
+        return to_labels(array, str(path), mask_values, labels)
     if storage.format != "NPY" and array.shape[2] == 3:
         raise CovsegError(f"{path} is a colour (RGB) mask: masks hold label values in one channel")
-    first, last = array.shape[0] == NUM_CLASSES, array.shape[2] == NUM_CLASSES
+    classes = len(labels)
+    first, last = array.shape[0] == classes, array.shape[2] == classes
     if mask_values is not None and (first or last):
         raise CovsegError(f"{path} is a one-hot mask of shape {tuple(array.shape)}: mask_values does "
                           "not apply to it")
     if last and not first:
-        return one_hot_to_labels(array, 2, str(path))
+        return one_hot_to_labels(array, 2, str(path), labels)
     if first and not last:
-        return one_hot_to_labels(array, 0, str(path))
+        return one_hot_to_labels(array, 0, str(path), labels)
     channels = "are ambiguous as channels" if first and last else f"has {array.shape[2]} channels"
     raise CovsegError(f"{path}: a mask of shape {tuple(array.shape)} {channels}; masks are (H, W) "
-                      f"label values, or one-hot (H, W, {NUM_CLASSES}) / ({NUM_CLASSES}, H, W)")
+                      f"label values, or one-hot (H, W, {classes}) / ({classes}, H, W)")

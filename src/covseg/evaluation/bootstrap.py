@@ -28,6 +28,7 @@ Cost: one ``compute_metrics`` per resample and seed (benchmarks/bootstrap_cost.p
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,12 +57,14 @@ def bootstrap_intervals(
     seed: int = SEED,
     confidence: float = CONFIDENCE,
     registry: Registry | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, Interval | None]:
     """Percentile bootstrap interval of every metric, by metric name (see the module docstring).
 
     ``confusions``: per-slice confusion matrices, (N, C, C) for one model or (S, N, C, C) for S
     seeds scored on the same N slices; integer pixel counts. Returns ``{name: (low, high)}``, None
-    for a metric that no resample defines. Raises :class:`CovsegError` for an empty or malformed
+    for a metric that no resample defines; per-class metrics are named by ``class_names`` as in
+    :func:`~covseg.evaluation.metrics.compute_metrics`. Raises :class:`CovsegError` for an empty or malformed
     array or a confidence outside (0, 1).
     """
     stack = np.asarray(confusions)
@@ -83,7 +86,7 @@ def bootstrap_intervals(
     for index in range(resamples):
         weights = np.bincount(generator.integers(0, count, count), minlength=count).astype(np.int64)
         for member in range(seeds):
-            metrics = compute_metrics(np.tensordot(weights, stack[member], axes=1), registry)
+            metrics = compute_metrics(np.tensordot(weights, stack[member], axes=1), registry, class_names)
             for name, value in metrics.items():
                 if name not in values:
                     values[name] = np.full((resamples, seeds), np.nan)

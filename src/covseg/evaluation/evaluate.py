@@ -4,7 +4,7 @@ bootstrap intervals), then every metric."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from covseg.core.errors import CovsegError
 from covseg.evaluation.confusion import confusion_matrix, slice_confusion_matrices
+from covseg.evaluation.merge import ClassMerge
 from covseg.evaluation.metrics import compute_metrics
 from covseg.tta import flip_set, mean_over_flips
 
@@ -54,6 +55,7 @@ def evaluate_model(
     tta: str = "none",
     *,
     channels_last: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Run ``model`` over ``loader`` (image (N, 3, H, W), mask (N, H, W) batches) and score it.
 
@@ -66,12 +68,13 @@ def evaluate_model(
     process evaluates its own shard and the confusion matrices are summed over all processes, so
     every rank returns the same metrics of the whole set. ``tta``: ``flips`` scores the argmax of
     the softmax averaged over the mirrored slices (:func:`flip_averaged_probabilities`).
+    ``class_names`` (the run's label set) name the per-class metrics.
     """
     confusion = _run(model, loader, device, num_classes, autocast_dtype, on_batch, tta, channels_last)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(confusion, op=dist.ReduceOp.SUM)
     confusion_array = confusion.cpu().numpy()
-    return confusion_array, compute_metrics(confusion_array)
+    return confusion_array, compute_metrics(confusion_array, class_names=class_names)
 
 
 def evaluate_slices(
@@ -84,22 +87,26 @@ def evaluate_slices(
     tta: str = "none",
     *,
     channels_last: bool = False,
+    merge: ClassMerge | None = None,
 ) -> np.ndarray:
     """One confusion matrix per slice of ``loader``'s dataset, (N, C, C) int64, in dataset order.
 
     ``loader`` must go through its dataset in order (no shuffling, no sampler), in this process
     only: unlike :func:`evaluate_model` nothing is exchanged with other processes, so one rank
     may call it alone. Summed over N it is :func:`evaluate_model`'s confusion. ``tta`` and
-    ``channels_last`` as there.
+    ``channels_last`` as there. ``merge`` relabels each pixel's predicted class (argmax first:
+    the model's answer) into the data's fewer classes (:class:`~covseg.evaluation.merge.ClassMerge`);
+    C is then the merged count and ``on_batch`` sees the merged predictions.
     """
-    collector = SliceConfusions(len(loader.dataset), num_classes, device)
+    scored = len(merge.target_names) if merge is not None else num_classes
+    collector = SliceConfusions(len(loader.dataset), scored, device)
 
     def collect(images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
         collector.add(images, masks, predictions)
         if on_batch is not None:
             on_batch(images, masks, predictions)
 
-    _run(model, loader, device, num_classes, autocast_dtype, collect, tta, channels_last)
+    _run(model, loader, device, num_classes, autocast_dtype, collect, tta, channels_last, merge)
     return collector.gather()
 
 
@@ -144,11 +151,14 @@ def _run(
     on_batch: BatchCallback | None,
     tta: str = "none",
     channels_last: bool = False,
+    merge: ClassMerge | None = None,
 ) -> torch.Tensor:
-    """The (C, C) confusion of this process's batches (see :func:`evaluate_model`)."""
+    """The (C, C) confusion of this process's batches (see :func:`evaluate_model`); C is the merged
+    class count under ``merge``."""
     was_training = model.training
     model.eval()
-    confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+    scored = len(merge.target_names) if merge is not None else num_classes
+    confusion = torch.zeros((scored, scored), dtype=torch.int64, device=device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     try:
         with torch.no_grad():
@@ -166,7 +176,9 @@ def _run(
                         f"expected (N, {num_classes}, H, W)"
                     )
                 predictions = predict_labels(logits)
-                confusion += confusion_matrix(predictions, masks, num_classes)
+                if merge is not None:
+                    predictions = merge.relabel(predictions)
+                confusion += confusion_matrix(predictions, masks, scored)
                 if on_batch is not None:
                     on_batch(images, masks, predictions)
     finally:

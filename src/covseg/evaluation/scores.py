@@ -39,14 +39,17 @@ class Score:
     intervals: dict[str, Interval | None]
 
     @classmethod
-    def of(cls, ids: Sequence[str], confusions: np.ndarray) -> Score:
-        """Metrics of the summed confusion and their bootstrap intervals over the slices."""
+    def of(cls, ids: Sequence[str], confusions: np.ndarray,
+           class_names: Sequence[str] | None = None) -> Score:
+        """Metrics of the summed confusion and their bootstrap intervals over the slices; per-class
+        metrics named by ``class_names`` (the label set, default
+        :func:`~covseg.evaluation.metrics.default_class_names`)."""
         confusions = np.asarray(confusions, dtype=np.int64)
         if confusions.ndim != 3 or len(confusions) != len(ids) or not len(ids):
             raise CovsegError(f"a score needs one (C, C) confusion per slice: {len(ids)} id(s), "
                               f"confusions of shape {confusions.shape}")
-        return cls(list(ids), confusions, compute_metrics(confusions.sum(axis=0)),
-                   bootstrap_intervals(confusions))
+        return cls(list(ids), confusions, compute_metrics(confusions.sum(axis=0), class_names=class_names),
+                   bootstrap_intervals(confusions, class_names=class_names))
 
     def summary(self, what: str, **extra: Any) -> dict[str, Any]:
         """The block summary.json holds: what was scored, how many slices, metrics, intervals."""

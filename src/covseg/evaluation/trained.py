@@ -25,6 +25,7 @@ from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
 from covseg.data.split import Split, read_split_file
 from covseg.evaluation.ensemble import MeanSoftmaxEnsemble, check_member, read_ensemble
+from covseg.evaluation.metrics import default_class_names
 from covseg.files import one_line, read_json_object
 from covseg.runs import (
     BEST_CHECKPOINT,
@@ -115,7 +116,7 @@ def load_trained_model(path: Path, device: torch.device | str = "cpu") -> Traine
     run_dir = run_dir_of(checkpoint_path)
     config = read_run_config(run_dir) if run_dir is not None else None
     num_classes = int(checkpoint["num_classes"])
-    names = tuple(checkpoint.get("class_names") or (f"class-{index}" for index in range(num_classes)))
+    names = tuple(checkpoint.get("class_names") or default_class_names(num_classes))
     normalisation_dict = checkpoint.get("normalisation") or (config or {}).get("normalisation")
     if not normalisation_dict:
         raise CovsegError(f"{checkpoint_path} records no intensity normalisation; "

@@ -11,8 +11,10 @@ importable but internal and may change. covseg's own built-in plugins use only t
   :class:`CovsegError` (the hooks' manual is :mod:`covseg.core.hookspecs`);
 - what the lifecycle hooks receive: :class:`ValidationSamples`, :class:`SlicePrediction`, and
   :func:`side_by_side` / :func:`overlay` (image | truth | prediction pictures, RGB uint8);
-- labels: :data:`CLASS_NAMES` (mask value = index), :data:`NUM_CLASSES`, :func:`to_labels`,
-  :func:`parse_mask_values`;
+- labels: :class:`LabelSet` (a data set's classes, mask value = index), :data:`MEDSEG_LABELS`
+  (the default), :data:`CLASS_NAMES` (its names), :data:`NUM_CLASSES`, :func:`to_labels`,
+  :func:`parse_mask_values`, :func:`check_mask_values`, :func:`parse_labels` and
+  :data:`LABELS_OPTION` / :data:`LABELS_HELP` (the ``labels`` dataset option);
 - dataset options: :func:`check_known`, :func:`int_option`;
 - intensities: :func:`interpret_intensities` (the one decision of what stored values mean:
   Hounsfield units or 8-bit grey levels, offsets, NaN), :class:`IntensityChoice`,
@@ -31,8 +33,10 @@ Importing this module imports no torch: plugin modules are imported at every sta
 
 from covseg import CLASS_NAMES
 from covseg.core.entries import (
+    MEDSEG_LABELS,
     CTSlices,
     DatasetEntry,
+    LabelSet,
     LoggerEntry,
     LossEntry,
     MetricEntry,
@@ -44,7 +48,15 @@ from covseg.core.errors import CovsegError
 from covseg.core.hookspecs import hookimpl
 from covseg.data.interpret import OPTION_HELP as INTENSITY_OPTIONS
 from covseg.data.interpret import Intensities, IntensityChoice, Storage, interpret_intensities
-from covseg.data.labels import NUM_CLASSES, parse_mask_values, to_labels
+from covseg.data.labels import (
+    LABELS_HELP,
+    LABELS_OPTION,
+    NUM_CLASSES,
+    check_mask_values,
+    parse_labels,
+    parse_mask_values,
+    to_labels,
+)
 from covseg.data.nifti import (
     display_spacing,
     is_nifti,
@@ -60,6 +72,9 @@ from covseg.visualize import overlay, side_by_side
 __all__ = [
     "CLASS_NAMES",
     "INTENSITY_OPTIONS",
+    "LABELS_HELP",
+    "LABELS_OPTION",
+    "MEDSEG_LABELS",
     "NUM_CLASSES",
     "PIL_SUFFIXES",
     "CTSlices",
@@ -67,6 +82,7 @@ __all__ = [
     "DatasetEntry",
     "Intensities",
     "IntensityChoice",
+    "LabelSet",
     "LoggerEntry",
     "LossEntry",
     "MetricEntry",
@@ -75,6 +91,7 @@ __all__ = [
     "Storage",
     "ValidationSamples",
     "check_known",
+    "check_mask_values",
     "display_spacing",
     "hookimpl",
     "int_option",
@@ -82,6 +99,7 @@ __all__ = [
     "is_nifti",
     "nifti_stem",
     "overlay",
+    "parse_labels",
     "parse_mask_values",
     "read_ct_volume",
     "read_image",

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from covseg import CLASS_NAMES, runs
+from covseg import runs
 from covseg.checkpoint import load_checkpoint, save_checkpoint
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
@@ -274,8 +274,8 @@ class _TrainingRun:
 
     @property
     def class_names(self) -> list[str]:
-        names = list(CLASS_NAMES[: self.config.num_classes])
-        return names + [f"class-{index}" for index in range(len(names), self.config.num_classes)]
+        """The data's label names (config.json records them), in mask-value order."""
+        return list(self.config.class_names or self.slices.labels.names)
 
     def _prepare_run_dir(self, resume: Path | None) -> Path:
         if resume is not None:
@@ -469,6 +469,7 @@ class _TrainingRun:
             self.settings.autocast_dtype,
             on_batch=per_slice.add,
             channels_last=self.settings.channels_last,
+            class_names=self.class_names,
         )
         val_slice_confusions = per_slice.gather()
         record = {

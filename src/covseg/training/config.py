@@ -352,7 +352,12 @@ class TrainConfig:
         low=0, high=99, settable=False, commands=(),
         help="The fold this run trains, in a cross-validation (recorded by covseg)."))
     num_classes: int = field(default=4, metadata=setting(
-        low=2, high=256, settable=False, help="Classes the model predicts, background included."))
+        option="--num-classes", low=2, high=256, panel=DATA, default_text="the data set's label count",
+        help="Classes the model predicts, background included; taken from the data's labels, and "
+        "refused when it disagrees with them."))
+    class_names: list[str] | None = field(default=None, metadata=setting(
+        settable=False, commands=(),
+        help="Class names in mask-value order, recorded from the data's label set."))
     in_channels: int = field(default=3, metadata=setting(
         low=1, high=3, settable=False, help="Input channels of the model."))
     pretrained: bool = field(default=False, metadata=setting(

@@ -194,7 +194,7 @@ def _finish(
     """Out-of-fold score, ensemble.json, the ensemble's test score and the summary."""
     fold_dirs = [runs.fold_dir(cv_dir, fold) for fold in range(folds.count)]
     summaries = [runs.read_summary(run_dir) for run_dir in fold_dirs]
-    out_of_fold = out_of_fold_score(cv_dir, folds)
+    out_of_fold = out_of_fold_score(cv_dir, folds, config.class_names)
     members = [run_dir / runs.BEST_CHECKPOINT for run_dir in fold_dirs]
     missing = [member for member in members if not member.is_file()]
     if missing:
@@ -212,7 +212,7 @@ def _finish(
         model = settings.prepare_model(ensemble.model)
         confusions = evaluate_slices(model, loader, device, config.num_classes, settings.autocast_dtype,
                                      channels_last=settings.channels_last)
-        scores[TEST] = Score.of(test_set.ids, confusions)
+        scores[TEST] = Score.of(test_set.ids, confusions, checkpoints[0]["class_names"])
     class_names = list(checkpoints[0]["class_names"])
     write_slice_confusions(cv_dir / runs.SLICE_CONFUSIONS, class_names, scores)
     source = test_set.source if test_set else None
@@ -228,8 +228,9 @@ def _settings_of(member: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def out_of_fold_score(cv_dir: Path, folds: Folds) -> Score:
-    """Every non-test slice's confusion from the fold that validated on it, as one score (by id)."""
+def out_of_fold_score(cv_dir: Path, folds: Folds, class_names: Sequence[str] | None = None) -> Score:
+    """Every non-test slice's confusion from the fold that validated on it, as one score (by id);
+    per-class metrics named by ``class_names`` (the data's labels)."""
     ids: list[str] = []
     matrices: list[np.ndarray] = []
     for fold, expected in enumerate(folds.folds):
@@ -246,7 +247,7 @@ def out_of_fold_score(cv_dir: Path, folds: Folds) -> Score:
         matrices.append(confusions)
     stacked = np.concatenate(matrices)
     order = sorted(range(len(ids)), key=ids.__getitem__)
-    return Score.of([ids[index] for index in order], stacked[order])
+    return Score.of([ids[index] for index in order], stacked[order], class_names)
 
 
 def _summary(config: TrainConfig, cv_dir: Path, folds: Folds, summaries: list[dict[str, Any]],

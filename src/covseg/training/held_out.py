@@ -75,6 +75,9 @@ def load_test_slices(config: TrainConfig, training: CTSlices) -> CTSlices:
     where = f"--test-data {config.test_data}" if config.test_data else f"--test-dataset {dataset}"
     if test.masks is None:
         raise CovsegError(f"{where}: {test.source} has no label masks; a test set needs them")
+    if test.labels != training.labels:
+        raise CovsegError(f"{where}: {test.source} is labelled {test.labels.describe()}, the training data "
+                          f"{training.labels.describe()}; a model is tested on masks of its own classes")
     if test.intensity != training.intensity:
         raise CovsegError(f"{where}: {test.source} holds {test.intensity} slices, the training data "
                           f"{training.intensity}; a model is tested on data of its own kind")
@@ -122,7 +125,8 @@ def score_finished_run(
     epoch = int(best["epoch"])
     scores: dict[str, Score] = {}
     if VAL_SLICE_CONFUSIONS in best:  # best.pt of an older covseg has none: no validation interval
-        scores[VALIDATION] = Score.of(best[VAL_SLICE_IDS], best[VAL_SLICE_CONFUSIONS].cpu().numpy())
+        scores[VALIDATION] = Score.of(best[VAL_SLICE_IDS], best[VAL_SLICE_CONFUSIONS].cpu().numpy(),
+                                      class_names)
         blocks[VALIDATION] = scores[VALIDATION].summary(
             f"best epoch {epoch}, chosen on these slices (optimistic)", epoch=epoch)
     if test_set is not None:
@@ -132,7 +136,7 @@ def score_finished_run(
                                       config.batch_size, device)
         confusions = evaluate_slices(model, loader, device, config.num_classes, autocast_dtype,
                                      channels_last=channels_last)
-        scores[TEST] = Score.of(test_set.ids, confusions)
+        scores[TEST] = Score.of(test_set.ids, confusions, class_names)
         blocks[TEST] = scores[TEST].summary(f"best.pt (epoch {epoch}), scored once after training",
                                             source=test_set.source, epoch=epoch)
     if scores:

@@ -20,6 +20,7 @@ from covseg.files import describe_os_error
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import DistributedContext
 from covseg.training.sampling import ForegroundSampler, epoch_sampler
+from covseg.training.settings import explicit
 
 CALIBRATION_SLICES = 256
 """Training slices whose activations set the batch-norm statistics before validation."""
@@ -52,8 +53,10 @@ EMBEDDED_PHANTOM = "the embedded phantom"
 
 
 def load_run_slices(config: TrainConfig) -> tuple[CTSlices, TrainConfig]:
-    """The run's labelled slices, and ``config`` with the dataset name and the intensity settings
-    resolved (config.json records them: ``dataset``, ``intensity``, ``normalisation``)."""
+    """The run's labelled slices, and ``config`` with the dataset name, the intensity settings and the
+    classes resolved (config.json records them: ``dataset``, ``intensity``, ``normalisation``,
+    ``num_classes`` and ``class_names`` from the data's label set). An explicit ``--num-classes``
+    that disagrees with the data's labels is refused in one line."""
     data = Path(config.data) if config.data else None
     resolved = resolve_dataset(config.dataset, data)
     slices = load_slices(resolved, data, config.dataset_options)
@@ -63,7 +66,18 @@ def load_run_slices(config: TrainConfig) -> tuple[CTSlices, TrainConfig]:
     sources = dict(config.sources)
     if config.dataset is None:
         sources["dataset"] = "detected from --data" if data is not None else EMBEDDED_PHANTOM
-    return slices, dataclasses.replace(config, dataset=resolved, sources=sources)
+    labels = slices.labels
+    if config.num_classes != len(labels) and explicit(sources.get("num_classes")):
+        raise CovsegError(f"{config.where('num_classes')} {config.num_classes}: {slices.source} is labelled "
+                          f"with {len(labels)} classes ({labels.describe()}); drop it (covseg takes the "
+                          "number from the data) or declare the data's labels")
+    if config.class_names is not None and tuple(config.class_names) != labels.names:
+        raise CovsegError(f"the run was trained on classes {', '.join(config.class_names)} but "
+                          f"{slices.source} is labelled {', '.join(labels.names)}; has the data changed?")
+    if not explicit(sources.get("num_classes")):
+        sources["num_classes"] = "from the data's labels"
+    return slices, dataclasses.replace(config, dataset=resolved, sources=sources, num_classes=len(labels),
+                                       class_names=list(labels.names))
 
 
 def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = None) -> Split:
