@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from covseg.commands._common import console, user_errors, warn
+from covseg.commands._common import console, user_errors, warn, warn_mixed_onnxruntime
 from covseg.core.errors import CovsegError
 from covseg.export.settings import DEFAULT_OPSET, DEFAULT_TOLERANCE
 
@@ -65,6 +65,7 @@ def export(
 
     if not onnx:
         raise CovsegError("--no-onnx leaves nothing to export: ONNX is the one export format")
+    warn_mixed_onnxruntime()
     source = load_export_source(target)
     path = out if out is not None else default_export_path(source)
     check_output_path(path, overwrite)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from covseg.commands._common import console, user_errors, warn
+from covseg.commands._common import console, user_errors, warn, warn_mixed_onnxruntime
 from covseg.core.errors import CovsegError
 from covseg.terminal import join, styled
 
@@ -170,6 +170,7 @@ def predict(
     from covseg.onnx.card import applicable_card
     from covseg.tta import describe
 
+    warn_mixed_onnxruntime()
     choice = intensity_choice(intensity.value, hu_offset, nan.value, scale_8bit)
     cases = discover_cases(inputs, series or ())
     check_outputs(cases, out, overwrite)

@@ -143,8 +143,9 @@ class OnnxSegmenter:
     def __init__(
         self, model: Path | bytes, device: str = "auto", threads: int | None = None, origin: str | None = None
     ):
-        import onnxruntime
+        from covseg.onnx.install import import_onnxruntime
 
+        onnxruntime = import_onnxruntime()
         self.origin = origin or (str(model) if isinstance(model, Path) else "exported model")
         providers = choose_providers(device)
         source = str(model) if isinstance(model, Path) else model
