@@ -136,9 +136,10 @@ def demo(
     report = read_json_object(case / "report.json")
     picture = most_lesion_overlay(case)
     console.print("\ndemo done", style="bold", highlight=False)
+    # soft_wrap: paths stay on one line, to copy and paste
     console.print(f"overlay picture (with legend): {picture or 'none: the model found no lesion'}",
-                  highlight=False)
-    console.print(f"lesion report: {case / 'report.json'}", highlight=False)
+                  highlight=False, soft_wrap=True)
+    console.print(f"lesion report: {case / 'report.json'}", highlight=False, soft_wrap=True)
     truth = true_volumes_ml(paths["truth"])
     for measure in report["classes"]:
         volume, true = measure["volume_ml"], truth.get(measure["name"])
