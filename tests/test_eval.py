@@ -253,7 +253,8 @@ def test_eval_of_a_loose_checkpoint_needs_data_and_then_scores_all_of_it(run_dir
                                        "it); give --dataset or --data to say what to evaluate on")
     options = ["--dataset-option", "count=4", "--dataset-option", "size=64"]
     with_split = runner.invoke(app, ["eval", str(loose), "--dataset", "phantom", *options, "--split", "val"])
-    assert one_line_error(with_split).startswith("error: --split val selects from the run's own data")
+    assert one_line_error(with_split) == (f"error: --split val: {loose} has no run split to select by id; "
+                                          "evaluate all slices of --dataset/--data (drop --split)")
 
     report = tmp_path / "phantom.json"
     result = runner.invoke(app, ["eval", str(loose), "--dataset", "phantom", *options, "--device", "cpu",

@@ -23,6 +23,7 @@ LIGHT_COMMANDS = [
     pytest.param(["eval", "--help"], id="eval-help"),
     pytest.param(["train", "--help"], id="train-help"),
     pytest.param(["benchmark", "--help"], id="benchmark-help"),
+    pytest.param(["demo", "--help"], id="demo-help"),
     pytest.param(["data", "--help"], id="data-help"),
     pytest.param(["data", "list"], id="data-list"),
     pytest.param(["plugins"], id="plugins"),

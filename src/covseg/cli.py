@@ -13,6 +13,7 @@ import typer
 from covseg import __version__
 from covseg.commands import benchmark as benchmark_command
 from covseg.commands import data as data_command
+from covseg.commands import demo as demo_command
 from covseg.commands import plugins
 from covseg.commands import train as train_command
 from covseg.commands._common import handle_termination
@@ -36,6 +37,7 @@ app.command("eval")(evaluate_command)
 app.command("export")(export_command)
 app.command("predict")(predict_command)
 app.command("benchmark")(benchmark_command.benchmark)
+app.command("demo")(demo_command.demo)
 
 
 def _version(value: bool) -> None:

@@ -26,7 +26,8 @@ from covseg.core.errors import CovsegError
 from covseg.files import describe_os_error
 from covseg.terminal import console, error_console, join, styled
 
-__all__ = ["EXIT_USER_ERROR", "console", "error_console", "fail", "user_errors", "warn"]
+__all__ = ["EXIT_USER_ERROR", "console", "error_console", "fail", "user_errors", "warn",
+           "warn_mixed_onnxruntime"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,6 +44,15 @@ def fail(message: str) -> typer.Exit:
 def warn(message: str) -> None:
     """Print ``warning: message`` on one line to stderr."""
     error_console.print(join(styled("warning:", "bold yellow"), " ", message), soft_wrap=True)
+
+
+def warn_mixed_onnxruntime() -> None:
+    """Warn, on one line, when both onnxruntime builds are installed (:mod:`covseg.onnx.install`)."""
+    from covseg.onnx.install import mixed_install_message
+
+    message = mixed_install_message()
+    if message is not None:
+        warn(message)
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -50,11 +50,11 @@ def evaluate(
                              "cross-validation folder / ensemble.json (its fold models, softmax averaged).")
     ],
     dataset: str | None = typer.Option(
-        None, "--dataset", help="Evaluate on this whole data set (see `covseg data list`) instead of the "
-        "run's validation split."),
+        None, "--dataset", help="Evaluate on this data set (see `covseg data list`); for a run, its "
+        "--split slices are found by id when they are all there, else every slice is scored."),
     data: Annotated[Path | None, typer.Option(
-        "--data", help="Path of the data to evaluate on (folder or NIfTI); the data set is "
-        "auto-detected unless --dataset is given.")] = None,
+        "--data", help="Path of the data to evaluate on (folder or NIfTI), e.g. the run's data moved "
+        "elsewhere; the data set is auto-detected unless --dataset is given.")] = None,
     dataset_option: Annotated[list[str] | None, typer.Option(
         "--dataset-option", help="Data set setting key=value (repeatable); with the run's own data "
         "it overrides the run's setting.")] = None,
@@ -102,6 +102,10 @@ def evaluate(
     model = settings.prepare_model(trained.model)
     options = parse_dataset_options(dataset_option)
     source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
+    if source.note:
+        console.print(source.note, highlight=False)
+    if source.warning:
+        warn(source.warning)
     merged = plan_merge(trained.class_names, source.slices.labels.names, merge or [], source.description)
     class_names = merged.target_names if merged is not None else trained.class_names
     loader, one_at_a_time = evaluation_loader(source.slices, source.ids, trained.normalisation,

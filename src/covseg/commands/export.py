@@ -1,4 +1,4 @@
-"""`covseg export MODEL|RUN_DIR|CHECKPOINT --onnx`: a checked ONNX file with covseg metadata."""
+"""`covseg export MODEL|RUN_DIR|CHECKPOINT [--out FILE]`: a checked ONNX file with covseg metadata."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from covseg.commands._common import console, user_errors, warn
+from covseg.commands._common import console, user_errors, warn, warn_mixed_onnxruntime
 from covseg.core.errors import CovsegError
 from covseg.export.settings import DEFAULT_OPSET, DEFAULT_TOLERANCE
 
@@ -26,8 +26,9 @@ def export(
         "ensemble.json (one graph: the log of the fold models' mean softmax), or a model name "
         "(untrained weights, for trying the pipeline).",
     ),
-    onnx: bool = typer.Option(
-        True, "--onnx/--no-onnx", help="Export to ONNX (the one format; on by default)."
+    onnx: bool | None = typer.Option(
+        None, "--onnx/--no-onnx", hidden=True,
+        help="Deprecated: ONNX is the one export format, always on.",
     ),
     out: Annotated[Path | None, typer.Option(
         "--out",
@@ -63,8 +64,11 @@ def export(
         write_export,
     )
 
-    if not onnx:
+    if onnx is False:
         raise CovsegError("--no-onnx leaves nothing to export: ONNX is the one export format")
+    if onnx:
+        warn("--onnx is deprecated and does nothing (ONNX is the one export format); drop it")
+    warn_mixed_onnxruntime()
     source = load_export_source(target)
     path = out if out is not None else default_export_path(source)
     check_output_path(path, overwrite)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from covseg.commands._common import console, user_errors, warn
+from covseg.commands._common import console, user_errors, warn, warn_mixed_onnxruntime
 from covseg.core.errors import CovsegError
 from covseg.terminal import join, styled
 
@@ -28,12 +28,6 @@ if TYPE_CHECKING:
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".json")
 """Exported in memory first: checkpoints, and an ensemble.json."""
-
-
-class DeviceChoice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class IntensityOption(str, Enum):
@@ -74,9 +68,9 @@ def predict(
         "series (needs covseg[dicom])."
     )],
     out: Annotated[Path, typer.Option("--out", help="Output folder; each case writes OUT/<case>/.")],
-    device: Annotated[DeviceChoice, typer.Option(
-        "--device", help="auto (TensorRT, CUDA, else CPU), cpu or cuda."
-    )] = DeviceChoice.auto,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto (TensorRT, CUDA, else CPU), cpu, cuda or cuda:N."
+    )] = "auto",
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, max=4096, help="Slices per onnxruntime run."
     )] = 8,
@@ -168,15 +162,18 @@ def predict(
     from covseg.inference.report import SUMMARY_CSV, summary_csv
     from covseg.onnx import cpu_cores
     from covseg.onnx.card import applicable_card
+    from covseg.onnx.session import parse_device
     from covseg.tta import describe
 
+    parse_device(device)  # a typo stops before any input is read
+    warn_mixed_onnxruntime()
     choice = intensity_choice(intensity.value, hu_offset, nan.value, scale_8bit)
     cases = discover_cases(inputs, series or ())
     check_outputs(cases, out, overwrite)
     lung_masks = pair_lung_masks(cases, lung_mask)
     options = PredictOptions(tta.value, save_probabilities, restrict_to_lung, min_lesion_ml, montage)
     options.check(cases, lung_masks)
-    segmenter, metadata = open_model(model, device.value, log=console.print)
+    segmenter, metadata = open_model(model, device, log=console.print)
     settings = resolve_settings(segmenter, metadata, classes, window, choice.intensity == "8bit")
     check_label_format(cases, label_format.value, settings.class_names)
     threads = f", {cpu_cores()} threads" if not segmenter.on_gpu else ""

@@ -190,12 +190,85 @@ def load_ensemble(path: Path, device: torch.device | str = "cpu") -> TrainedMode
 
 @dataclass
 class EvaluationData:
-    """The labelled slices to score: ``ids`` (in order) out of ``slices``, and where they came from."""
+    """The labelled slices to score: ``ids`` (in order) out of ``slices``, and where they came from.
+
+    ``note``: how the slices were chosen, when that is not plain (the run's split found by id in
+    other data); ``warning``: one line when slices the model trained on are scored.
+    """
 
     slices: CTSlices
     ids: list[str]
     description: str
     split: str
+    note: str | None = None
+    warning: str | None = None
+
+
+RESOLVED_SUFFIX = "_resolved"
+"""config.json keeps each data path as typed (``data``) and absolute (``data_resolved``)."""
+
+
+def recorded_data_path(config: Mapping[str, Any], key: str, run_dir: Path) -> Path | None:
+    """The data path a run recorded under ``key`` (``data`` or ``test_data``), absolute, or None.
+
+    The absolute form (``<key>_resolved``, written at training time) is used when present, so the
+    run evaluates from any working folder; older runs hold only the typed path, read as before.
+    Raises :class:`CovsegError` when the recorded path is gone (a moved run, moved data): it names
+    the path and says to pass ``--data``.
+    """
+    typed = config.get(key)
+    if not typed:
+        return None
+    path = Path(config.get(key + RESOLVED_SUFFIX) or typed)
+    if not path.exists():
+        option = "--data" if key == "data" else "--dataset/--data"
+        raise CovsegError(f"run {run_dir} was trained on {typed} ({path}), which does not exist here; "
+                          f"pass {option} with the data's new location")
+    return path
+
+
+def _own_split(trained: TrainedModel) -> Split | None:
+    if trained.run_dir is None or not (trained.run_dir / RUN_SPLIT).is_file():
+        return None
+    split = read_split_file(trained.run_dir / RUN_SPLIT)
+    return split if isinstance(split, Split) else None
+
+
+def _by_id_in_other_data(trained: TrainedModel, slices: CTSlices, description: str,
+                         split: str | None) -> EvaluationData:
+    """Data given with --dataset/--data for a run: the run's own split by id where the ids are there.
+
+    ``split`` None: the run's validation ids (an ensemble's: its test ids) when all are in the data,
+    else every slice. ``val``/``train``/``test``: those ids, each required. ``all``: every slice.
+    A selection that holds slices the run trained on carries a one-line ``warning``.
+    """
+    run_split = _own_split(trained)
+    ids = list(slices.ids)
+    if run_split is None:
+        if split not in (None, "all"):
+            raise CovsegError(f"--split {split}: {trained.checkpoint_path} has no run split to select by "
+                              "id; evaluate all slices of --dataset/--data (drop --split)")
+        return _checked(EvaluationData(slices, ids, description, "all slices"))
+    wanted = split or ("test" if trained.is_ensemble else "val")
+    chosen = {"val": run_split.val_ids, "train": run_split.train_ids, "test": run_split.test_ids}.get(wanted)
+    present = set(ids)
+    if chosen and set(chosen) <= present:
+        label = {"val": "validation split", "train": "training split", "test": "test split"}[wanted]
+        selection = EvaluationData(slices, list(chosen), description, label,
+                                   note=f"evaluating the run's {label} by slice id in {description} "
+                                        f"({len(chosen)} of its {len(ids)} slices)")
+    elif split not in (None, "all"):
+        missing = sorted(set(chosen or ()) - present)
+        raise CovsegError(f"--split {split}: {len(missing)} of the run's {split} slice ids are not in "
+                          f"{description} (e.g. {missing[:1] or ['none recorded']}); use --split all")
+    else:
+        selection = EvaluationData(slices, ids, description, "all slices")
+    trained_on = present & set(run_split.train_ids) if not trained.is_ensemble else set()
+    scored = set(selection.ids) & trained_on
+    if scored:
+        selection.warning = (f"{len(scored)} of the {len(selection.ids)} evaluated slices were used for "
+                             "training (same ids): the scores are optimistic")
+    return _checked(selection)
 
 
 def load_evaluation_data(
@@ -216,11 +289,8 @@ def load_evaluation_data(
     """
     options = dict(options or {})
     if dataset is not None or data is not None:
-        if split not in (None, "all"):
-            raise CovsegError(f"--split {split} selects from the run's own data; with --dataset/--data "
-                              "the whole data set is evaluated")
         slices = load_slices(dataset, data, options)
-        return _checked(EvaluationData(slices, list(slices.ids), _describe(dataset, slices), "all slices"))
+        return _by_id_in_other_data(trained, slices, _describe(dataset, slices), split)
     if trained.run_dir is None or trained.config is None:
         raise CovsegError(f"{trained.checkpoint_path} is not inside a run folder (no {RUN_CONFIG} "
                           "beside it); give --dataset or --data to say what to evaluate on")
@@ -233,12 +303,12 @@ def load_evaluation_data(
                               "fold); use --split test, or --dataset/--data")
     split = split or "val"
     if split == "test" and (config.get("test_data") or config.get("test_dataset")):
-        test_data = Path(config["test_data"]) if config.get("test_data") else None
+        test_data = recorded_data_path(config, "test_data", trained.run_dir)
         slices = load_slices(config.get("test_dataset"), test_data,
                              {**(config.get("test_dataset_options") or {}), **options})
         description = _describe(config.get("test_dataset"), slices)
         return _checked(EvaluationData(slices, list(slices.ids), description, "test set (--test-data)"))
-    run_data = Path(config["data"]) if config.get("data") else None
+    run_data = recorded_data_path(config, "data", trained.run_dir)
     run_dataset = config.get("dataset")
     slices = load_slices(run_dataset, run_data, {**(config.get("dataset_options") or {}), **options})
     description = _describe(run_dataset, slices)

@@ -88,14 +88,25 @@ def tensorrt_usable() -> bool:
     return False
 
 
+def parse_device(device: str) -> tuple[str, int]:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (as ``covseg train`` and ``eval`` take it) as
+    (kind, GPU index); raises :class:`CovsegError` naming ``--device`` otherwise."""
+    kind, colon, index = device.partition(":")
+    if kind not in DEVICES or (colon and (kind != "cuda" or not index.isdigit())):
+        raise CovsegError(f"--device {device}: expected one of {', '.join(DEVICES)} or cuda:N")
+    return kind, int(index or 0)
+
+
 def choose_providers(device: str) -> list:
-    """The provider list to ask onnxruntime for, best first."""
-    if device not in DEVICES:
-        raise CovsegError(f"--device {device}: expected one of {', '.join(DEVICES)}")
-    if device == "cpu":
+    """The provider list to ask onnxruntime for, best first (``cuda:N``: GPU N)."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
         return ["CPUExecutionProvider"]
-    if not cuda_usable():
-        if device == "cuda":
+    if not cuda_usable() or index >= cuda_device_count():
+        if kind == "cuda":
+            if index:
+                raise CovsegError(f"--device {device}: onnxruntime sees {cuda_device_count()} CUDA GPU(s) "
+                                  "on this machine; use --device cpu or auto")
             raise CovsegError(
                 "--device cuda: no CUDA GPU is usable by onnxruntime on this machine; "
                 "use --device cpu or auto"
@@ -108,10 +119,10 @@ def choose_providers(device: str) -> list:
         providers.append(
             (
                 "TensorrtExecutionProvider",
-                {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)},
+                {"device_id": index, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)},
             )
         )
-    providers += ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers += [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
     return providers
 
 
@@ -143,8 +154,9 @@ class OnnxSegmenter:
     def __init__(
         self, model: Path | bytes, device: str = "auto", threads: int | None = None, origin: str | None = None
     ):
-        import onnxruntime
+        from covseg.onnx.install import import_onnxruntime
 
+        onnxruntime = import_onnxruntime()
         self.origin = origin or (str(model) if isinstance(model, Path) else "exported model")
         providers = choose_providers(device)
         source = str(model) if isinstance(model, Path) else model
@@ -157,7 +169,8 @@ class OnnxSegmenter:
                 f"{self.origin} is not an ONNX model onnxruntime can run: {one_line(error)}"
             ) from None
         self.provider = self.session.get_providers()[0]
-        if device == "cuda" and self.provider not in GPU_PROVIDERS:
+        kind, self.device_index = parse_device(device)
+        if kind == "cuda" and self.provider not in GPU_PROVIDERS:
             raise CovsegError(
                 f"--device cuda: onnxruntime could not start its CUDA provider for {self.origin}"
             )
@@ -222,9 +235,10 @@ class OnnxSegmenter:
         binding = self.binding
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
-        bound = onnxruntime.OrtValue.ortvalue_from_numpy(batch, device, 0)
+        index = self.device_index if self.on_gpu else 0
+        bound = onnxruntime.OrtValue.ortvalue_from_numpy(batch, device, index)
         binding.bind_ortvalue_input(self.input.name, bound)
-        binding.bind_output(self.output.name, device, 0)
+        binding.bind_output(self.output.name, device, index)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 

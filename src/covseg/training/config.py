@@ -591,14 +591,20 @@ class TrainConfig:
 
     # ---- config.json ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form written as config.json (with the covseg version that wrote it)."""
-        return {**dataclasses.asdict(self), "covseg_version": __version__}
+        """The JSON form written as config.json (with the covseg version that wrote it).
+
+        Data paths are kept as typed (shown to users) and, as ``<field>_resolved``, absolute, so that
+        ``covseg eval RUN`` finds the data from any working folder."""
+        resolved = {f"{name}_resolved": str(Path(value).resolve())
+                    for name, value in (("data", self.data), ("test_data", self.test_data)) if value}
+        return {**dataclasses.asdict(self), **resolved, "covseg_version": __version__}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
         """Inverse of :meth:`to_dict`; every key is type-checked, errors name ``source`` and the key."""
         names = {item.name for item in dataclasses.fields(cls)}
-        values = _renamed_amp({key: value for key, value in data.items() if key != "covseg_version"})
+        values = _renamed_amp({key: value for key, value in data.items()
+                               if key not in ("covseg_version", "data_resolved", "test_data_resolved")})
         unknown = sorted(set(values) - names)
         if unknown:
             raise CovsegError(f"{source}: unknown setting(s) {', '.join(unknown)}")

@@ -1,0 +1,80 @@
+"""covseg's dependencies resolve to wheels on Linux (x86-64, ARM), macOS (Apple silicon) and Windows.
+
+``pip install --dry-run`` with another platform's tags resolves without installing (pip reads
+wheel metadata only, PEP 658). The dependencies are given from pyproject.toml rather than ``.``:
+with ``--only-binary=:all:`` pip refuses the local source tree itself. torch and torchvision are
+left out: this machine's pip constraints cap them to its local Linux builds, so macOS and Windows
+resolutions fail here for a reason users never meet (PyTorch publishes wheels for all four
+platforms), and the torch resolution alone took minutes. Marked slow; skipped (one line) only when
+no package index answers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_28_aarch64", "macosx_14_0_arm64", "win_amd64"]
+
+
+LEFT_OUT = ("torch", "torchvision")
+
+
+def _dependencies() -> list[str]:
+    from packaging.requirements import Requirement
+
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        requirements = tomllib.load(file)["project"]["dependencies"]
+    return [text for text in requirements if Requirement(text).name not in LEFT_OUT]
+
+
+def _compatible_tags(platform: str) -> list[str]:
+    """``platform`` and the older tags its wheels may carry: pip expands neither a manylinux nor a
+    macOS ``--platform`` itself (pip 23), and most projects ship manylinux2014 / macOS 11 wheels."""
+    from packaging.tags import mac_platforms
+
+    if platform.startswith("manylinux_2_"):
+        minor, arch = platform.removeprefix("manylinux_2_").split("_", 1)
+        older = [f"manylinux_2_{number}_{arch}" for number in range(int(minor), 16, -1)]
+        return [*older, f"manylinux2014_{arch}"]
+    if platform.startswith("macosx_"):
+        major, minor, arch = platform.removeprefix("macosx_").split("_", 2)
+        return list(mac_platforms((int(major), int(minor)), arch))
+    return [platform]
+
+
+def _resolve(platform: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    report = tmp_path / f"{platform}.json"
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+               "--report", str(report), "--target", str(tmp_path / "target"), "--only-binary=:all:",
+               *(f"--platform={tag}" for tag in _compatible_tags(platform)),
+               "--python-version", "3.11", "--implementation", "cp",
+               "--disable-pip-version-check", *_dependencies()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def _index_unreachable(stderr: str) -> bool:
+    signs = ("Failed to establish a new connection", "Name or service not known",
+             "Temporary failure in name resolution", "Network is unreachable")
+    return any(sign in stderr for sign in signs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_dependencies_resolve_to_wheels_with_cpu_onnxruntime(platform, tmp_path):
+    run = _resolve(platform, tmp_path)
+    if run.returncode != 0 and _index_unreachable(run.stderr):
+        pytest.skip(f"no package index reachable to resolve for {platform}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / f"{platform}.json").read_text())
+    names = {item["metadata"]["name"].lower() for item in report["install"]}
+    assert "onnxruntime" in names
+    assert "onnxruntime-gpu" not in names
+    assert {"onnx", "onnxscript", "numpy", "opencv-python-headless", "timm"} <= names
+    assert not (tmp_path / "target").exists()  # a dry run installs nothing
