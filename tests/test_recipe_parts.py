@@ -28,7 +28,8 @@ COMMON = {"channels_last": None, "checkpoint_every": 1, "compile": False, "data"
           "image_size": None, "in_channels": 3, "intensity": None, "loggers": [], "model": "unet",
           "model_options": {}, "normalisation": None, "num_classes": 4, "out": "runs", "precision": None,
           "pretrained": False, "seed": 0, "class_names": None, "split_file": None, "test_data": None,
-          "test_dataset": None, "test_dataset_options": {}, "test_fraction": None, "val_fraction": 0.2, "batch_size": 8}
+          "test_dataset": None, "test_dataset_options": {}, "test_fraction": None, "val_fraction": 0.2,
+          "batch_size": 8}
 BEFORE = {  # TrainConfig.from_recipe("unet", recipe=NAME).to_dict() before these settings existed
     "reference": {**COMMON, "class_weighting": "none", "epochs": 1500, "loss": "cross-entropy", "lr": 1e-05,
                   "optimizer": "adam", "recalibrate_bn": False, "recipe": "reference", "scheduler": "none",
