@@ -5,8 +5,9 @@ wheel metadata only, PEP 658). The dependencies are given from pyproject.toml ra
 with ``--only-binary=:all:`` pip refuses the local source tree itself. torch and torchvision are
 left out: this machine's pip constraints cap them to its local Linux builds, so macOS and Windows
 resolutions fail here for a reason users never meet (PyTorch publishes wheels for all four
-platforms), and the torch resolution alone took minutes. Marked slow; skipped (one line) only when
-no package index answers.
+platforms), and the torch resolution alone took minutes; timm's own requirement still brings a torch
+into each resolution. The four resolutions run at once (they wait on the network, not the CPU).
+Marked slow; skipped (one line) only when no package index answers.
 """
 
 from __future__ import annotations
@@ -49,14 +50,30 @@ def _compatible_tags(platform: str) -> list[str]:
     return [platform]
 
 
-def _resolve(platform: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    report = tmp_path / f"{platform}.json"
+def _start(platform: str, folder: Path) -> subprocess.Popen:
+    report = folder / f"{platform}.json"
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
-               "--report", str(report), "--target", str(tmp_path / "target"), "--only-binary=:all:",
+               "--report", str(report), "--target", str(folder / "target"), "--only-binary=:all:",
                *(f"--platform={tag}" for tag in _compatible_tags(platform)),
                "--python-version", "3.11", "--implementation", "cp",
                "--disable-pip-version-check", *_dependencies()]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def resolutions(tmp_path_factory) -> tuple[Path, dict[str, tuple[int, str]]]:
+    """Every platform's dry run, started together: (folder of the reports, platform -> (code, stderr))."""
+    folder = tmp_path_factory.mktemp("resolve")
+    started = {platform: _start(platform, folder) for platform in PLATFORMS}
+    finished = {}
+    for platform, process in started.items():
+        try:
+            _, stderr = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        finished[platform] = (process.returncode, stderr)
+    return folder, finished
 
 
 def _index_unreachable(stderr: str) -> bool:
@@ -67,14 +84,15 @@ def _index_unreachable(stderr: str) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_dependencies_resolve_to_wheels_with_cpu_onnxruntime(platform, tmp_path):
-    run = _resolve(platform, tmp_path)
-    if run.returncode != 0 and _index_unreachable(run.stderr):
+def test_dependencies_resolve_to_wheels_with_cpu_onnxruntime(platform, resolutions):
+    folder, finished = resolutions
+    code, stderr = finished[platform]
+    if code != 0 and _index_unreachable(stderr):
         pytest.skip(f"no package index reachable to resolve for {platform}")
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads((tmp_path / f"{platform}.json").read_text())
+    assert code == 0, stderr[-3000:]
+    report = json.loads((folder / f"{platform}.json").read_text())
     names = {item["metadata"]["name"].lower() for item in report["install"]}
     assert "onnxruntime" in names
     assert "onnxruntime-gpu" not in names
     assert {"onnx", "onnxscript", "numpy", "opencv-python-headless", "timm"} <= names
-    assert not (tmp_path / "target").exists()  # a dry run installs nothing
+    assert not (folder / "target").exists()  # a dry run installs nothing
