@@ -85,6 +85,7 @@ def evaluate(
     validation or test split or on any data set."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from covseg.data.intensity import check_input_kind
     from covseg.data.options import parse_dataset_options
     from covseg.devices import resolve_device
     from covseg.evaluation import bootstrap
@@ -102,6 +103,9 @@ def evaluate(
     model = settings.prepare_model(trained.model)
     options = parse_dataset_options(dataset_option)
     source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
+    check_input_kind(trained.intensity, source.slices.intensity, source.description,
+                     str(trained.checkpoint_path),
+                     hint=" (or --dataset-option intensity=hu|8bit where it was read as the wrong kind)")
     if source.note:
         console.print(source.note, highlight=False)
     if source.warning:
@@ -216,6 +220,8 @@ def png_names(ids: list[str]) -> list[str]:
 
 
 def describe_evaluation(trained: TrainedModel, source: EvaluationData, device: torch.device) -> Text:
+    from covseg.data.intensity import describe_input
+
     size = f"{trained.image_size}x{trained.image_size}" if trained.image_size else "native size"
     epoch = trained.checkpoint.get("epoch")
     at_epoch = f" (epoch {epoch})" if epoch is not None else ""
@@ -223,7 +229,7 @@ def describe_evaluation(trained: TrainedModel, source: EvaluationData, device: t
         at_epoch = f" (ensemble of {trained.members}, mean softmax)"
     return join(styled(trained.model_name, "bold"), f" from {trained.checkpoint_path}{at_epoch} "
             f"on {source.description}, {source.split}: {len(source.ids)} slice(s) at {size}, "
-            f"{trained.normalisation.describe()}; device {device}")
+            f"{describe_input(trained.normalisation, trained.intensity)}; device {device}")
 
 
 HEADLINE_ORDER = ("miou", "pixel_accuracy", "lesion_miou", "mean_lesion_dice", "iou", "dice")
