@@ -90,13 +90,14 @@ def evaluate(
     from covseg.devices import resolve_device
     from covseg.evaluation import bootstrap
     from covseg.evaluation.evaluate import evaluate_slices
-    from covseg.evaluation.merge import plan_merge
+    from covseg.evaluation.merge import parse_merges, plan_merge
     from covseg.evaluation.scores import Score
     from covseg.evaluation.trained import evaluation_loader, load_evaluation_data, load_trained_model
     from covseg.training.loop import StepSettings
 
     if save_predictions is not None:
         check_output_folder(save_predictions, overwrite)
+    parse_merges(merge or [])  # its syntax is refused before anything is loaded
     torch_device = resolve_device(device)
     settings = StepSettings.for_device(torch_device, precision, channels_last)
     trained = load_trained_model(target, torch_device)
@@ -106,12 +107,12 @@ def evaluate(
     check_input_kind(trained.intensity, source.slices.intensity, source.description,
                      str(trained.checkpoint_path),
                      hint=" (or --dataset-option intensity=hu|8bit where it was read as the wrong kind)")
-    if source.note:
+    merged = plan_merge(trained.class_names, source.slices.labels.names, merge or [], source.description)
+    class_names = merged.target_names if merged is not None else trained.class_names
+    if source.note:  # after every refusal, so that a refused command prints one line
         console.print(source.note, highlight=False)
     if source.warning:
         warn(source.warning)
-    merged = plan_merge(trained.class_names, source.slices.labels.names, merge or [], source.description)
-    class_names = merged.target_names if merged is not None else trained.class_names
     loader, one_at_a_time = evaluation_loader(source.slices, source.ids, trained.normalisation,
                                               trained.image_size, batch_size, torch_device)
     if one_at_a_time:
