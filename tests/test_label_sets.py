@@ -208,8 +208,9 @@ def test_eval_merge_scores_a_four_class_model_on_binary_masks(tmp_path):
     # By hand: the model's argmax, then every lesion class relabelled 1, counted with numpy.
     model, checkpoint = model_from_checkpoint(run / "best.pt")
     slices = load_slices("folder", binary, BINARY)
-    dataset = SliceDataset(slices, slices.ids, Normalisation.from_dict(checkpoint["normalisation"]),
-                           image_size=32)
+    ids = record["slice_ids"]  # the run's validation slices, found by id in the binary copy
+    assert 0 < len(ids) < len(slices.ids)
+    dataset = SliceDataset(slices, ids, Normalisation.from_dict(checkpoint["normalisation"]), image_size=32)
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     truth = np.stack([dataset[i][1].numpy() for i in range(len(dataset))]).ravel()
     model.eval()

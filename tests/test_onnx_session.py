@@ -55,8 +55,9 @@ def test_the_gpu_count_comes_from_the_cuda_driver(monkeypatch):
     assert session.cuda_device_count() == 2
 
 
-@pytest.mark.parametrize(("devices", "expected"), [(1, ["CUDAExecutionProvider", "CPUExecutionProvider"]),
-                                                   (0, ["CPUExecutionProvider"])])
+@pytest.mark.parametrize(("devices", "expected"),
+                         [(1, [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]),
+                          (0, ["CPUExecutionProvider"])])
 def test_auto_takes_cuda_exactly_when_the_driver_shows_a_gpu(monkeypatch, devices, expected):
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
@@ -64,6 +65,9 @@ def test_auto_takes_cuda_exactly_when_the_driver_shows_a_gpu(monkeypatch, device
     use_driver(monkeypatch, FakeDriver(devices=devices))
     assert session.choose_providers("auto") == expected
     assert session.choose_providers("cpu") == ["CPUExecutionProvider"]
+    if devices:
+        with pytest.raises(CovsegError, match="--device cuda:1: onnxruntime sees 1 CUDA GPU"):
+            session.choose_providers("cuda:1")
     if not devices:
         with pytest.raises(CovsegError, match="--device cuda: no CUDA GPU is usable by onnxruntime"):
             session.choose_providers("cuda")

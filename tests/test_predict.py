@@ -31,7 +31,7 @@ from covseg.evaluation.trained import load_trained_model
 from covseg.export import export_model
 from covseg.export.onnx_export import ExportSource, write_export
 from covseg.inference.report import measure_lesions
-from covseg.onnx import ExportMetadata
+from covseg.onnx import ExportMetadata, read_metadata
 from covseg.visualize import MIN_CAPTION_WIDTH, overlay
 from tests.import_checks import run_covseg
 from tests.test_export import save_unet_checkpoint
@@ -461,3 +461,41 @@ def test_read_case_errors_are_covseg_errors(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.int16), np.eye(4)), tmp_path / "sub" / "a.nii.gz")
     with pytest.raises(CovsegError, match="would both write to the case folder 'a'"):
         discover_cases([tmp_path / "a.png", tmp_path / "sub"])
+
+
+def test_a_model_is_never_fed_the_other_intensity_kind(trained_run, phantom, tmp_path):
+    """A model trained on 8-bit PNGs (/255) fed a HU volume, or the reverse, returns labels whose
+    volumes mean nothing: refused in one line naming the input, the model and both kinds."""
+    run_dir, _ = trained_run  # unet trained on real 8-bit MedSeg PNGs
+    result = predict(run_dir, phantom["scan"], "--out", tmp_path / "out")
+    assert_one_line_error(result, f"{phantom['scan']} holds Hounsfield units but")
+    assert "was trained on 8-bit grey levels" in " ".join(result.output.split())
+    assert not (tmp_path / "out" / "scan").exists()
+    # The model's banner says what it was trained on, not the HU window it never saw.
+    exported = tmp_path / "png-model.onnx"
+    assert runner.invoke(app, ["export", str(run_dir), "--out", str(exported)]).exit_code == 0
+    metadata = read_metadata(exported)
+    assert metadata.intensity == "uint8"
+    assert "8-bit images /255 (trained on 8-bit images: no HU window)" in metadata.describe()
+    card = (tmp_path / "png-model.MODEL.md").read_text()
+    assert "8-bit images /255 (trained on 8-bit images: no HU window)" in card and "L-600" not in card
+    # covseg eval refuses HU data for it as well.
+    result = runner.invoke(app, ["eval", str(run_dir), "--dataset", "phantom", "--dataset-option", "count=4",
+                                 "--dataset-option", "size=64"])
+    assert_one_line_error(result, "holds Hounsfield units but")
+
+
+def test_the_intensity_kind_round_trips_and_old_exports_are_not_checked():
+    from covseg.data.intensity import check_input_kind
+
+    props = ExportMetadata("unet", 4, 3, ("a", "b", "c", "d"), Normalisation(), intensity="hu").to_props()
+    assert props["covseg.intensity"] == "hu"
+    assert ExportMetadata.from_props(props, "m.onnx").intensity == "hu"
+    del props["covseg.intensity"]
+    assert ExportMetadata.from_props(props, "m.onnx").intensity is None  # older export: unknown
+    check_input_kind(None, "uint8", "x.png", "old.onnx")  # unknown: not checked
+    check_input_kind("hu", "hu", "x.nii.gz", "m.onnx")
+    with pytest.raises(CovsegError, match=r"x\.png holds 8-bit grey levels but m\.onnx was trained on Houn"):
+        check_input_kind("hu", "uint8", "x.png", "m.onnx")
+    with pytest.raises(CovsegError, match="intensity 'float'"):
+        ExportMetadata("unet", 4, 3, ("a", "b", "c", "d"), Normalisation(), intensity="float")

@@ -85,29 +85,34 @@ def evaluate(
     validation or test split or on any data set."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from covseg.data.intensity import check_input_kind
     from covseg.data.options import parse_dataset_options
     from covseg.devices import resolve_device
     from covseg.evaluation import bootstrap
     from covseg.evaluation.evaluate import evaluate_slices
-    from covseg.evaluation.merge import plan_merge
+    from covseg.evaluation.merge import parse_merges, plan_merge
     from covseg.evaluation.scores import Score
     from covseg.evaluation.trained import evaluation_loader, load_evaluation_data, load_trained_model
     from covseg.training.loop import StepSettings
 
     if save_predictions is not None:
         check_output_folder(save_predictions, overwrite)
+    parse_merges(merge or [])  # its syntax is refused before anything is loaded
     torch_device = resolve_device(device)
     settings = StepSettings.for_device(torch_device, precision, channels_last)
     trained = load_trained_model(target, torch_device)
     model = settings.prepare_model(trained.model)
     options = parse_dataset_options(dataset_option)
     source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
-    if source.note:
+    check_input_kind(trained.intensity, source.slices.intensity, source.description,
+                     str(trained.checkpoint_path),
+                     hint=" (or --dataset-option intensity=hu|8bit where it was read as the wrong kind)")
+    merged = plan_merge(trained.class_names, source.slices.labels.names, merge or [], source.description)
+    class_names = merged.target_names if merged is not None else trained.class_names
+    if source.note:  # after every refusal, so that a refused command prints one line
         console.print(source.note, highlight=False)
     if source.warning:
         warn(source.warning)
-    merged = plan_merge(trained.class_names, source.slices.labels.names, merge or [], source.description)
-    class_names = merged.target_names if merged is not None else trained.class_names
     loader, one_at_a_time = evaluation_loader(source.slices, source.ids, trained.normalisation,
                                               trained.image_size, batch_size, torch_device)
     if one_at_a_time:
@@ -216,6 +221,8 @@ def png_names(ids: list[str]) -> list[str]:
 
 
 def describe_evaluation(trained: TrainedModel, source: EvaluationData, device: torch.device) -> Text:
+    from covseg.data.intensity import describe_input
+
     size = f"{trained.image_size}x{trained.image_size}" if trained.image_size else "native size"
     epoch = trained.checkpoint.get("epoch")
     at_epoch = f" (epoch {epoch})" if epoch is not None else ""
@@ -223,7 +230,7 @@ def describe_evaluation(trained: TrainedModel, source: EvaluationData, device: t
         at_epoch = f" (ensemble of {trained.members}, mean softmax)"
     return join(styled(trained.model_name, "bold"), f" from {trained.checkpoint_path}{at_epoch} "
             f"on {source.description}, {source.split}: {len(source.ids)} slice(s) at {size}, "
-            f"{trained.normalisation.describe()}; device {device}")
+            f"{describe_input(trained.normalisation, trained.intensity)}; device {device}")
 
 
 HEADLINE_ORDER = ("miou", "pixel_accuracy", "lesion_miou", "mean_lesion_dice", "iou", "dice")

@@ -95,6 +95,39 @@ class Normalisation:
         return f"HU window {', '.join(parts)} {how}; 8-bit images /255"
 
 
+INTENSITY_WORDS: dict[str, str] = {"hu": "Hounsfield units", "uint8": "8-bit grey levels"}
+"""What each :data:`Intensity` is called in messages."""
+
+
+def describe_input(normalisation: Normalisation, trained_on: str | None) -> str:
+    """How a model's input is normalised, for banners and model cards: only the branch its training
+    data used when that is known (``trained_on``: ``hu``, ``uint8``, or None for models from before
+    covseg recorded it, which get both branches)."""
+    if trained_on == "uint8":
+        return "8-bit images /255 (trained on 8-bit images: no HU window)"
+    if trained_on == "hu":
+        return normalisation.describe().removesuffix("; 8-bit images /255") + " (trained on Hounsfield units)"
+    return normalisation.describe()
+
+
+def check_input_kind(trained_on: str | None, given: str, where: str, model: str, hint: str = "") -> None:
+    """Refuse input whose intensity kind (``hu``/``uint8``) is not the one ``model`` was trained on.
+
+    A model trained on 8-bit grey levels divided by 255 and one trained on windowed HU see
+    different numbers for the same tissue: fed the other kind, it still returns labels, and the
+    lesion volumes are meaningless. ``trained_on`` None (an older model or foreign ONNX file) is
+    not checked. Raises :class:`CovsegError` naming ``where`` and ``model``; ``hint`` ends it (the
+    option that says how the input was read, for when covseg read it as the wrong kind).
+    """
+    if trained_on is None or trained_on == given:
+        return
+    raise CovsegError(
+        f"{where} holds {INTENSITY_WORDS.get(given, given)} but {model} was trained on "
+        f"{INTENSITY_WORDS.get(trained_on, trained_on)}: its labels and volumes would be meaningless; "
+        f"use a model trained on {INTENSITY_WORDS.get(given, given)}{hint}"
+    )
+
+
 def normalise_channels(image: np.ndarray, intensity: Intensity, normalisation: Normalisation) -> np.ndarray:
     """Float32 (H, W, C) in [0, 1] with C = 1 (to be replicated) or 3 distinct channels.
 

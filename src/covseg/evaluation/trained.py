@@ -61,6 +61,15 @@ class TrainedModel:
     def is_ensemble(self) -> bool:
         return self.members > 1 or self.checkpoint_path.name == ENSEMBLE
 
+    @property
+    def intensity(self) -> str | None:
+        """What the model was trained on (``hu``/``uint8``), from its checkpoint or run config;
+        None for checkpoints from before covseg recorded it."""
+        recorded = self.checkpoint.get("intensity")
+        if recorded is None and self.config is not None:
+            recorded = self.config.get("intensity")
+        return recorded if isinstance(recorded, str) else None
+
 
 def resolve_checkpoint(path: Path) -> Path:
     """The file ``path`` means: ``path`` itself for a file, ``path/best.pt`` for a run folder,
@@ -181,7 +190,8 @@ def load_ensemble(path: Path, device: torch.device | str = "cpu") -> TrainedMode
         normalisation=first.normalisation,
         image_size=first.image_size,
         checkpoint_path=path,
-        checkpoint={"epoch": None, "metrics": metrics, "members": [str(member) for member in members]},
+        checkpoint={"epoch": None, "metrics": metrics, "members": [str(member) for member in members],
+                    "intensity": first.intensity},
         run_dir=folder if config is not None else None,
         config=config,
         members=len(loaded),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from covseg.core.errors import CovsegError
+from covseg.data.intensity import describe_input
 from covseg.files import read_json_object
 from covseg.onnx import ExportMetadata
 from covseg.onnx.card import CARD_KEY, FILE_HASH_LABEL, GRAPH_HASH_KEY, graph_sha256
@@ -240,7 +241,8 @@ def render_card(metadata: ExportMetadata, facts: CardFacts, graph_hash: str) -> 
         f"- Architecture: {metadata.model_name}: {facts.description}"
         + (f" (family {facts.family}{params})" if facts.family else params),
         f"- Input: `image` (N, {metadata.in_channels}, H, W) float32 in [0, 1]: "
-        f"{metadata.normalisation.describe()}; trained at {size} (covseg predict resizes slices to it)",
+        f"{describe_input(metadata.normalisation, metadata.intensity)};"
+        f" trained at {size} (covseg predict resizes slices to it)",
         f"- Output: `logits` (N, {metadata.num_classes}, H, W); classes {classes}",
         "",
         "## Training",

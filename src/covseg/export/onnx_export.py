@@ -118,9 +118,10 @@ def load_export_source(spec: str | Path) -> ExportSource:
             normalisation=trained.normalisation,
             image_size=trained.image_size,
             trained=True,
-            source=str(source),
+            source=str(Path(source).resolve()),  # meaningful from any folder the model is used in
             epoch=trained.checkpoint.get("epoch"),
             val_miou=float(miou) if miou is not None else None,
+            intensity=trained.intensity,
             extra=extra,
         )
         if trained.is_ensemble:

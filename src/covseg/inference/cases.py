@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from covseg.core.errors import CovsegError
-from covseg.data.intensity import normalise_channels
+from covseg.data.intensity import check_input_kind, normalise_channels
 from covseg.data.interpret import IntensityChoice
 from covseg.data.nifti import write_label_volume
 from covseg.data.orientation import DISPLAY_ORIENTATION
@@ -257,6 +257,8 @@ def run_case(
         if data is None:
             choice = IntensityChoice("8bit" if settings.scale_8bit else "auto", spelling="predict")
             data = read_case(case, choice, settings.orientation)
+        check_input_kind(settings.trained_on, data.intensity, case.where, model_label,
+                         hint=" (or --intensity hu|8bit where the file was read as the wrong kind)")
         lung_values = read_lung_labels(lung_mask, data) if lung_mask is not None else None
     if lung_values is not None and not lung_values.any():
         raise CovsegError(

@@ -38,6 +38,9 @@ class ModelSettings:
     scale_8bit: bool
     description: str
     orientation: str = DISPLAY_ORIENTATION
+    trained_on: str | None = None
+    """What the model was trained on (``hu``/``uint8``, its metadata's ``intensity``): input of
+    the other kind is refused (:func:`covseg.data.intensity.check_input_kind`); None: unknown."""
 
 
 def parse_classes(text: str) -> tuple[str, ...]:
@@ -111,8 +114,9 @@ def resolve_settings(
         image_size = None
     description = metadata.describe() if metadata is not None else f"{segmenter.origin} (no covseg metadata)"
     orientation = metadata.orientation if metadata is not None else DISPLAY_ORIENTATION
+    trained_on = metadata.intensity if metadata is not None else None
     return ModelSettings(class_names, normalisation, image_size, in_channels, scale_8bit, description,
-                         orientation=orientation)
+                         orientation=orientation, trained_on=trained_on)
 
 
 def model_input(slice_: np.ndarray, intensity: Intensity, settings: ModelSettings, where: str) -> np.ndarray:

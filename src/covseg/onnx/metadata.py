@@ -17,7 +17,7 @@ from pathlib import Path
 
 from covseg import __version__
 from covseg.core.errors import CovsegError
-from covseg.data.intensity import Normalisation
+from covseg.data.intensity import INTENSITY_WORDS, Normalisation, describe_input
 from covseg.data.orientation import DISPLAY_ORIENTATION, parse_orientation
 from covseg.files import one_line
 
@@ -52,6 +52,9 @@ class ExportMetadata:
     val_miou: float | None = None
     covseg_version: str = __version__
     orientation: str = DISPLAY_ORIENTATION
+    intensity: str | None = None
+    """What the model was trained on: ``hu`` or ``uint8`` (``covseg.intensity``); None for exports
+    from before covseg recorded it, and for untrained exports."""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +64,9 @@ class ExportMetadata:
             )
         if parse_orientation(self.orientation, f"{self.model_name}: orientation") != self.orientation:
             raise CovsegError(f"{self.model_name}: orientation '{self.orientation}' must be upper case")
+        if self.intensity not in (None, *INTENSITY_WORDS):
+            raise CovsegError(f"{self.model_name}: intensity '{self.intensity}' is not one of "
+                              f"{', '.join(INTENSITY_WORDS)}")
 
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` of the ONNX file, all strings."""
@@ -78,6 +84,7 @@ class ExportMetadata:
             "epoch": json.dumps(self.epoch),
             "val_miou": json.dumps(self.val_miou),
             "orientation": self.orientation,
+            **({"intensity": self.intensity} if self.intensity is not None else {}),
             **self.extra,
         }
         return {PREFIX + key: value for key, value in values.items()}
@@ -108,6 +115,7 @@ class ExportMetadata:
             "epoch",
             "val_miou",
             "orientation",
+            "intensity",
         }
         try:
             class_names = json.loads(values["class_names"])
@@ -127,6 +135,7 @@ class ExportMetadata:
                 covseg_version=values.get("covseg_version", "unknown"),
                 orientation=parse_orientation(values.get("orientation", DISPLAY_ORIENTATION),
                                               PREFIX + "orientation"),
+                intensity=values.get("intensity"),
                 extra={key: value for key, value in values.items() if key not in known},
             )
         except (ValueError, TypeError, CovsegError) as error:
@@ -151,7 +160,8 @@ class ExportMetadata:
             weights += f" (epoch {self.epoch}"
             weights += f", val mIoU {self.val_miou:.4f})" if self.val_miou is not None else ")"
         size = f"{self.image_size}x{self.image_size}" if self.image_size else "native size"
-        return f"{self.model_name}, {weights}, input {size}, {self.normalisation.describe()}"
+        normalised = describe_input(self.normalisation, self.intensity)
+        return f"{self.model_name}, {weights}, input {size}, {normalised}"
 
 
 def _optional(values: Mapping[str, str], key: str, kind: type):
