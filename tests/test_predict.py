@@ -323,6 +323,9 @@ def test_bad_inputs_get_one_line_and_no_output(models, phantom, tmp_path):
         ((native, tmp_path / "notes.txt"), "notes.txt is not an input covseg can read"),
         ((native, tmp_path / "absent.nii.gz"), "absent.nii.gz does not exist"),
         ((native, scan, "--lung-mask", other_shape), "has shape (8, 8, 4) but"),
+        ((native, scan, "--lung-mask", corrupt_png),
+         f"--lung-mask {corrupt_png}: expected a NIfTI file (.nii, .nii.gz) with the volume's geometry"),
+        ((native, scan, "--lung-mask", truncated), f"--lung-mask {truncated} is not a readable NIfTI file"),
         (
             (native, scan, "--lung-mask", other_shape, "--lung-mask", other_shape),
             "2 --lung-mask file(s) for 1 volume(s)",

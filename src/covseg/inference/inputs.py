@@ -248,7 +248,12 @@ def read_lung_labels(path: Path, data: CaseData) -> np.ndarray:
         raise CovsegError(
             f"--lung-mask {path}: lung masks go with volumes, not with the image {data.case.path}"
         )
-    values, reference = read_mask_values(path, data.reoriented.target)
+    try:
+        values, reference = read_mask_values(path, data.reoriented.target)
+    except CovsegError as error:  # name the option: the file may be any of the inputs' paths
+        message = str(error)
+        raise CovsegError(f"--lung-mask {message}" if message.startswith(str(path))
+                          else f"--lung-mask {path}: {message}") from None
     if reference.shape[:3] != data.reference.shape[:3]:
         raise CovsegError(
             f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.where} has "
