@@ -274,6 +274,16 @@ def test_a_stopped_cross_validation_resumes_fold_by_fold(tmp_path, tiny_model):
     assert after["validation"] == before["validation"] and (cv / "ensemble.json").is_file()
 
 
+def test_a_cross_validation_is_not_resumed_to_fewer_epochs_than_its_folds_trained(tmp_path, tiny_model):
+    args = ["train", "tiny-net", *TINY, "--epochs", "2", "--folds", "2", "--out", str(tmp_path)]
+    assert cli.invoke(app, args).exit_code == 0
+    cv = only_run(tmp_path)
+    config = (cv / "config.json").read_bytes()
+    fewer = cli.invoke(app, ["train", "--resume", str(cv), "--epochs", "1"])
+    assert one_line_error(fewer) == f"error: --resume {cv} has trained 2 epochs; --epochs must be at least 2"
+    assert (cv / "config.json").read_bytes() == config
+
+
 def test_cross_validation_refuses_what_cannot_work_before_making_a_folder(tmp_path, tiny_model):
     too_big = cli.invoke(app, ["train", "tiny-net", *TINY, "--folds", "4", "--batch-size", "10",
                                "--out", str(tmp_path)])
