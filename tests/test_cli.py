@@ -107,3 +107,41 @@ def test_a_plugin_that_fails_to_import_does_not_take_the_cli_down(tmp_path):
     assert "failed at import: ModuleNotFoundError" in lines[failure]
     assert "covseg-broken 0.3" in lines[failure + 1]
     assert plugins.stderr.splitlines() == [line]
+
+
+def test_parse_errors_are_one_line_naming_the_option_and_what_is_wrong():
+    cases = {
+        ("train", "unet", "--nosuch"): "error: no such option --nosuch; see `covseg train --help`",
+        ("train", "unet", "--epoch", "2"):
+            "error: no such option --epoch (did you mean --epochs?); see `covseg train --help`",
+        ("eval", "X", "--split", "bogus"): "error: --split bogus: 'bogus' is not one of 'val', 'train', "
+                                           "'test', 'all'; see `covseg eval --help`",
+        ("predict", "M", "I", "--batch-size", "abc"): "error: --batch-size abc: must be a valid integer, "
+            "unable to parse string as an integer; see `covseg predict --help`",
+        ("export", "R", "--opset", "3"):
+            "error: --opset 3: must be greater than or equal to 13; see `covseg export --help`",
+        ("train", "--epochs"): "error: option '--epochs' requires an argument; see `covseg train --help`",
+        ("eval",): "error: missing argument 'target'; see `covseg eval --help`",
+        ("data", "info", "--zz"): "error: no such option --zz; see `covseg data info --help`",
+        ("nosuch",): "error: no such command 'nosuch'; see `covseg --help`",
+    }
+    for args, line in cases.items():
+        result = runner.invoke(app, list(args), prog_name="covseg")
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [line]
+
+
+def test_help_and_no_arguments_still_print_the_help():
+    assert runner.invoke(app, ["export", "--help"]).exit_code == 0
+    no_args = runner.invoke(app, [], prog_name="covseg")
+    assert "Usage: covseg" in no_args.output
+    assert "error:" not in no_args.output
+
+
+def test_installed_command_parse_error_is_one_line():
+    result = subprocess.run([COVSEG, "export", "R", "--opset", "3"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: --opset 3: must be greater than or equal to 13; see `covseg export --help`"]

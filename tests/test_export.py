@@ -216,7 +216,8 @@ def test_a_corrupt_checkpoint_gets_one_line(tmp_path):
     bad = tmp_path / "best.pt"
     bad.write_bytes(b"not a checkpoint")
     result = runner.invoke(app, ["export", str(bad), "--out", str(tmp_path / "x.onnx")])
-    assert result.exit_code == 2 and "is not a readable covseg checkpoint" in result.output
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [f"error: {bad} is not a covseg checkpoint (not a PyTorch file)"]
     assert not (tmp_path / "x.onnx").exists()
 
 

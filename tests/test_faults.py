@@ -189,6 +189,25 @@ def test_stale_temporaries_in_a_run_folder_go_with_the_next_run(trained_run, tmp
     assert not stale.exists()
 
 
+def test_resume_to_fewer_epochs_is_refused_and_to_as_many_trains_nothing(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"]).exit_code == 0
+    files = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+
+    fewer = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "1"])
+    assert fewer.exit_code == 2, fewer.output
+    assert fewer.stderr.splitlines() == [
+        f"error: --resume {run} has trained 2 epochs; --epochs must be at least 2"]
+    same = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    assert same.exit_code == 0, same.output
+    assert " ".join(same.stdout.split()) == (f"{run} has trained 2 epochs already, all of --epochs 2; "
+                                             "nothing to train (give a larger --epochs to train on).")
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == files
+
+
 # ---- user text is never markup ------------------------------------------------------------------
 def test_paths_with_brackets_are_shown_as_typed(tmp_path):
     result = runner.invoke(app, ["data", "info", str(tmp_path / "scans[/2020]")])
@@ -196,5 +215,6 @@ def test_paths_with_brackets_are_shown_as_typed(tmp_path):
     out = tmp_path / "runs[x]"
     result = runner.invoke(app, ["train", "unet", "--epochs", "1", *TINY, "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert ", batch 2, 1 epoch -> " in " ".join(result.output.split())  # not "1 epochs"
     run = next((out / "unet").iterdir())
     assert str(run) in " ".join(result.output.split()).replace(" ", "") or str(run) in result.output

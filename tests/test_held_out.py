@@ -274,6 +274,16 @@ def test_a_stopped_cross_validation_resumes_fold_by_fold(tmp_path, tiny_model):
     assert after["validation"] == before["validation"] and (cv / "ensemble.json").is_file()
 
 
+def test_a_cross_validation_is_not_resumed_to_fewer_epochs_than_its_folds_trained(tmp_path, tiny_model):
+    args = ["train", "tiny-net", *TINY, "--epochs", "2", "--folds", "2", "--out", str(tmp_path)]
+    assert cli.invoke(app, args).exit_code == 0
+    cv = only_run(tmp_path)
+    config = (cv / "config.json").read_bytes()
+    fewer = cli.invoke(app, ["train", "--resume", str(cv), "--epochs", "1"])
+    assert one_line_error(fewer) == f"error: --resume {cv} has trained 2 epochs; --epochs must be at least 2"
+    assert (cv / "config.json").read_bytes() == config
+
+
 def test_cross_validation_refuses_what_cannot_work_before_making_a_folder(tmp_path, tiny_model):
     too_big = cli.invoke(app, ["train", "tiny-net", *TINY, "--folds", "4", "--batch-size", "10",
                                "--out", str(tmp_path)])
@@ -390,3 +400,23 @@ def test_benchmark_with_folds_reports_out_of_fold_and_ensemble_test_figures(tmp_
     assert "out-of-fold" in notes and "ensemble of the fold models" in notes
     for name in ("montage.png", "miou_per_model.png", "validation_curves.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_test_data_errors_name_the_test_data_and_its_own_option(tmp_path, tiny_model):
+    from PIL import Image
+
+    binary = tmp_path / "binary"
+    for part in ("images", "masks"):
+        (binary / part).mkdir(parents=True)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:16, 8:16] = 255
+    Image.fromarray(np.full((32, 32), 90, np.uint8)).save(binary / "images" / "a.png")
+    Image.fromarray(mask).save(binary / "masks" / "a.png")
+    result = cli.invoke(app, ["train", "tiny-net", *TINY, "--test-data", str(binary),
+                              "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("error:")] == [
+        f"error: --test-data {binary} (the test data): {binary / 'masks' / 'a.png'}: mask values are 0/255 "
+        "(a binary mask); map them to labels with --test-dataset-option mask_values=0,255 "
+        "--test-dataset-option labels=background,NAME (e.g. background,infection)"]
+    assert not (tmp_path / "runs").exists()

@@ -323,6 +323,9 @@ def test_bad_inputs_get_one_line_and_no_output(models, phantom, tmp_path):
         ((native, tmp_path / "notes.txt"), "notes.txt is not an input covseg can read"),
         ((native, tmp_path / "absent.nii.gz"), "absent.nii.gz does not exist"),
         ((native, scan, "--lung-mask", other_shape), "has shape (8, 8, 4) but"),
+        ((native, scan, "--lung-mask", corrupt_png),
+         f"--lung-mask {corrupt_png}: expected a NIfTI file (.nii, .nii.gz) with the volume's geometry"),
+        ((native, scan, "--lung-mask", truncated), f"--lung-mask {truncated} is not a readable NIfTI file"),
         (
             (native, scan, "--lung-mask", other_shape, "--lung-mask", other_shape),
             "2 --lung-mask file(s) for 1 volume(s)",
@@ -499,3 +502,46 @@ def test_the_intensity_kind_round_trips_and_old_exports_are_not_checked():
         check_input_kind("hu", "uint8", "x.png", "m.onnx")
     with pytest.raises(CovsegError, match="intensity 'float'"):
         ExportMetadata("unet", 4, 3, ("a", "b", "c", "d"), Normalisation(), intensity="float")
+
+
+def _png(path, value: int = 90) -> None:
+    Image.fromarray(np.full((32, 32), value, np.uint8)).save(path)
+
+
+def test_a_failing_case_is_listed_and_the_others_are_predicted(models, tmp_path):
+    inputs, out = tmp_path / "mixed", tmp_path / "out"
+    inputs.mkdir()
+    _png(inputs / "a.png")
+    _png(inputs / "b.png")
+    (inputs / "b.png").write_bytes((inputs / "b.png").read_bytes()[:60])  # a truncated PNG
+    _png(inputs / "c.png")
+    result = predict(models["native"], inputs, "--out", out)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and errors[0].startswith(f"error: b: {inputs / 'b.png'} is not a readable image")
+    assert errors[1] == "error: 1 of 3 cases failed (listed above)"
+    assert "Traceback" not in result.output
+    with open(out / "summary.csv", newline="") as handle:
+        assert sorted({row["case"] for row in csv.DictReader(handle)}) == ["a", "c"]
+    assert sorted(path.name for path in out.iterdir()) == ["a", "c", "summary.csv"]
+
+
+def test_hidden_files_in_a_folder_are_skipped_with_a_warning(models, tmp_path):
+    inputs, out = tmp_path / "scans", tmp_path / "out"
+    inputs.mkdir()
+    _png(inputs / "a.png")
+    _png(inputs / "._a.png")  # what macOS leaves beside each file on a foreign disk
+    _png(inputs / ".b.png")
+    result = predict(models["native"], inputs, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        f"warning: {inputs}: skipped 2 hidden files whose names start with a dot, e.g. ._a.png (such as "
+        "macOS ._ files); give one by name to predict it"]
+    assert sorted(path.name for path in out.iterdir()) == ["a", "summary.csv"]
+
+    (inputs / "a.png").unlink()
+    only_hidden = predict(models["native"], inputs, "--out", tmp_path / "out2")
+    assert_one_line_error(only_hidden, f"{inputs} holds no NIfTI volumes")
+    assert only_hidden.stderr.strip().endswith(
+        f"; {inputs}: skipped 2 hidden files whose names start with a dot, e.g. ._a.png (such as macOS ._ "
+        "files); give one by name to predict it")

@@ -197,6 +197,17 @@ def test_config_file_that_is_missing_or_of_another_kind(tmp_path):
      "slices); drop one"),
     (["--scheduler", "none", "--warmup-epochs", "2"],
      "error: --warmup-epochs 2 has no effect with --scheduler none (no warm-up); drop one"),
+    # Given equal to its default, a setting that would be ignored is refused all the same.
+    (["--momentum", "0.9"],
+     "error: --momentum 0.9 has no effect with --optimizer adamw (only sgd takes a momentum); drop one"),
+    (["--recipe", "reference", "--momentum", "0.9"],
+     "error: --momentum 0.9 has no effect with recipe reference: optimizer adam (only sgd takes a momentum); "
+     "drop one"),
+    (["--scheduler", "poly", "--warmup-epochs", "0"],
+     "error: --warmup-epochs 0 has no effect with --scheduler poly (no warm-up); drop one"),
+    (["--split", "s.json", "--val-fraction", "0.2"],
+     "error: --val-fraction 0.2 has no effect with --split s.json (the split file fixes the validation "
+     "slices); drop one"),
     (["--epochs", "3", "--warmup-epochs", "4"], "error: --warmup-epochs 4: must be at most the epochs"),
     (["--epochs", "ten"], "error: --epochs ten: expected an integer"),
     (["--lr", "inf"], "error: --lr inf: expected a finite number"),

@@ -68,6 +68,17 @@ def test_models_fits_80_columns():
     assert max(len(line) for line in run.stdout.splitlines()) <= 80
 
 
+def test_demo_refuses_an_out_that_is_a_file_or_a_full_folder(tmp_path):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x")
+    result = runner.invoke(app, ["demo", "--out", str(afile)])
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"error: --out {afile} is a file; give a new folder"]
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"error: --out {tmp_path} exists and is not an empty folder; give a new one"]
+
+
 @pytest.mark.slow
 def test_demo_writes_every_promised_file(tmp_path):
     out = tmp_path / "demo"

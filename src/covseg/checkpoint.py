@@ -36,6 +36,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise CovsegError(f"checkpoint {path} does not exist")
+    with path.open("rb") as handle:  # torch.save writes a zip archive (a pickle before torch 1.6)
+        head = handle.read(4)
+    if not (head == b"PK\x03\x04" or head[:1] == b"\x80"):  # zip local header; pickle protocol 2+
+        raise CovsegError(f"{path} is not a covseg checkpoint (not a PyTorch file)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors alike

@@ -8,7 +8,12 @@ use them, so ``covseg --help``, ``--version`` and every ``COMMAND --help`` start
 
 from __future__ import annotations
 
+import difflib
+import re
+import sys
+
 import typer
+from typer.core import TyperGroup
 
 from covseg import __version__
 from covseg.commands import benchmark as benchmark_command
@@ -16,12 +21,96 @@ from covseg.commands import data as data_command
 from covseg.commands import demo as demo_command
 from covseg.commands import plugins
 from covseg.commands import train as train_command
-from covseg.commands._common import handle_termination
+from covseg.commands._common import fail, handle_termination
 from covseg.commands.evaluate import evaluate as evaluate_command
 from covseg.commands.export import export as export_command
 from covseg.commands.predict import predict as predict_command
 
+# The click exceptions of the click Typer runs on (Typer >= 0.26 vendors its own copy, typer._click).
+click_errors = sys.modules[typer.BadParameter.__module__]
+# No arguments prints the help (as an error since click 8.2): not a parse error.
+_NO_ARGS_HELP = getattr(click_errors, "NoArgsIsHelpError", ())
+
+
+def _close_options(error: click_errors.NoSuchOption) -> list[str]:
+    """The options whose names are close to the unknown one (click's own matching counts the
+    shared ``--`` and so suggests unrelated options)."""
+    known = {name.lstrip("-"): name for name in error.possibilities or ()}
+    return [known[name] for name in difflib.get_close_matches(error.option_name.lstrip("-"), known,
+                                                              n=3, cutoff=0.75)]
+
+
+def _pydantic_wording(message: str) -> str:
+    """Typer checks values with pydantic: "Value error, X" -> "X", "Input should be Y" -> "must be Y"."""
+    message = re.sub(r"^Value error, ", "", message)
+    return re.sub(r"^Input should be ", "must be ", message).rstrip(".")
+
+
+def _is_option_value_error(error: click_errors.UsageError) -> bool:
+    cause = error.__cause__
+    return (isinstance(error, click_errors.BadParameter) and error.param is not None
+            and error.param.param_type_name == "option" and callable(getattr(cause, "errors", None))
+            and bool(cause.errors()) and "msg" in cause.errors()[0])
+
+
+def usage_error_line(error: click_errors.UsageError, command: str = "covseg") -> str:
+    """A command-line parse error (unknown option, bad choice, bad number, missing argument) as the
+    one line that follows ``error:``, e.g. ``--opset 3: must be greater than or equal to 13; see
+    `covseg export --help```."""
+    if isinstance(error, click_errors.NoSuchOption):
+        close = _close_options(error)
+        message = f"no such option {error.option_name}" + (
+            f" (did you mean {', '.join(close)}?)" if close else "")
+    elif _is_option_value_error(error):
+        first = error.__cause__.errors()[0]  # a pydantic ValidationError: the value and what is wrong
+        what = _pydantic_wording(str(first["msg"]))
+        message = f"{max(error.param.opts, key=len)} {first.get('input')!s}: {what}"
+    else:
+        message = re.sub(r"\bValue error, ", "", error.format_message()).rstrip(".")
+        message = message[:1].lower() + message[1:]
+    if error.ctx is not None:  # the command whose arguments were parsed
+        command = error.ctx.command_path
+    return f"{message}; see `{command} --help`"
+
+
+_COMMAND = "covseg.command"
+
+
+class OneLineErrors(TyperGroup):
+    """The root command group: every command-line parse error becomes one ``error:`` line, exit 2.
+
+    Click and Typer would print a usage block and a boxed message. Catching the errors here, where
+    the group parses its arguments and invokes the subcommand (which parses its own), covers every
+    command and sub-group once, whether run from ``main`` or from a test's ``CliRunner``.
+    ``--help``, ``--version``, no arguments (help) and Ctrl-C are not errors and pass through.
+    """
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)
+        except _NO_ARGS_HELP:
+            raise
+        except click_errors.UsageError as error:
+            raise fail(usage_error_line(error)) from None
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]):  # type: ignore[no-untyped-def]
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[_COMMAND] = f"{ctx.command_path} {name}"  # for errors that carry no context
+        return name, command, rest
+
+    def invoke(self, ctx: typer.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except _NO_ARGS_HELP:
+            raise
+        except click_errors.UsageError as error:
+            raise fail(usage_error_line(error, ctx.meta.get(_COMMAND, ctx.command_path))) from None
+        except click_errors.ClickException as error:
+            raise fail(error.format_message()) from None
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="covseg",
     help="Train, compare and ship segmentation models for COVID-19 lesions in chest CT.",
     no_args_is_help=True,

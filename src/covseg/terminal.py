@@ -63,3 +63,8 @@ console = SafeConsole()
 """Standard output: results, tables, progress."""
 error_console = SafeConsole(stderr=True)
 """Standard error: errors, warnings, notices."""
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless the count is 1: ``1 epoch``, ``2 epochs``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

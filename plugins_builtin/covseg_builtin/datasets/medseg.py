@@ -26,6 +26,7 @@ from covseg.plugins import (
     display_spacing,
     hookimpl,
     nifti_stem,
+    option_name,
     read_ct_volume,
     read_label_volume,
     read_mask_volume,
@@ -64,7 +65,7 @@ def load_medseg(path: Path, options: Mapping[str, str]) -> CTSlices:
         mask_path = folder / mask_name
         if not mask_path.is_file():
             raise CovsegError(f"{mask_path} does not exist: MedSeg masks go beside {image_path.name} "
-                              "(or --dataset-option masks=none for unlabelled slices)")
+                              f"(or {option_name()} masks=none for unlabelled slices)")
         labels, _ = read_label_volume(mask_path, reference=reference)
         _check_shape(mask_path, labels.shape, image_path, volume.shape)
         masks = list(labels)

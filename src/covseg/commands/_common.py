@@ -26,7 +26,7 @@ from covseg.core.errors import CovsegError
 from covseg.files import describe_os_error
 from covseg.terminal import console, error_console, join, styled
 
-__all__ = ["EXIT_USER_ERROR", "console", "error_console", "fail", "user_errors", "warn",
+__all__ = ["EXIT_USER_ERROR", "console", "error_console", "error_line", "fail", "user_errors", "warn",
            "warn_mixed_onnxruntime"]
 
 P = ParamSpec("P")
@@ -35,9 +35,14 @@ R = TypeVar("R")
 EXIT_USER_ERROR = 2
 
 
+def error_line(message: str) -> None:
+    """Print ``error: message`` on one line to stderr (a command that goes on, e.g. to the next case)."""
+    error_console.print(join(styled("error:", "bold red"), " ", message), soft_wrap=True)
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on one line to stderr and return the exit to raise."""
-    error_console.print(join(styled("error:", "bold red"), " ", message), soft_wrap=True)
+    error_line(message)
     return typer.Exit(EXIT_USER_ERROR)
 
 

@@ -114,7 +114,9 @@ def demo(
     """Train, evaluate, export and predict on the embedded phantom in about a minute (CPU)."""
     from covseg.files import read_json_object
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise CovsegError(f"--out {out} is a file; give a new folder")
+    if out.exists() and any(out.iterdir()):
         raise CovsegError(f"--out {out} exists and is not an empty folder; give a new one")
     runs, onnx_file, predictions = out / "runs", out / f"{DEMO_MODEL}.onnx", out / "predictions"
     model_options = [part for option in DEMO_MODEL_OPTIONS for part in ("--model-option", option)]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from covseg.commands._common import console, user_errors, warn, warn_mixed_onnxruntime
+from covseg.commands._common import console, error_line, fail, user_errors, warn, warn_mixed_onnxruntime
 from covseg.core.errors import CovsegError
 from covseg.terminal import join, styled
 
@@ -201,6 +201,7 @@ def predict(
     model_label = metadata.model_name if metadata is not None else str(model)
     reports = []
     severities = []
+    failed: list[str] = []
     with Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -210,22 +211,33 @@ def predict(
         transient=True,
     ) as progress:
         for case in cases:
-            data = read_case(case, choice, settings.orientation)
-            task = progress.add_task(case.name, total=len(data.slices))
-            result = run_case(
-                case,
-                segmenter,
-                settings,
-                out,
-                model_label=model_label,
-                batch_size=batch_size,
-                lung_mask=lung_masks.get(case.name),
-                overlays=overlays.value,
-                data=data,
-                on_batch=lambda count, task=task: progress.advance(task, count),
-                options=options,
-                label_format=label_format.value,
-            )
+            task = None
+            try:
+                data = read_case(case, choice, settings.orientation)
+                task = progress.add_task(case.name, total=len(data.slices))
+                result = run_case(
+                    case,
+                    segmenter,
+                    settings,
+                    out,
+                    model_label=model_label,
+                    batch_size=batch_size,
+                    lung_mask=lung_masks.get(case.name),
+                    overlays=overlays.value,
+                    data=data,
+                    on_batch=lambda count, task=task: progress.advance(task, count),
+                    options=options,
+                    label_format=label_format.value,
+                )
+            except CovsegError as error:
+                if len(cases) == 1:
+                    raise
+                # One bad input must not cost the others: say so, go on, list it at the end.
+                if task is not None:
+                    progress.remove_task(task)
+                error_line(f"{case.name}: {error}")
+                failed.append(case.name)
+                continue
             progress.remove_task(task)
             reports.append(result.report)
             if result.severity is not None:
@@ -254,11 +266,14 @@ def predict(
                 f"{result.report_paths[0].name} and {result.report_paths[1].name}",
                 highlight=False,
             )
-    summary_path = write_text(out / SUMMARY_CSV, summary_csv(reports))
-    console.print(summary)
-    if severities:
-        console.print(severity_table(severities))
-    console.print(f"one row per case: {summary_path}", highlight=False)
+    if reports:
+        summary_path = write_text(out / SUMMARY_CSV, summary_csv(reports))
+        console.print(summary)
+        if severities:
+            console.print(severity_table(severities))
+        console.print(f"one row per case: {summary_path}", highlight=False)
+    if failed:
+        raise fail(f"{len(failed)} of {len(cases)} cases failed (listed above)")
 
 
 def open_model(

@@ -50,6 +50,8 @@ def train(
 
     if resume is not None:
         run_config = _resume_config(resume, model, settings, config)
+        if run_config is None:
+            return
     else:
         run_config = TrainConfig.resolve(model, options=settings, config_file=config, from_cli=True)
     try:
@@ -77,14 +79,25 @@ def train(
 def _resume_config(run_dir: Path, model: str | None, options: dict[str, Any], config_file: Path | None):
     """The stopped run's config.json with the settings that may change on resume changed."""
     from covseg.core.errors import CovsegError
-    from covseg.runs import RUN_CONFIG, is_cross_validation
+    from covseg.runs import RUN_CONFIG, SUMMARY, is_cross_validation
+    from covseg.terminal import counted
     from covseg.training import TrainConfig
-    from covseg.training.state import load_resume_checkpoint
+    from covseg.training.state import check_resume_epochs, load_resume_checkpoint
 
-    if not is_cross_validation(run_dir):  # a cross-validation resumes fold by fold, each from its last.pt
-        load_resume_checkpoint(run_dir)  # one-line error for a folder that is not a run
+    # a cross-validation resumes fold by fold, each from its last.pt
+    checkpoint = None if is_cross_validation(run_dir) else load_resume_checkpoint(run_dir)
     recorded = TrainConfig.load(run_dir / RUN_CONFIG)
     if model is not None and model != recorded.model:
         raise CovsegError(f"--resume {run_dir}: the run trains {recorded.model}, not {model}")
     changes, labels = TrainConfig.explicit_layers(options, config_file, TRAIN)
-    return recorded.resumed_with(changes, labels)
+    resumed = recorded.resumed_with(changes, labels)
+    if checkpoint is not None:
+        trained = int(checkpoint["epoch"])
+        check_resume_epochs(run_dir, trained, resumed.epochs)
+        if trained == resumed.epochs and (run_dir / SUMMARY).is_file():
+            # A finished run: nothing to train, and its config.json and summary stay as they are.
+            console.print(f"{run_dir} has trained {counted(trained, 'epoch')} already, all of --epochs "
+                          f"{resumed.epochs}; nothing to train (give a larger --epochs to train on).",
+                          highlight=False, soft_wrap=True)
+            return None
+    return resumed

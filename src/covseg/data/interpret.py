@@ -30,6 +30,7 @@ import numpy as np
 
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Intensity
+from covseg.data.options import option_name
 
 AIR_HU = -1000.0
 """Air by the definition of the Hounsfield scale; what ``nan=air`` puts in place of NaN in HU data."""
@@ -113,7 +114,7 @@ class IntensityChoice:
         """How the user writes option ``name`` with ``value`` where this choice came from."""
         if self.spelling == "predict":
             return f"--{name.replace('_', '-')} {value}"
-        return f"--dataset-option {name}={value}"
+        return f"{option_name()} {name}={value}"
 
     @classmethod
     def from_options(cls, options: Mapping[str, str]) -> IntensityChoice:

@@ -10,6 +10,7 @@ import numpy as np
 from covseg import CLASS_NAMES
 from covseg.core.entries import MEDSEG_LABELS, LabelSet
 from covseg.core.errors import CovsegError
+from covseg.data.options import option_name
 
 NUM_CLASSES = len(CLASS_NAMES)
 """MedSeg's class count, the default label set's."""
@@ -28,7 +29,7 @@ def parse_labels(text: str, option: str = LABELS_OPTION) -> LabelSet:
 
 
 def _declare_hint(labels: LabelSet) -> str:
-    return (f"({labels.describe()}); declare other classes with --dataset-option "
+    return (f"({labels.describe()}); declare other classes with {option_name()} "
             f"{LABELS_OPTION}=background,NAME,...")
 
 
@@ -74,7 +75,7 @@ def to_labels(values: np.ndarray, where: str, mask_values: Sequence[float] | Non
         if found.size <= 2 and set(found.tolist()) <= {0, 255} and 255 in found:
             raise CovsegError(
                 f"{where}: mask values are 0/255 (a binary mask); map them to labels with "
-                f"--dataset-option mask_values=0,255 --dataset-option {LABELS_OPTION}=background,NAME "
+                f"{option_name()} mask_values=0,255 {option_name()} {LABELS_OPTION}=background,NAME "
                 "(e.g. background,infection)"
             )
         raise CovsegError(f"{where}: label values {_shown(values[bad])} are outside the class set "
@@ -111,7 +112,7 @@ def check_mask_values(mask_values: Sequence[float], labels: LabelSet, declared: 
                           "list one stored value per class")
     raise CovsegError(f"option {option}={listed} maps {len(mask_values)} stored values, but the data set's "
                       f"classes are {len(labels)} ({labels.describe()}); say what the masks mark with "
-                      f"--dataset-option {LABELS_OPTION}=background,NAME (e.g. background,infection)")
+                      f"{option_name()} {LABELS_OPTION}=background,NAME (e.g. background,infection)")
 
 
 def one_hot_to_labels(values: np.ndarray, axis: int, where: str,

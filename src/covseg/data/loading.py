@@ -13,6 +13,7 @@ from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.data.interpret import HU_LIMITS
 from covseg.data.nifti import is_nifti
+from covseg.data.options import DATASET_OPTION, options_named
 
 DEFAULT_DATASET = "phantom"
 
@@ -40,8 +41,12 @@ def resolve_dataset(dataset: str | None, data: Path | None) -> str:
     )
 
 
-def load_slices(dataset: str | None, data: Path | None, options: Mapping[str, str] | None = None) -> CTSlices:
+def load_slices(dataset: str | None, data: Path | None, options: Mapping[str, str] | None = None,
+                option: str = DATASET_OPTION) -> CTSlices:
     """Slices of a dataset: ``dataset`` by name (see ``covseg data list``), or detected from ``data``.
+
+    ``option`` is the command-line option that set ``options``; errors that advise an option name it
+    (``--test-dataset-option`` for the test data).
 
     Neither given: the embedded ``phantom``. The result is checked (matching shapes, uint8 labels
     within its label set, unique ids, finite intensities within the range of their kind) so that a third-party
@@ -52,7 +57,7 @@ def load_slices(dataset: str | None, data: Path | None, options: Mapping[str, st
     entry = provided.entry
     if entry.needs_path and data is None:
         raise CovsegError(f"dataset {name} needs a path: --data PATH")
-    with plugin_call(provided, "to load"):  # a plugin's fault: one line naming dataset and package
+    with options_named(option), plugin_call(provided, "to load"):  # a plugin's fault: one line
         slices = entry.load(Path(data) if data is not None else None, dict(options or {}))
     check_slices(slices, name)
     return slices

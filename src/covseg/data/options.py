@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from covseg.core.errors import CovsegError
+
+DATASET_OPTION = "--dataset-option"
+"""The option that sets the options of the data (``--data``) by default."""
+_option_name: ContextVar[str] = ContextVar("covseg_dataset_option", default=DATASET_OPTION)
+
+
+def option_name() -> str:
+    """The option that sets the options of the data being loaded now, for the advice in errors:
+    ``--dataset-option``, or ``--test-dataset-option`` while ``--test-data`` loads (see
+    :func:`options_named`). A context variable, so that plugins' readers need no extra argument."""
+    return _option_name.get()
+
+
+@contextmanager
+def options_named(name: str) -> Iterator[None]:
+    """Within the block, :func:`option_name` is ``name`` (e.g. ``--test-dataset-option``)."""
+    token = _option_name.set(name)
+    try:
+        yield
+    finally:
+        _option_name.reset(token)
 
 
 def parse_dataset_options(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -13,7 +36,7 @@ def parse_dataset_options(pairs: Sequence[str] | None) -> dict[str, str]:
     for pair in pairs or ():
         key, separator, value = pair.partition("=")
         if not separator or not key.strip():
-            raise CovsegError(f"--dataset-option '{pair}' is not key=value (e.g. count=40)")
+            raise CovsegError(f"{option_name()} '{pair}' is not key=value (e.g. count=40)")
         options[key.strip()] = value.strip()
     return options
 

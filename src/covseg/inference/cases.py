@@ -33,7 +33,7 @@ from PIL import Image
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import check_input_kind, normalise_channels
 from covseg.data.interpret import IntensityChoice
-from covseg.data.nifti import write_label_volume
+from covseg.data.nifti import is_nifti, write_label_volume
 from covseg.data.orientation import DISPLAY_ORIENTATION
 from covseg.files import atomic_write, child_path
 from covseg.inference.dicom_seg import SEG_SUFFIX, check_dicom_seg, write_dicom_seg
@@ -155,6 +155,9 @@ def pair_lung_masks(cases: Sequence[Case], lung_masks: Sequence[Path]) -> dict[s
     for path in lung_masks:
         if not Path(path).is_file():
             raise CovsegError(f"--lung-mask {path} does not exist")
+        if not is_nifti(Path(path)):
+            raise CovsegError(f"--lung-mask {path}: expected a NIfTI file (.nii, .nii.gz) with the "
+                              "volume's geometry")
     return {case.name: Path(path) for case, path in zip(volumes, lung_masks, strict=True)}
 
 

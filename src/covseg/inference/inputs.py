@@ -17,6 +17,7 @@ with a qform/sform code, every DICOM series) are shown in the model's orientatio
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -50,6 +51,9 @@ from covseg.data.nifti import (
 from covseg.data.orientation import DISPLAY_ORIENTATION, Reorientation
 from covseg.data.slice_files import PIL_SUFFIXES, read_image
 from covseg.files import safe_file_name
+from covseg.terminal import counted
+
+logger = logging.getLogger(__name__)
 
 KINDS = "NIfTI volumes (.nii, .nii.gz), images (" + ", ".join(PIL_SUFFIXES) + ") or DICOM series"
 
@@ -117,11 +121,19 @@ def _natural_key(path: Path) -> list:
 
 
 def _is_input(path: Path) -> bool:
-    return (
-        path.is_file()
-        and not path.name.startswith(".")
-        and (is_nifti(path) or path.suffix.lower() in PIL_SUFFIXES)
-    )
+    """A NIfTI volume or an image, named or not with a leading dot."""
+    return path.is_file() and (is_nifti(path) or path.suffix.lower() in PIL_SUFFIXES)
+
+
+def _is_hidden(path: Path) -> bool:
+    """A name that starts with a dot: in a folder, skipped (macOS writes ``._scan.nii.gz`` resource
+    forks beside every file on foreign disks; they are not images). Given by name, it is an input."""
+    return path.name.startswith(".")
+
+
+def _hidden_note(folder: Path, hidden: Sequence[Path]) -> str:
+    return (f"{folder}: skipped {counted(len(hidden), 'hidden file')} whose names start with a dot, e.g. "
+            f"{hidden[0].name} (such as macOS ._ files); give one by name to predict it")
 
 
 def _case_of(path: Path) -> Case:
@@ -169,12 +181,17 @@ def discover_cases(inputs: Sequence[Path], series: Sequence[str] = ()) -> list[C
     dicom_folders = 0
     for path in map(Path, inputs):
         if path.is_dir():
-            files = sorted((child for child in path.iterdir() if _is_input(child)), key=_natural_key)
+            inputs_here = sorted((child for child in path.iterdir() if _is_input(child)), key=_natural_key)
+            files = [child for child in inputs_here if not _is_hidden(child)]
+            hidden = [child for child in inputs_here if _is_hidden(child)]
             skipped = len(passed_over)
             found = _series_cases(path, series, matched, passed_over)
             dicom_folders += bool(found)
             if not files and not found and len(passed_over) == skipped:
-                raise CovsegError(f"{path} holds no {KINDS}")
+                note = f"; {_hidden_note(path, hidden)}" if hidden else ""
+                raise CovsegError(f"{path} holds no {KINDS}{note}")
+            if hidden:
+                logger.warning("%s", _hidden_note(path, hidden))
             cases += [_case_of(child) for child in files] + found
         elif path.exists():
             cases.append(_case_of(path))
@@ -231,7 +248,12 @@ def read_lung_labels(path: Path, data: CaseData) -> np.ndarray:
         raise CovsegError(
             f"--lung-mask {path}: lung masks go with volumes, not with the image {data.case.path}"
         )
-    values, reference = read_mask_values(path, data.reoriented.target)
+    try:
+        values, reference = read_mask_values(path, data.reoriented.target)
+    except CovsegError as error:  # name the option: the file may be any of the inputs' paths
+        message = str(error)
+        raise CovsegError(f"--lung-mask {message}" if message.startswith(str(path))
+                          else f"--lung-mask {path}: {message}") from None
     if reference.shape[:3] != data.reference.shape[:3]:
         raise CovsegError(
             f"--lung-mask {path} has shape {reference.shape[:3]} but {data.case.where} has "

@@ -15,7 +15,8 @@ importable but internal and may change. covseg's own built-in plugins use only t
   (the default), :data:`CLASS_NAMES` (its names), :data:`NUM_CLASSES`, :func:`to_labels`,
   :func:`parse_mask_values`, :func:`check_mask_values`, :func:`parse_labels` and
   :data:`LABELS_OPTION` / :data:`LABELS_HELP` (the ``labels`` dataset option);
-- dataset options: :func:`check_known`, :func:`int_option`;
+- dataset options: :func:`check_known`, :func:`int_option`, :func:`option_name` (the option that
+  sets them, to name in advice: ``--dataset-option``, or ``--test-dataset-option`` for the test data);
 - intensities: :func:`interpret_intensities` (the one decision of what stored values mean:
   Hounsfield units or 8-bit grey levels, offsets, NaN), :class:`IntensityChoice`,
   :class:`Intensities`, :class:`Storage`, :data:`INTENSITY_OPTIONS` (the dataset options
@@ -65,7 +66,7 @@ from covseg.data.nifti import (
     read_label_volume,
     read_mask_volume,
 )
-from covseg.data.options import check_known, int_option
+from covseg.data.options import check_known, int_option, option_name
 from covseg.data.slice_files import PIL_SUFFIXES, read_image, read_mask
 from covseg.visualize import overlay, side_by_side
 
@@ -98,6 +99,7 @@ __all__ = [
     "interpret_intensities",
     "is_nifti",
     "nifti_stem",
+    "option_name",
     "overlay",
     "parse_labels",
     "parse_mask_values",

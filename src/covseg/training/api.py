@@ -42,6 +42,7 @@ from covseg.data.dataset import SliceDataset
 from covseg.devices import resolve_device
 from covseg.evaluation.evaluate import SliceConfusions, evaluate_model
 from covseg.files import json_safe, write_json
+from covseg.terminal import counted
 from covseg.training.batchnorm import single_value_batch_norm
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import (
@@ -72,7 +73,12 @@ from covseg.training.losses import build_loss, class_weights_from_masks
 from covseg.training.optim import build_optimizer, build_scheduler
 from covseg.training.run_plugins import resolve_plugins
 from covseg.training.samples import EpochSamples, choose_sample_ids
-from covseg.training.state import capture_rng_state, load_resume_checkpoint, restore_rng_state
+from covseg.training.state import (
+    capture_rng_state,
+    check_resume_epochs,
+    load_resume_checkpoint,
+    restore_rng_state,
+)
 
 RECORD_KEYS = ("epoch", "train_loss", "lr", "images_per_s", "epoch_time_s")
 """metrics.jsonl keys that are not validation metrics; every other key of a record is one."""
@@ -153,6 +159,8 @@ class _TrainingRun:
         self.hooks = hooks
         self.new_run_dir = new_run_dir
         self.resume_checkpoint = load_resume_checkpoint(resume) if resume is not None else None
+        if self.resume_checkpoint is not None:  # before anything is read or written
+            check_resume_epochs(resume, int(self.resume_checkpoint["epoch"]), config.epochs)
         if (self.resume_checkpoint is not None
                 and get_registry().model(self.resume_checkpoint["model_name"]).name != config.model):
             raise CovsegError(
@@ -377,7 +385,8 @@ class _TrainingRun:
             f"x{self.context.world_size}, {self.settings.describe()}{compiled}, recipe {config.recipe}, "
             f"loss {config.loss}: "
             f"{len(self.split.train_ids)} training / {len(self.split.val_ids)} validation slices of "
-            f"{config.dataset}, batch {config.batch_size}, {config.epochs} epochs -> {self.run_dir}"
+            f"{config.dataset}, batch {config.batch_size}, {counted(config.epochs, 'epoch')} "
+            f"-> {self.run_dir}"
         )
         if self.resume_checkpoint is None:
             self._save_last(0, {})  # resumable from the very start, even if Ctrl-C comes in epoch 1

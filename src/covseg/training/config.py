@@ -408,8 +408,10 @@ class TrainConfig:
             self.sources.setdefault("warmup_epochs", "derived from epochs and scheduler")
         for item, info, _ in fields_with_settings(type(self)):
             for rule in info.rules:
-                if rule.applies(self) or getattr(self, item.name) == rule.unused:
+                if rule.applies(self):
                     continue
+                # Whether the user gave it, not whether it differs from the default: `--momentum 0.9`
+                # with adam is as ignored as `--momentum 0.99`.
                 if explicit(self.sources.get(item.name)) and getattr(self, rule.depends_on) is None:
                     raise CovsegError(f"{self._label(item.name)} has no effect without "
                                       f"{self.where(rule.depends_on)} ({rule.reason}); drop it")
@@ -417,6 +419,8 @@ class TrainConfig:
                     raise CovsegError(
                         f"{self._label(item.name)} has no effect with {self._label(rule.depends_on)} "
                         f"({rule.reason}); drop one")
+                if getattr(self, item.name) == rule.unused:
+                    continue
                 setattr(self, item.name, rule.unused)
                 self.sources[item.name] = f"not used: {rule.reason}"
 

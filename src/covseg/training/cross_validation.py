@@ -50,6 +50,7 @@ from covseg.training.config import TrainConfig
 from covseg.training.held_out import TestSet, prepare_test_set
 from covseg.training.loaders import load_run_slices
 from covseg.training.loop import StepSettings, device_defaults
+from covseg.training.state import check_resume_epochs, epochs_trained
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,10 @@ def cross_validate(
         _check_fold_sizes(config, folds)
     else:
         folds = _read_folds(Path(resume) / runs.RUN_SPLIT, config)
+        for fold in range(folds.count):  # no fold may have trained more epochs than --epochs
+            trained = epochs_trained(runs.fold_dir(Path(resume), fold))
+            if trained is not None:
+                check_resume_epochs(Path(resume), trained, config.epochs)
         folds.check_ids(slices.ids, slices.source)
     # Bad test data fails here, before a fold trains.
     test_set = prepare_test_set(config, slices, Split(train_ids=folds.pool, val_ids=[], seed=folds.seed,

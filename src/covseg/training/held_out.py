@@ -70,9 +70,13 @@ def prepare_test_set(config: TrainConfig, slices: CTSlices, split: Split) -> Tes
 def load_test_slices(config: TrainConfig, training: CTSlices) -> CTSlices:
     """The separate test set of ``--test-data``/``--test-dataset``, checked against the training data."""
     data = Path(config.test_data) if config.test_data else None
-    dataset = resolve_dataset(config.test_dataset, data)
-    test = load_slices(dataset, data, config.test_dataset_options)
-    where = f"--test-data {config.test_data}" if config.test_data else f"--test-dataset {dataset}"
+    where = f"--test-data {config.test_data}" if config.test_data else f"--test-dataset {config.test_dataset}"
+    try:
+        dataset = resolve_dataset(config.test_dataset, data)
+        option = TrainConfig.settings()["test_dataset_options"].option  # --test-dataset-option
+        test = load_slices(dataset, data, config.test_dataset_options, option=option)
+    except CovsegError as error:  # say that the file is the test data's
+        raise CovsegError(f"{where} (the test data): {error}") from None
     if test.masks is None:
         raise CovsegError(f"{where}: {test.source} has no label masks; a test set needs them")
     if test.labels != training.labels:

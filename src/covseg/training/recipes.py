@@ -50,7 +50,6 @@ REFERENCE_RECIPE = Recipe(
         "lr": 1e-5,
         "weight_decay": 0.0,
         "scheduler": "none",
-        "warmup_epochs": 0,
         "loss": "cross-entropy",
         "class_weighting": "none",
         "augmentation": "reference",

@@ -11,7 +11,8 @@ import torch
 
 from covseg.checkpoint import load_checkpoint
 from covseg.core.errors import CovsegError
-from covseg.runs import LAST_CHECKPOINT, RUN_CONFIG, RUN_SPLIT
+from covseg.runs import LAST_CHECKPOINT, RUN_CONFIG, RUN_SPLIT, SUMMARY, read_summary
+from covseg.terminal import counted
 
 
 def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
@@ -83,3 +84,24 @@ def load_resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     if "training_state" not in checkpoint:
         raise CovsegError(f"--resume {run_dir}: {LAST_CHECKPOINT} holds no training state to resume from")
     return checkpoint
+
+
+def epochs_trained(run_dir: Path) -> int | None:
+    """The epochs a run folder has trained: its summary.json's ``epochs_run`` when it finished, else
+    the epoch of its last.pt; ``None`` when it has neither (it never saved an epoch)."""
+    run_dir = Path(run_dir)
+    if (run_dir / SUMMARY).is_file():
+        epochs_run = read_summary(run_dir).get("epochs_run")
+        if isinstance(epochs_run, int):
+            return epochs_run
+    if (run_dir / LAST_CHECKPOINT).is_file():
+        return int(load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"])
+    return None
+
+
+def check_resume_epochs(run_dir: Path, trained: int, epochs: int) -> None:
+    """Refuse to resume ``run_dir``, which has trained ``trained`` epochs, to fewer ``epochs``: its
+    config.json would then record a count it did not train (raises :class:`CovsegError`)."""
+    if epochs < trained:
+        raise CovsegError(f"--resume {run_dir} has trained {counted(trained, 'epoch')}; --epochs must be at "
+                          f"least {trained}")
