@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime
 import torch
 import typer
+from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.core.registry import create_model
@@ -164,10 +165,7 @@ def main(
         del model, segmenter
     console.print(table)
     if markdown:
-        print("| " + " | ".join(columns) + " |")
-        print("|" + "---|" * len(columns))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print_markdown(columns, rows)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import sys
 import time
 
 import typer
+from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.terminal import SafeConsole
@@ -91,10 +92,7 @@ def main(
     verdict = "met" if help_time < TARGET_S else "NOT met"
     console.print(f"target covseg --help < {TARGET_S} s: {verdict} ({help_time:.3f} s)", highlight=False)
     if markdown:
-        print("| " + " | ".join(columns) + " |")
-        print("|" + "---|" * len(columns))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print_markdown(columns, rows)
 
 
 if __name__ == "__main__":

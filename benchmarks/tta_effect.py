@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 import typer
+from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.commands.predict import open_model
@@ -152,10 +153,7 @@ def main(
         table.add_row(*row)
     console.print(table)
     if markdown:
-        print("| " + " | ".join(columns) + " |")
-        print("|" + "---|" * len(columns))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print_markdown(columns, rows)
 
 
 if __name__ == "__main__":

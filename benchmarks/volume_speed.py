@@ -29,6 +29,7 @@ import numpy as np
 import onnxruntime
 import torch
 import typer
+from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.core.registry import create_model
@@ -185,10 +186,7 @@ def main(
         highlight=False,
     )
     if markdown:
-        print("| " + " | ".join(columns) + " |")
-        print("|" + "---|" * len(columns))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print_markdown(columns, rows)
 
 
 if __name__ == "__main__":
