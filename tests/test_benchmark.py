@@ -99,6 +99,7 @@ def run_dirs(out: Path) -> set[Path]:
     return {path for path in (out / "runs").glob("seed*/*/*") if path.is_dir()}
 
 
+@pytest.mark.slow
 def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and_resumes(
     tmp_path, test_models
 ):
@@ -176,6 +177,7 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     assert json.loads((out / "results.json").read_text())["models"][0] == results["models"][0]
 
 
+@pytest.mark.slow
 def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_gathers(tmp_path):
     out = tmp_path / "shared"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

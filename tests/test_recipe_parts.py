@@ -197,6 +197,7 @@ def test_best_pt_holds_the_averaged_weights(tmp_path):
                for name, tensor in best["state_dict"].items() if tensor.is_floating_point())
 
 
+@pytest.mark.slow
 def test_every_part_together_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     parts = {"ema_decay": 0.9, "foreground_oversampling": 0.5, "augmentation": "nnunet", "optimizer": "sgd",
              "momentum": 0.99, "scheduler": "poly", "lr": 0.01}

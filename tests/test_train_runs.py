@@ -147,6 +147,7 @@ class BreaksAfter(torch.nn.Module):
         return value * float("nan") if self.steps > self.good_steps else value
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_checkpoint_that_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     straight = train(tiny_config(tmp_path / "straight"))
 
