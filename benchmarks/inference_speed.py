@@ -16,7 +16,6 @@ float64 result than PyTorch's own.
 from __future__ import annotations
 
 import copy
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import typer
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
+from covseg.benchmark.hardware import cpu_name
 from covseg.core.registry import create_model
 from covseg.export.onnx_export import export_model, load_export_source
 from covseg.onnx import OnnxSegmenter, cpu_cores
@@ -78,12 +78,7 @@ def summary(times: list[float], batch: int) -> tuple[float, float, float]:
 
 
 def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     return (
         f"{cpu}, {cpu_cores()} cores{gpu}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"

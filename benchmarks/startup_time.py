@@ -24,6 +24,7 @@ import typer
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
+from covseg.benchmark.hardware import cpu_name
 from covseg.terminal import SafeConsole
 
 console = SafeConsole(width=120)
@@ -53,12 +54,7 @@ def wall_time(command: list[str]) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return f"{cpu}, {os.cpu_count()} cores{load}; Python {platform.python_version()}"
 

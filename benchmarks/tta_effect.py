@@ -12,7 +12,6 @@ is the best of ``--repeats`` runs, none and flips alternating, so background loa
 
 from __future__ import annotations
 
-import platform
 import time
 from typing import Annotated
 
@@ -23,6 +22,7 @@ import typer
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
+from covseg.benchmark.hardware import cpu_name
 from covseg.commands.predict import open_model
 from covseg.data.dataset import SliceDataset
 from covseg.evaluation.evaluate import evaluate_model
@@ -34,16 +34,6 @@ from covseg.terminal import SafeConsole
 console = SafeConsole(width=150)
 MODES = ("none", "flips")
 SHOWN = ("miou", "lesion_miou", "iou/ground-glass", "iou/consolidation", "iou/effusion", "pixel_accuracy")
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return cpu
 
 
 def native_confusion(labels: np.ndarray, truths: np.ndarray, classes: int) -> np.ndarray:
@@ -72,7 +62,7 @@ def main(
     settings = resolve_settings(segmenter, metadata)
     device = torch.device("cpu")
     console.print(
-        f"machine: {machine()}, {threads} thread(s); {trained.model_name} from {run}, "
+        f"machine: {cpu_name()}, {threads} thread(s); {trained.model_name} from {run}, "
         f"trained at {trained.image_size}",
         highlight=False,
     )

@@ -17,7 +17,6 @@ slices/s compares the runtimes inside the whole pipeline. Stage times come from
 
 from __future__ import annotations
 
-import platform
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ import typer
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
+from covseg.benchmark.hardware import cpu_name
 from covseg.core.registry import create_model
 from covseg.data.loading import load_slices
 from covseg.export.onnx_export import export_model, load_export_source
@@ -91,12 +91,7 @@ class TorchSegmenter:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return (
         f"{cpu}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, opencv {cv2.__version__}"
     )
