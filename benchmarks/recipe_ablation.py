@@ -15,6 +15,9 @@ OUT/ablation.json.
 
     python benchmarks/recipe_ablation.py --epochs 100 --seeds 0 1 2          # the 80 real slices
     python benchmarks/recipe_ablation.py --variants default ema --epochs 2    # a subset
+
+With ``--out``, a rerun reuses every finished run there whose settings match (so seeds can be added
+later: ``--seeds 0 1 2`` after ``--seeds 0`` trains seeds 1 and 2 only) and reports all of them.
 """
 
 from __future__ import annotations
@@ -60,6 +63,25 @@ def variant_config(variant: str, seed: int, base: Mapping[str, Any], out: Path) 
     recipe, values = VARIANTS[variant]
     return TrainConfig.from_recipe("unet", recipe=recipe, **{**values, **base, "seed": seed,
                                                            "out": str(out / variant / f"seed{seed}")})
+
+
+RUN_SETTINGS_IGNORED = ("out", "device", "workers")
+"""Settings that do not change a run's result (or name where it went): a finished run is reused
+across them."""
+
+
+def finished_run(config: TrainConfig) -> Path | None:
+    """A finished run (with summary.json) under ``config.out`` trained with the same settings, if any.
+
+    Compares the settings this script sets (the variant's, the shared ones, the recipe and seed) with
+    each run's config.json; a run with any other value is not reused."""
+    wanted = config.to_dict()
+    keys = [key for key in (*config.sources, "recipe", "seed", "model") if key not in RUN_SETTINGS_IGNORED]
+    for summary in sorted(Path(config.out).glob(f"{config.model}/*/summary.json")):
+        stored = json.loads((summary.parent / "config.json").read_text())
+        if all(stored.get(key) == wanted.get(key) for key in keys):
+            return summary.parent
+    return None
 
 
 def fixed_split(base: Mapping[str, Any], test_fraction: float, val_fraction: float, out: Path) -> Path:
@@ -162,12 +184,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         for variant in arguments.variants:
             summaries = []
             for seed in arguments.seeds:
-                run_dir = train(variant_config(variant, seed, base, folder))
+                config = variant_config(variant, seed, base, folder)
+                reused = finished_run(config)
+                run_dir = reused if reused is not None else train(config)
                 summary = json.loads((run_dir / "summary.json").read_text())
                 summaries.append(summary)
                 runs.setdefault(variant, []).append(str(run_dir))
                 print(f"{variant} seed {seed}: test mIoU {summary['test']['metrics']['miou']:.3f}, "
-                      f"{summary['wall_time_s']:.0f} s ({run_dir})", flush=True)
+                      f"{summary['wall_time_s']:.0f} s ({run_dir}{', reused' if reused else ''})", flush=True)
             rows[variant] = summarise(summaries)
         write_json(folder / "ablation.json", {
             "settings": {**base, "test_fraction": arguments.test_fraction, "seeds": arguments.seeds},

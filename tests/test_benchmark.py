@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from covseg.benchmark import measure, runner
 from covseg.benchmark.plan import (
+    ADDED_SETTINGS,
     BenchmarkSettings,
     Pair,
     RunOptions,
@@ -277,6 +278,26 @@ def test_a_benchmark_folder_keeps_its_settings(tmp_path):
         prepare_plan(tmp_path, BenchmarkSettings.resolve({"epochs": 2, "image_size": 64}), [])
     with pytest.raises(CovsegError, match=r"holds a benchmark run with --lr 0.001, not 0.002"):
         prepare_plan(tmp_path, BenchmarkSettings.resolve({"epochs": 1, "image_size": 64, "lr": 0.002}), [])
+
+
+def test_a_folder_from_before_a_setting_existed_reads_with_the_value_it_ran_with(tmp_path):
+    # A benchmark.json written before the test set, folds, label sets and recipe candidates existed
+    # lacks them; those runs had no test set, no EMA, ..., so a rerun with the same options adds
+    # seeds to the folder instead of refusing it.
+    settings = BenchmarkSettings.resolve({"epochs": 1, "image_size": 64})
+    prepare_plan(tmp_path, settings, make_pairs(["unet"], [0]))
+    record = json.loads((tmp_path / "benchmark.json").read_text())
+    for name in ADDED_SETTINGS:
+        del record["settings"][name]
+    (tmp_path / "benchmark.json").write_text(json.dumps(record))
+    assert load_plan(tmp_path).settings.values == settings.values
+    plan = prepare_plan(tmp_path, settings, make_pairs(["unet"], [1]))
+    assert plan.pairs == [Pair("unet", 0), Pair("unet", 1)]
+    # A setting of the format itself is still required.
+    del record["settings"]["lr"]
+    (tmp_path / "benchmark.json").write_text(json.dumps(record))
+    with pytest.raises(CovsegError, match=r"benchmark.json: settings has no 'lr'"):
+        load_plan(tmp_path)
 
 
 @pytest.mark.parametrize(("args", "message"), [

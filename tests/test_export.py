@@ -156,6 +156,24 @@ def test_cli_warns_for_a_model_name_and_refuses_an_existing_file(tmp_path):
     assert third.exit_code == 0, third.output
 
 
+def test_out_may_name_a_folder_that_gets_the_default_file_name(tmp_path):
+    # --out means where the command writes, as in train, benchmark and predict: here a folder is
+    # enough, and a name ending in .onnx is the file itself.
+    result = runner.invoke(app, ["export", "unet", "--out", str(tmp_path / "models"), "--image-size", "32"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "models").iterdir()) == ["unet.MODEL.md", "unet.onnx"]
+    assert read_metadata(tmp_path / "models" / "unet.onnx").model_name == "unet"
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_the_export(read_only_folder):
+    out = read_only_folder / "unet.onnx"
+    result = runner.invoke(app, ["export", "unet", "--out", str(out), "--image-size", "32"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].startswith(f"error: cannot write {read_only_folder}: ")
+    assert "exporting" not in result.stdout  # found before the model was traced, not after
+    assert list(read_only_folder.iterdir()) == []
+
+
 def test_dynamo_exporter_gives_the_same_parity(tmp_path):
     source = load_export_source("unet")
     result = export_model(source, trace_size=48, exporter="dynamo")
@@ -195,7 +213,11 @@ def test_a_difference_over_the_tolerance_fails_and_writes_nothing(tmp_path):
     [
         (["unett"], "unknown model 'unett'. Did you mean unet?"),
         (["runs/unet/missing"], "runs/unet/missing does not exist; give a run folder, a .pt checkpoint"),
-        (["unet", "--out", "model.pt"], "--out model.pt: the file name must end in .onnx"),
+        (["unet", "--out", "model.pt"], "--out model.pt: give a folder or a file name ending in .onnx"),
+        # Checked before the model is loaded: the missing run is never reached.
+        (["runs/missing", "--tolerance", "0"], "--tolerance 0: must be a positive number"),
+        (["runs/missing", "--tolerance", "nan"], "--tolerance nan: must be a positive number"),
+        (["runs/missing", "--image-size", "16"], "--image-size 16: models take at least 32x32 pixels"),
         (["unet", "--no-onnx"], "--no-onnx leaves nothing to export"),
         (
             ["unet", "--image-size", "16", "--out", "x.onnx"],

@@ -172,9 +172,9 @@ def test_a_separate_test_set_and_the_ways_to_get_it_wrong(tmp_path, tiny_model):
     loose = cli.invoke(app, ["train", "tiny-net", *TINY, "--test-dataset-option", "seed=3"])
     assert ("error: --test-dataset-option seed=3 has no effect without --test-data (a setting of the "
             "separate test set); drop it") in one_line_error(loose)
-    fixed = cli.invoke(app, ["train", "tiny-net", *TINY, "--split", str(run / "split.json"),
+    fixed = cli.invoke(app, ["train", "tiny-net", *TINY, "--split-file", str(run / "split.json"),
                              "--test-fraction", "0.2"])
-    assert "--test-fraction 0.2 has no effect with --split" in one_line_error(fixed)
+    assert "--test-fraction 0.2 has no effect with --split-file" in one_line_error(fixed)
     assert not (tmp_path / "copied").exists()
     no_test = cli.invoke(app, ["train", "tiny-net", *TINY, "--epochs", "1", "--out", str(tmp_path / "plain")])
     assert no_test.exit_code == 0, no_test.output
@@ -300,12 +300,13 @@ def test_cross_validation_refuses_what_cannot_work_before_making_a_folder(tmp_pa
     assert "has the very pixels of training data slice" in one_line_error(seen)
     folds_file = tmp_path / "folds.json"
     make_folds([f"phantom_{index:04d}" for index in range(1, 13)], 3).save(folds_file)
-    unasked = cli.invoke(app, ["train", "tiny-net", *TINY, "--split", str(folds_file),
+    unasked = cli.invoke(app, ["train", "tiny-net", *TINY, "--split-file", str(folds_file),
                                "--out", str(tmp_path)])
-    assert f"--split {folds_file} holds 3 cross-validation folds; add --folds 3" in one_line_error(unasked)
-    other = cli.invoke(app, ["train", "tiny-net", *TINY, "--split", str(folds_file), "--folds", "2",
+    assert (f"--split-file {folds_file} holds 3 cross-validation folds; add --folds 3"
+            in one_line_error(unasked))
+    other = cli.invoke(app, ["train", "tiny-net", *TINY, "--split-file", str(folds_file), "--folds", "2",
                              "--out", str(tmp_path)])
-    assert f"--split {folds_file} holds 3 folds, not --folds 2" in one_line_error(other)
+    assert f"--split-file {folds_file} holds 3 folds, not --folds 2" in one_line_error(other)
     assert not tmp_path.joinpath("tiny-net").exists()
 
 

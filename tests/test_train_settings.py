@@ -98,7 +98,7 @@ def test_benchmark_takes_every_shared_and_machine_setting_but_not_the_per_pair_o
         if info.scope in ("shared", MACHINE):
             assert info.option in options, name
     assert "--seed" not in options and "--seeds" in options
-    assert "--split" in options and "--window" in options and "--lr" in options and "--pretrained" in options
+    assert {"--split-file", "--window", "--lr", "--pretrained"} <= set(options)
     machine = {"device", "workers", "precision", "channels_last", "compile", "deterministic",
                "checkpoint_every", "loggers"}
     assert machine == {
@@ -192,8 +192,8 @@ def test_config_file_that_is_missing_or_of_another_kind(tmp_path):
 
 # ---- conflicting and unused settings --------------------------------------------------------------
 @pytest.mark.parametrize(("args", "message"), [
-    (["--split", "s.json", "--val-fraction", "0.3"],
-     "error: --val-fraction 0.3 has no effect with --split s.json (the split file fixes the validation "
+    (["--split-file", "s.json", "--val-fraction", "0.3"],
+     "error: --val-fraction 0.3 has no effect with --split-file s.json (the split file fixes the validation "
      "slices); drop one"),
     (["--scheduler", "none", "--warmup-epochs", "2"],
      "error: --warmup-epochs 2 has no effect with --scheduler none (no warm-up); drop one"),
@@ -205,8 +205,8 @@ def test_config_file_that_is_missing_or_of_another_kind(tmp_path):
      "drop one"),
     (["--scheduler", "poly", "--warmup-epochs", "0"],
      "error: --warmup-epochs 0 has no effect with --scheduler poly (no warm-up); drop one"),
-    (["--split", "s.json", "--val-fraction", "0.2"],
-     "error: --val-fraction 0.2 has no effect with --split s.json (the split file fixes the validation "
+    (["--split-file", "s.json", "--val-fraction", "0.2"],
+     "error: --val-fraction 0.2 has no effect with --split-file s.json (the split file fixes the validation "
      "slices); drop one"),
     (["--epochs", "3", "--warmup-epochs", "4"], "error: --warmup-epochs 4: must be at most the epochs"),
     (["--epochs", "ten"], "error: --epochs ten: expected an integer"),
@@ -222,8 +222,39 @@ def test_conflicting_or_unbounded_options_are_refused_before_any_run_folder(tmp_
 def test_a_conflict_between_file_and_option_names_both(tmp_path):
     path = tmp_path / "my.toml"
     path.write_text("val_fraction = 0.3\n")
-    result = runner.invoke(app, ["train", "unet", "--config", str(path), "--split", "s.json"])
-    assert fail_line(result).startswith(f"error: {path}: val_fraction 0.3 has no effect with --split s.json")
+    result = runner.invoke(app, ["train", "unet", "--config", str(path), "--split-file", "s.json"])
+    assert fail_line(result).startswith(
+        f"error: {path}: val_fraction 0.3 has no effect with --split-file s.json")
+
+
+# ---- renamed options --------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["train", "benchmark"])
+def test_the_old_split_spelling_still_sets_the_split_file_with_one_warning(tmp_path, command):
+    # `--split FILE` was the split file in train and benchmark; eval's --split names a subset.
+    args = [command, *(["unet"] if command == "train" else []), "--split", "s.json", "--val-fraction", "0.3",
+            "--out", str(tmp_path / "runs")]
+    result = runner.invoke(app, args)
+    # The value reached the split file: the conflict names the new spelling.
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"warning: --split is deprecated in `covseg {command}`: use --split-file",
+        "error: --val-fraction 0.3 has no effect with --split-file s.json (the split file fixes the "
+        "validation slices); drop one"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_both_spellings_of_a_renamed_option_are_refused(tmp_path):
+    result = runner.invoke(app, ["train", "unet", "--split", "a.json", "--split-file", "b.json",
+                                 "--out", str(tmp_path / "runs")])
+    assert fail_line(result) == ("error: --split and --split-file are the same option (--split is its old "
+                                 "name); give --split-file only")
+    assert result.exit_code == 2
+
+
+def test_old_spellings_are_hidden_from_the_help():
+    for command in ("train", "benchmark"):
+        text = runner.invoke(app, [command, "--help"], terminal_width=200).stdout
+        assert "--split-file" in text and "--split " not in text
 
 
 def test_a_value_the_run_does_not_use_is_recorded_as_unused():

@@ -125,6 +125,26 @@ def interrupts_deferred() -> Iterator[None]:
             signal.raise_signal(received[0])
 
 
+def check_writable(folder: Path | str) -> Path:
+    """Make ``folder`` (and its parents) and prove a file can be written there, before long work
+    whose result goes there (an export), so that a read-only folder or full disk is found first.
+
+    Writes and removes one empty temporary file (the writer's own naming). Raises CovsegError
+    ``cannot write FOLDER: reason``.
+    """
+    folder = Path(folder)
+    probe = folder / _temporary_name(folder / "probe")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _open_for_write(probe).close()
+    except OSError as error:
+        raise CovsegError(describe_os_error(error, folder)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return folder
+
+
 def _open_for_write(path: Path) -> IO[bytes]:
     """Open the temporary file (the permissions a plain ``open()`` gives); tests fake a full disk here."""
     return open(path, "xb")

@@ -37,9 +37,11 @@ from covseg.training.config import TrainConfig, shared_settings
 from covseg.training.settings import BENCHMARK, MACHINE, explicit, format_number, option_name
 
 FORMAT = "covseg-benchmark-2"
-ADDED_SETTINGS = {"test_fraction": None, "test_dataset": None, "test_data": None, "test_dataset_options": {},
-                  "folds": None}
-"""Shared settings added after the format: a folder that lacks them ran with these values."""
+ADDED_SETTINGS = ("test_fraction", "test_dataset", "test_data", "test_dataset_options", "folds",
+                  "num_classes", "momentum", "foreground_oversampling", "ema_decay")
+"""Shared settings added after the format was fixed. Each was added with a default that keeps the
+earlier behaviour (no test set, no folds, classes from the data, sgd's momentum 0.9, no
+oversampling, no EMA), so a folder that lacks one ran with its TrainConfig default."""
 SETTINGS_FILE = "benchmark.json"
 SPLIT_FILE = "split.json"
 RUNS_DIR = "runs"
@@ -104,6 +106,13 @@ class RunOptions:
         return cls(values, {key: str(value) for key, value in dict(data.get("sources") or {}).items()})
 
 
+def _added_setting_defaults() -> dict[str, Any]:
+    """What a benchmark folder written before :data:`ADDED_SETTINGS` existed ran with."""
+    defaults = {item.name: item.default_factory() if item.default_factory is not dataclasses.MISSING
+                else item.default for item in dataclasses.fields(TrainConfig)}
+    return {name: defaults[name] for name in ADDED_SETTINGS}
+
+
 def machine_settings() -> list[str]:
     """The settings each machine (worker) of a benchmark chooses for itself."""
     return [name for name, info in TrainConfig.settings().items()
@@ -150,8 +159,7 @@ class BenchmarkSettings:
         values, sources, seed = data.get("settings"), data.get("sources", {}), data.get("split_seed", 0)
         if not isinstance(values, dict) or not isinstance(sources, dict) or not isinstance(seed, int):
             raise CovsegError(f"{source} is not a covseg benchmark settings file (no 'settings' table)")
-        # Folders of format 2 written before the test set and folds existed ran without them.
-        values = {**ADDED_SETTINGS, **values}
+        values = {**_added_setting_defaults(), **values}
         missing = [name for name in shared_settings() if name not in values]
         if missing:
             raise CovsegError(f"{source}: settings has no '{missing[0]}'")
@@ -347,7 +355,7 @@ def load_benchmark_slices(settings: BenchmarkSettings) -> CTSlices:
 
 
 def ensure_split(plan: Plan, slices: CTSlices) -> Split | Folds:
-    """The benchmark's one split: made once (seeded, or read from ``--split FILE``), then read back by
+    """The benchmark's one split: made once (seeded, or read from ``--split-file``), then read back by
     every pair. The test set is carved out first (``--test-fraction``); with ``--folds K`` the other
     slices are dealt into K folds, shared by every model and seed."""
     settings = plan.settings

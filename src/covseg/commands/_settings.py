@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from covseg.core.errors import CovsegError
 from covseg.training.config import TrainConfig
 from covseg.training.recipes import RECIPES
 from covseg.training.settings import (
@@ -82,6 +83,37 @@ def _parameter(field: dataclasses.Field, info: Setting, hint: Any) -> inspect.Pa
                              annotation=Annotated[annotation, option])
 
 
+RENAMED = "__renamed"
+"""Suffix of the hidden parameter that takes a setting's earlier spellings (Setting.renamed_from)."""
+
+
+def _renamed_parameter(field: dataclasses.Field, info: Setting, hint: Any) -> inspect.Parameter:
+    """A hidden option under the setting's old names, so that old command lines keep working."""
+    annotation = list[str] | None if info.repeatable else str | None
+    option = typer.Option(*info.renamed_from, hidden=True, show_default=False)
+    return inspect.Parameter(field.name + RENAMED, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[annotation, option])
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    # By name: typer may bring its own copy of click's ParameterSource enum.
+    return getattr(ctx.get_parameter_source(name), "name", "") in GIVEN_SOURCES
+
+
+def _from_old_spelling(ctx: typer.Context, command: str, info: Setting, name: str, new_given: bool) -> bool:
+    """Whether the setting came under an old spelling; warns once, refuses both spellings at once."""
+    if not _given(ctx, name + RENAMED):
+        return False
+    old = " or ".join(info.renamed_from)
+    if new_given:
+        raise CovsegError(f"{old} and {info.option} are the same option ({old} is its old name); give "
+                          f"{info.option} only")
+    from covseg.commands._common import warn
+
+    warn(f"{old} is deprecated in `covseg {command}`: use {info.option}")
+    return True
+
+
 def setting_option(name: str) -> Any:
     """The generated option of TrainConfig field ``name`` as an annotation, for a command that is not
     :func:`with_settings`' (``covseg eval --precision``): ``precision: PRECISION = None``.
@@ -121,17 +153,20 @@ def with_settings(command: str) -> Callable[[F], F]:
         parameters = [parameter for name, parameter in own.parameters.items()
                       if name not in ("ctx", "settings")]
         context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
-        parameters = [context, *parameters, *(_parameter(*item) for item in generated)]
+        parameters = [context, *parameters, *(_parameter(*item) for item in generated),
+                      *(_renamed_parameter(*item) for item in generated if item[1].renamed_from)]
 
         @functools.wraps(function)
         def wrapper(ctx: typer.Context, **kwargs: Any) -> Any:
             given = {}
             for field, info, hint in generated:
                 value = kwargs.pop(field.name)
-                source = ctx.get_parameter_source(field.name)
-                # By name: typer may bring its own copy of click's ParameterSource enum.
-                if getattr(source, "name", "") in GIVEN_SOURCES:
+                old_value = kwargs.pop(field.name + RENAMED, None)
+                if _given(ctx, field.name):
                     given[field.name] = _read(value, info, hint)
+                if info.renamed_from and _from_old_spelling(ctx, command, info, field.name,
+                                                            field.name in given):
+                    given[field.name] = _read(old_value, info, hint)
             if wants_context:
                 kwargs["ctx"] = ctx
             return function(**kwargs, settings=given)

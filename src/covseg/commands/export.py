@@ -1,4 +1,4 @@
-"""`covseg export MODEL|RUN_DIR|CHECKPOINT [--out FILE]`: a checked ONNX file with covseg metadata."""
+"""`covseg export MODEL|RUN|CHECKPOINT [--out FILE.onnx|FOLDER]`: a checked ONNX file with metadata."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 
 from covseg.commands._common import console, user_errors, warn, warn_mixed_onnxruntime
 from covseg.core.errors import CovsegError
-from covseg.export.settings import DEFAULT_OPSET, DEFAULT_TOLERANCE
+from covseg.export.settings import DEFAULT_OPSET, DEFAULT_TOLERANCE, check_export_options
+from covseg.files import check_writable
 
 
 class ExporterChoice(str, Enum):
@@ -32,7 +33,8 @@ def export(
     ),
     out: Annotated[Path | None, typer.Option(
         "--out",
-        help="Output file (default: exports/<model>.onnx, exports/<model>-<run>.onnx for a run).",
+        help="A folder (its file is named <model>.onnx, or <model>-<run>.onnx for a run) or a file name "
+        "ending in .onnx (default: the folder exports).",
     )] = None,
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", min=13, help="ONNX opset version."),
     image_size: int | None = typer.Option(
@@ -58,8 +60,8 @@ def export(
 
     from covseg.export.onnx_export import (
         check_output_path,
-        default_export_path,
         export_model,
+        export_path,
         load_export_source,
         write_export,
     )
@@ -68,10 +70,12 @@ def export(
         raise CovsegError("--no-onnx leaves nothing to export: ONNX is the one export format")
     if onnx:
         warn("--onnx is deprecated and does nothing (ONNX is the one export format); drop it")
+    check_export_options(image_size, tolerance)
     warn_mixed_onnxruntime()
     source = load_export_source(target)
-    path = out if out is not None else default_export_path(source)
+    path = export_path(out, source)
     check_output_path(path, overwrite)
+    check_writable(path.parent)  # a read-only folder or full disk is found before the export, not after
     if not source.metadata.trained:
         warn(f"{target} is a model name: exporting an UNTRAINED {target} (random weights); "
              "give a run folder or checkpoint for a trained model")

@@ -42,8 +42,8 @@ from covseg.export.settings import (
     DYNAMIC_AXES,
     EXPORTERS,
     INPUT_NAME,
-    MIN_SIZE,
     OUTPUT_NAME,
+    check_export_options,
 )
 from covseg.files import child_path, one_line, safe_file_name, write_bytes, write_text
 from covseg.onnx import ExportMetadata, OnnxSegmenter
@@ -224,8 +224,7 @@ def to_onnx(
 
     if exporter not in EXPORTERS:
         raise CovsegError(f"--exporter {exporter}: expected one of {', '.join(EXPORTERS)}")
-    if trace_size < MIN_SIZE:
-        raise CovsegError(f"--image-size {trace_size}: models take at least {MIN_SIZE}x{MIN_SIZE} pixels")
+    check_export_options(trace_size, DEFAULT_TOLERANCE)
     # batch 2: a batch of 1 could be specialised to a constant by the tracer.
     example = torch.rand(
         2, metadata.in_channels, trace_size, trace_size, generator=torch.Generator().manual_seed(0)
@@ -301,8 +300,7 @@ def export_model(
     ``trace_size``: the square side traced and checked first; default the trained image size,
     else 64.
     """
-    if tolerance <= 0:
-        raise CovsegError(f"--tolerance {tolerance}: must be a positive number")
+    check_export_options(trace_size, tolerance)
     size = trace_size or source.metadata.image_size or DEFAULT_TRACE_SIZE
     start = time.perf_counter()
     data = to_onnx(source.model, source.metadata, size, opset, exporter)
@@ -328,12 +326,27 @@ def default_export_path(source: ExportSource, folder: Path = Path("exports")) ->
     return child_path(folder, safe_file_name(source.name, fallback="model") + ".onnx")
 
 
+def export_path(out: Path | None, source: ExportSource) -> Path:
+    """Where ``--out`` puts the export: a name ending in .onnx is the file; a folder (existing, or a
+    name without a suffix) gets :func:`default_export_path`'s name; nothing given, ``exports/``.
+
+    Raises CovsegError for any other name (``model.pt``): neither a file covseg writes nor a folder.
+    """
+    if out is None:
+        return default_export_path(source)
+    if out.suffix.lower() == ".onnx":
+        return out
+    if out.is_dir() or not out.suffix:
+        return default_export_path(source, out)
+    raise CovsegError(f"--out {out}: give a folder or a file name ending in .onnx")
+
+
 def check_output_path(path: Path, overwrite: bool) -> None:
     """Refuse a non-.onnx name, and an existing file or model card unless ``overwrite``."""
     if path.suffix.lower() != ".onnx":
         raise CovsegError(f"--out {path}: the file name must end in .onnx")
     if path.is_dir():
-        raise CovsegError(f"--out {path} is a folder; give a file name ending in .onnx")
+        raise CovsegError(f"--out {path} is a folder named like a file; give another name")
     for target in (path, card_path(path)):
         if target.is_dir():
             raise CovsegError(f"{target} is a folder; the export writes a file there")

@@ -342,7 +342,8 @@ class TrainConfig:
         help="Setting of the --test-data set (repeatable).",
         rule=Rule(_separate_test_set, "test_data", "a setting of the separate test set", unused={})))
     split_file: str | None = field(default=None, metadata=setting(
-        option="--split", metavar="FILE", parse=_path, panel=DATA, default_text="seeded split",
+        option="--split-file", renamed_from=("--split",), metavar="FILE", parse=_path, panel=DATA,
+        default_text="seeded split",
         help="A split.json (of a run, cross-validation or benchmark) to use instead of a seeded split."))
     folds: int | None = field(default=None, metadata=setting(
         option="--folds", unit="folds", low=2, high=100, panel=DATA, default_text="none: one split",

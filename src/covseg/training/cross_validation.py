@@ -112,15 +112,15 @@ def cross_validate(
 
 
 def _make_folds(config: TrainConfig, slices: CTSlices) -> Folds:
-    """The folds of a new cross-validation: from ``--split FILE`` (its folds, or folds of its
+    """The folds of a new cross-validation: from ``--split-file`` (its folds, or folds of its
     training and validation ids with its test ids kept) or seeded from the ids."""
     if config.split_file is not None:
         given = read_split_file(Path(config.split_file))
         given.check_ids(slices.ids, slices.source)
         if isinstance(given, Folds):
             if given.count != config.folds:
-                raise CovsegError(f"--split {config.split_file} holds {given.count} folds, not --folds "
-                                  f"{config.folds}")
+                raise CovsegError(f"{config.where('split_file')} {config.split_file} holds {given.count} "
+                                  f"folds, not --folds {config.folds}")
             return given
         return make_folds([*given.train_ids, *given.val_ids], config.folds, config.seed, given.test_ids,
                           given.test_fraction)

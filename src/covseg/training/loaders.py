@@ -81,7 +81,7 @@ def load_run_slices(config: TrainConfig) -> tuple[CTSlices, TrainConfig]:
 
 
 def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = None) -> Split:
-    """The run's split: ``saved`` (a resumed run's split.json), ``--split FILE``, or seeded from the ids.
+    """The run's split: ``saved`` (a resumed run's split.json), ``--split-file``, or seeded from the ids.
 
     A seeded split carves the test set (``--test-fraction``) out first, then the validation set.
     A fold of a cross-validation (``config.fold``) takes its split from the folds file in
@@ -95,10 +95,12 @@ def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = Non
         loaded = read_split_file(path)
         if isinstance(loaded, Folds):
             if config.fold is None:
-                raise CovsegError(f"--split {path} holds {loaded.count} cross-validation folds; add "
-                                  f"--folds {loaded.count} to train them (or give a run's split.json)")
+                raise CovsegError(f"{config.where('split_file')} {path} holds {loaded.count} "
+                                  f"cross-validation folds; add --folds {loaded.count} to train them (or "
+                                  "give a run's split.json)")
             if config.folds != loaded.count:
-                raise CovsegError(f"--split {path} holds {loaded.count} folds, not --folds {config.folds}")
+                raise CovsegError(f"{config.where('split_file')} {path} holds {loaded.count} folds, not "
+                                  f"--folds {config.folds}")
             split = loaded.split(config.fold)
         else:
             split = loaded

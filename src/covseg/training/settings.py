@@ -53,6 +53,9 @@ class Setting:
     help: str
     option: str | None = None
     """Its command-line option (``--epochs``), or None when no command takes it as an option."""
+    renamed_from: tuple[str, ...] = ()
+    """Earlier spellings of ``option``: still accepted, hidden from the help, with a one-line
+    ``warning:`` that names the new spelling."""
     unit: str | None = None
     low: float | None = None
     high: float | None = None
