@@ -51,3 +51,24 @@ def test_data_info_by_dataset_name_with_options():
     assert rows["intensity"][0].startswith("Hounsfield units, -1")
     assert rows["lung masks"] == ["yes"] and rows["pixel size (mm)"] == ["5.47 x 5.47"]
     assert sum(int(rows[str(label)][1].replace(",", "")) for label in range(4)) == 3 * 64 * 64
+
+
+def test_data_info_takes_the_data_as_train_and_eval_do(medseg100_dir):
+    # --data PATH and --dataset NAME mean what they mean in train and eval; TARGET is short for them.
+    by_option = runner.invoke(app, ["data", "info", "--data", str(medseg100_dir)], env=WIDE)
+    assert by_option.exit_code == 0, by_option.output
+    assert by_option.stdout == runner.invoke(app, ["data", "info", str(medseg100_dir)], env=WIDE).stdout
+    by_name = runner.invoke(app, ["data", "info", "--dataset", "phantom", "--dataset-option", "count=2"],
+                            env=WIDE)
+    assert by_name.exit_code == 0, by_name.output
+    assert _rows(by_name.stdout)["slices"] == ["2"]
+
+
+def test_data_info_needs_the_data_once():
+    both = runner.invoke(app, ["data", "info", "a", "--data", "b"])
+    assert both.exit_code == 2
+    assert both.stderr.splitlines() == ["error: give the data once: a or --data b, not both"]
+    none = runner.invoke(app, ["data", "info"])
+    assert none.exit_code == 2 and none.stderr.splitlines() == [
+        "error: give a data path (PATH or --data PATH) or a data set (--dataset NAME); see "
+        "`covseg data list`"]

@@ -50,18 +50,32 @@ def list_datasets() -> None:
 @app.command("info")
 @user_errors
 def info(
-    target: str = typer.Argument(..., help="A data path (folder or NIfTI file) or a dataset name (phantom)."),
-    dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP),
-    dataset_option: Annotated[list[str] | None, typer.Option("--dataset-option", help=OPTION_HELP)] = None,
+    target: str | None = typer.Argument(
+        None, show_default=False, metavar="PATH",
+        help="A data path (folder or NIfTI file) or a dataset name (phantom): short for --data PATH or "
+        "--dataset NAME."),
+    data: Annotated[Path | None, typer.Option(
+        "--data", metavar="PATH", show_default=False,
+        help="Data folder or file, as in train and eval (instead of TARGET).")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", metavar="NAME", show_default=False, help=DATASET_HELP)] = None,
+    dataset_option: Annotated[list[str] | None, typer.Option(
+        "--dataset-option", metavar="KEY=VALUE", show_default=False, help=OPTION_HELP)] = None,
 ) -> None:
     """Show a data set: format, slice count, sizes, intensity range and pixels per class."""
     from covseg.data.loading import load_slices, resolve_dataset
 
     options = parse_dataset_options(dataset_option)
+    if target is not None and data is not None:
+        raise CovsegError(f"give the data once: {target} or --data {data}, not both")
+    if target is None and data is None and dataset is None:
+        raise CovsegError("give a data path (PATH or --data PATH) or a data set (--dataset NAME); "
+                          "see `covseg data list`")
     names = {entry.name for entry in get_registry().datasets()}
-    data: Path | None = Path(target)
-    if dataset is None and target in names and not data.exists():
-        dataset, data = target, None
+    if target is not None:
+        data = Path(target)
+        if dataset is None and target in names and not data.exists():
+            dataset, data = target, None
     name = resolve_dataset(dataset, data)
     slices = load_slices(name, data, options)
     detected = " (detected from the path)" if dataset is None and data is not None else ""
