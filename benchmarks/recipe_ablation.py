@@ -10,8 +10,10 @@ initialisation, shuffling and augmentation.
 
 Prints a markdown table: test mIoU mean ± std over seeds, the mean of the runs' bootstrap 95 %
 intervals (summary.json's test block), lesion mIoU, per-class IoU, validation mIoU of the chosen
-epoch, wall time, and the difference to ``default`` with whether the intervals overlap. Also writes
-OUT/ablation.json.
+epoch, wall time, and the difference to ``default`` with its paired bootstrap interval
+(:func:`covseg.evaluation.bootstrap.paired_difference`: the same test slices resampled for both,
+seed-averaged mIoU): a variant is called better or worse only when that interval excludes 0. Also
+writes OUT/ablation.json.
 
     python benchmarks/recipe_ablation.py --epochs 100 --seeds 0 1 2          # the 80 real slices
     python benchmarks/recipe_ablation.py --variants default ema --epochs 2    # a subset
@@ -32,9 +34,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from covseg.data.options import parse_dataset_options
 from covseg.data.split import make_split
+from covseg.evaluation.bootstrap import paired_difference
+from covseg.evaluation.scores import read_slice_confusions
 from covseg.files import write_json
+from covseg.runs import SLICE_CONFUSIONS
 from covseg.training import TrainConfig, train
 from covseg.training.loaders import load_run_slices
 
@@ -116,26 +123,57 @@ def summarise(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
-    """The ablation table, one row per variant, with the difference to ``default``."""
+def test_confusions(run_dirs: Sequence[str]) -> np.ndarray:
+    """The runs' per-slice test confusions, (S, N, C, C), every run's slices in one order (by id)."""
+    stacks = []
+    for run_dir in run_dirs:
+        ids, confusions = read_slice_confusions(Path(run_dir) / SLICE_CONFUSIONS)["test"]
+        order = np.argsort(ids)
+        stacks.append((sorted(ids), confusions[order]))
+    if any(ids != stacks[0][0] for ids, _ in stacks):
+        raise SystemExit(f"the runs {', '.join(run_dirs)} were not scored on the same test slices")
+    return np.stack([confusions for _, confusions in stacks])
+
+
+def differences(runs: Mapping[str, Sequence[str]], base: str = "default") -> dict[str, Any]:
+    """Each variant's seed-averaged test mIoU minus ``base``'s, with the paired bootstrap interval."""
+    if base not in runs:
+        return {}
+    reference = test_confusions(runs[base])
+    result = {}
+    for variant, run_dirs in runs.items():
+        if variant != base:
+            delta, interval = paired_difference(test_confusions(run_dirs), reference, "miou")
+            result[variant] = {"delta": delta, "interval": interval}
+    return result
+
+
+def _verdict(interval: Sequence[float] | None) -> str:
+    if interval is None:
+        return "-"
+    return "better" if interval[0] > 0 else "worse" if interval[1] < 0 else "no difference"
+
+
+def markdown_table(rows: Mapping[str, Mapping[str, Any]], paired: Mapping[str, Mapping[str, Any]]) -> str:
+    """The ablation table, one row per variant, with the paired difference to ``default``."""
     header = ["variant", "runs", "test mIoU", "test 95% CI (mean)", "lesion mIoU",
-              *(f"IoU {name}" for name in CLASSES), "val mIoU", "wall time (s)", "Δ test mIoU vs default",
-              "CIs overlap"]
+              *(f"IoU {name}" for name in CLASSES), "val mIoU", "wall time (s)",
+              "Δ test mIoU vs default [paired 95% CI]", "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    base = rows.get("default")
     for variant, row in rows.items():
         interval = row["test_interval"]
-        if base is None or variant == "default":
-            delta = overlap = "-"
+        difference = paired.get(variant)
+        if difference is None:
+            delta = verdict = "-"
         else:
-            delta = f"{row['test_miou'][0] - base['test_miou'][0]:+.3f}"
-            other = base["test_interval"]
-            overlap = ("-" if interval is None or other is None else
-                       "yes" if interval[0] <= other[1] and other[0] <= interval[1] else "no")
+            low_high = difference["interval"]
+            delta = (f"{difference['delta']:+.3f}" + ("" if low_high is None else
+                                                      f" [{low_high[0]:+.3f}, {low_high[1]:+.3f}]"))
+            verdict = _verdict(low_high)
         cells = [variant, str(row["runs"]), _pm(row["test_miou"]),
                  "-" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}", _pm(row["lesion_miou"]),
                  *(f"{row['class_iou'][name]:.3f}" for name in CLASSES), _pm(row["val_miou"]),
-                 f"{row['wall_time_s']:.0f}", delta, overlap]
+                 f"{row['wall_time_s']:.0f}", delta, verdict]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -193,13 +231,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"{variant} seed {seed}: test mIoU {summary['test']['metrics']['miou']:.3f}, "
                       f"{summary['wall_time_s']:.0f} s ({run_dir}{', reused' if reused else ''})", flush=True)
             rows[variant] = summarise(summaries)
+        paired = differences(runs)
         write_json(folder / "ablation.json", {
             "settings": {**base, "test_fraction": arguments.test_fraction, "seeds": arguments.seeds},
-            "variants": {name: VARIANTS[name] for name in arguments.variants}, "rows": rows, "runs": runs})
+            "variants": {name: VARIANTS[name] for name in arguments.variants}, "rows": rows, "runs": runs,
+            "differences_vs_default": paired})
         print(f"\nunet, {arguments.epochs} epochs, {arguments.image_size} px, batch {arguments.batch_size}, "
               f"seeds {' '.join(map(str, arguments.seeds))}, test set {arguments.test_fraction:g} of "
               f"{arguments.data} (one fixed split)\n")
-        print(markdown_table(rows))
+        print(markdown_table(rows, paired))
 
 
 if __name__ == "__main__":

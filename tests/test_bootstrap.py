@@ -143,3 +143,41 @@ def test_settings_name_the_method_and_its_source():
     settings = bootstrap.settings()
     assert settings["resamples"] == 1000 and settings["confidence"] == 0.95
     assert "Efron & Tibshirani 1993" in settings["source"]
+
+
+def _better(confusions: np.ndarray, share: float) -> np.ndarray:
+    """The same slices with ``share`` of each class's wrong pixels moved onto the diagonal."""
+    better = confusions.copy()
+    for index in range(better.shape[0]):
+        for truth in range(better.shape[1]):
+            wrong = [column for column in range(better.shape[2]) if column != truth]
+            moved = np.rint(better[index, truth, wrong] * share).astype(np.int64)
+            better[index, truth, wrong] -= moved
+            better[index, truth, truth] += moved.sum()
+    return better
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
+    seeds = np.stack([slice_confusions(16, seed) for seed in range(3)])
+    difference, interval = bootstrap.paired_difference(seeds, seeds, resamples=200)
+    assert difference == 0.0 and interval == (0.0, 0.0)
+
+
+def test_paired_difference_finds_a_small_gain_that_separate_intervals_call_overlapping():
+    worse = slice_confusions(16, seed=4, size=64)
+    better = _better(worse, 0.03)  # every slice a little better: same slices, same difficulty
+    difference, (low, high) = bootstrap.paired_difference(better, worse, resamples=300)
+    # The point estimate is the plain difference of the two mIoUs on all slices.
+    expected = (compute_metrics(better.sum(0))["miou"] - compute_metrics(worse.sum(0))["miou"])
+    assert difference == pytest.approx(expected) and difference > 0
+    assert 0 < low <= difference <= high
+    # Scored apart, their intervals overlap: the comparison a paired bootstrap makes sharper.
+    assert overlap(bootstrap_intervals(better, resamples=300)["miou"],
+                   bootstrap_intervals(worse, resamples=300)["miou"])
+
+
+def test_paired_difference_refuses_different_slices_and_unknown_metrics():
+    with pytest.raises(CovsegError, match=r"same slices and classes, got \(N, C, C\) \(16, 4, 4\) and \(15"):
+        bootstrap.paired_difference(slice_confusions(16), slice_confusions(15), resamples=5)
+    with pytest.raises(CovsegError, match="unknown metric 'mIoU'"):
+        bootstrap.paired_difference(slice_confusions(4), slice_confusions(4), metric="mIoU", resamples=5)

@@ -17,11 +17,13 @@ def load_script():
     return module
 
 
+ARGUMENTS = ["--seeds", "0", "--image-size", "32", "--batch-size", "4", "--data", "phantom",
+             "--dataset-option", "count=10", "--dataset-option", "size=48", "--device", "cpu"]
+
+
 def test_ablation_prints_the_table_and_tests_every_variant_on_the_same_slices(tmp_path, capsys):
     ablation = load_script()
-    ablation.main(["--variants", "default", "ema", "--seeds", "0", "--epochs", "1", "--image-size", "32",
-                   "--batch-size", "4", "--data", "phantom", "--dataset-option", "count=10",
-                   "--dataset-option", "size=48", "--device", "cpu", "--out", str(tmp_path)])
+    ablation.main(["--variants", "default", "ema", "--epochs", "1", *ARGUMENTS, "--out", str(tmp_path)])
     output = capsys.readouterr().out
     table = [line for line in output.splitlines() if line.startswith("|")]
     assert table[0].startswith("| variant | runs | test mIoU | test 95% CI (mean) | lesion mIoU |")
@@ -36,6 +38,24 @@ def test_ablation_prints_the_table_and_tests_every_variant_on_the_same_slices(tm
         tested.add(tuple(json.loads((Path(runs[0]) / "split.json").read_text())["test_ids"]))
         assert config["ema_decay"] == (ablation.EMA_DECAY if variant == "ema" else None)
     assert len(tested) == 1  # one test set for every variant
-    delta = float(table[3].split(" | ")[-2])
+    # The difference is the paired one: seed-averaged mIoU of ema minus default, on the same slices.
+    delta_cell, verdict = table[3].split(" | ")[-2:]
+    paired = record["differences_vs_default"]["ema"]
     rows = record["rows"]
-    assert abs(delta - (rows["ema"]["test_miou"][0] - rows["default"]["test_miou"][0])) < 1e-3
+    assert abs(paired["delta"] - (rows["ema"]["test_miou"][0] - rows["default"]["test_miou"][0])) < 1e-9
+    low, high = paired["interval"]
+    assert delta_cell == f"{paired['delta']:+.3f} [{low:+.3f}, {high:+.3f}]"
+    assert verdict == ("better |" if low > 0 else "worse |" if high < 0 else "no difference |")
+
+
+def test_a_rerun_reuses_the_finished_runs_with_the_same_settings_only(tmp_path, capsys):
+    ablation = load_script()
+    ablation.main(["--variants", "default", "--epochs", "1", *ARGUMENTS, "--out", str(tmp_path)])
+    first = list((tmp_path / "default" / "seed0" / "unet").iterdir())
+    capsys.readouterr()
+    ablation.main(["--variants", "default", "--epochs", "1", *ARGUMENTS, "--out", str(tmp_path)])
+    assert f"({first[0]}, reused)" in capsys.readouterr().out
+    assert list((tmp_path / "default" / "seed0" / "unet").iterdir()) == first
+    ablation.main(["--variants", "default", "--epochs", "2", *ARGUMENTS, "--out", str(tmp_path)])
+    assert "reused" not in capsys.readouterr().out  # another schedule is another run
+    assert len(list((tmp_path / "default" / "seed0" / "unet").iterdir())) == 2
