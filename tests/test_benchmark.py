@@ -177,6 +177,17 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     assert (out / "measurements" / "unet.json").stat().st_mtime_ns == measured_at
     assert json.loads((out / "results.json").read_text())["models"][0] == results["models"][0]
 
+    # benchmarks/paired_differences.py reads the same folder: one pair, its difference the means'.
+    script = subprocess.run([sys.executable, "paired_differences.py", str(out), "--split", "validation",
+                             "--resamples", "50"], cwd=REPO_ROOT / "benchmarks", capture_output=True,
+                            text=True, check=True)
+    (pair,) = [line.split(" | ") for line in script.stdout.splitlines() if line.startswith("| unet")
+               or line.startswith("| fcn-resnet50")]
+    means = {model: by_model[model]["mean"]["validation/miou"] for model in ("unet", "fcn-resnet50")}
+    first, second = pair[0].removeprefix("| "), pair[1]
+    assert float(pair[3]) == pytest.approx(means[first] - means[second], abs=5e-4)
+    assert pair[5] in ("yes", "no") and pair[6] in ("yes |", "no |")
+
 
 @pytest.mark.slow
 def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_gathers(tmp_path):

@@ -1,0 +1,77 @@
+"""Which models of a benchmark differ? Paired bootstrap of every pair's test mIoU difference.
+
+`covseg benchmark` calls two models different only when their separate 95 % intervals do not
+overlap: a safe rule, but a weak one, since both models were scored on the same slices and a hard
+slice is hard for both. This script reads a finished benchmark folder and, for every pair of models,
+resamples the same test slices for both (:func:`covseg.evaluation.bootstrap.paired_difference`,
+seed-averaged when there are several seeds): the difference is called real only when its own
+95 % interval excludes 0. It prints a markdown table, best-first by the headline figure, beside the
+overlap rule's verdict for the same pair.
+
+    python benchmarks/paired_differences.py runs/seven-default
+    python benchmarks/paired_differences.py runs/seven-default --split validation --resamples 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
+
+from covseg.benchmark.plan import load_plan
+from covseg.benchmark.report import ModelResult, collect_results
+from covseg.evaluation import bootstrap
+from covseg.evaluation.scores import TEST, VALIDATION
+
+
+def stacked(result: ModelResult, split: str) -> tuple[list[str], np.ndarray] | None:
+    """A model's finished seeds' confusions on ``split`` as (ids, (S, N, C, C)), slices by id."""
+    found = [seed.confusions.get(split) for seed in result.finished]
+    if not found or any(item is None for item in found):
+        return None
+    ordered = []
+    for ids, confusions in found:
+        order = np.argsort(ids)
+        ordered.append(([ids[index] for index in order], confusions[order]))
+    if any(ids != ordered[0][0] for ids, _ in ordered):
+        return None
+    return ordered[0][0], np.stack([confusions for _, confusions in ordered])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="A benchmark folder (holds benchmark.json).")
+    parser.add_argument("--split", choices=(TEST, VALIDATION), default=TEST, help="Scored set.")
+    parser.add_argument("--resamples", type=int, default=bootstrap.RESAMPLES, help="Bootstrap resamples.")
+    arguments = parser.parse_args(argv)
+    results = collect_results(load_plan(arguments.out))
+    key = f"{arguments.split}/miou"
+    models = [(result, result.stat(key).mean, stacked(result, arguments.split)) for result in results.models]
+    models = sorted((item for item in models if item[1] is not None and item[2] is not None),
+                    key=lambda item: -item[1])
+    rows = []
+    for (first, mean_a, (ids_a, stack_a)), (second, mean_b, (ids_b, stack_b)) in itertools.combinations(
+            models, 2):
+        if ids_a != ids_b:
+            raise SystemExit(f"{first.model} and {second.model} were scored on different {arguments.split} "
+                             "slices")
+        difference, interval = bootstrap.paired_difference(stack_a, stack_b, "miou",
+                                                           resamples=arguments.resamples)
+        paired = ("-" if interval is None else "yes" if interval[0] > 0 or interval[1] < 0 else "no")
+        separate = "no" if bootstrap.overlap(first.interval(key), second.interval(key)) else "yes"
+        shown = "-" if interval is None else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
+        rows.append([first.model, second.model, f"{mean_a:.3f} - {mean_b:.3f}", f"{difference:+.3f}", shown,
+                     paired, separate])
+    seeds = sorted({len(result.finished) for result, _, _ in models})
+    print(f"{arguments.out}: {arguments.split} mIoU, {'/'.join(map(str, seeds))} seed(s) per model, "
+          f"{len(models[0][2][0]) if models else 0} slices, {arguments.resamples} paired resamples\n")
+    print_markdown(["first", "second", f"{arguments.split} mIoU (means)", "difference (seed-averaged)",
+                    "paired 95% CI", "different (paired)", "different (intervals apart)"], rows)
+
+
+if __name__ == "__main__":
+    main()
