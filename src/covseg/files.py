@@ -145,6 +145,27 @@ def check_writable(folder: Path | str) -> Path:
     return folder
 
 
+def check_creatable(folder: Path | str, option: str | None = None) -> Path:
+    """Prove that ``folder`` (which need not exist yet) can be made and written, creating nothing:
+    :func:`check_writable` on its nearest existing ancestor. For commands that read their input
+    before they make their output folder (``covseg train --out``): a read-only place is refused
+    before the slow work, and a refused input still leaves no empty folder behind.
+
+    Raises CovsegError ``cannot write ANCESTOR: reason``, or ``cannot create FOLDER: ANCESTOR is a
+    file, not a folder``; prefixed ``OPTION: `` when ``option`` (e.g. ``--out runs``) is given.
+    """
+    folder = Path(folder)
+    prefix = f"{option}: " if option else ""
+    existing = next(path for path in (folder, *folder.parents) if path.exists() or path == path.parent)
+    if not existing.is_dir():
+        raise CovsegError(f"{prefix}cannot create {folder}: {existing} is a file, not a folder")
+    try:
+        check_writable(existing)
+    except CovsegError as error:
+        raise CovsegError(f"{prefix}{error}") from None
+    return folder
+
+
 def _open_for_write(path: Path) -> IO[bytes]:
     """Open the temporary file (the permissions a plain ``open()`` gives); tests fake a full disk here."""
     return open(path, "xb")

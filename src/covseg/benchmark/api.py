@@ -40,6 +40,7 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.split import Folds, Split, read_split_file
 from covseg.devices import resolve_device
+from covseg.files import check_creatable
 from covseg.runs import fold_dir, is_cross_validation
 from covseg.training.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from covseg.training.run_plugins import resolve_plugins
@@ -85,6 +86,7 @@ def run_benchmark(
     worker_slots(jobs, options.device)
     config = settings.train_config(pairs[0], Path(out), options)
     resolve_plugins(config)  # e.g. --loss or --log names no installed plugin
+    check_creatable(out, f"--out {out}")  # a read-only --out is refused before the data is read
     slices = load_benchmark_slices(settings)  # bad data fails before the folder records any settings
     config.for_intensity(slices.intensity, slices.source)  # e.g. --window on 8-bit slices
     plan = prepare_plan(Path(out), settings, pairs)
