@@ -105,11 +105,10 @@ def run_benchmark(
 
 
 def describe_split(split: Split | Folds) -> str:
-    """``48 training / 12 validation / 20 test slices`` or ``5 folds of 13/13/13/13/12, 16 test slices``."""
+    """``48 training / 12 validation / 20 test slices`` or ``5 folds of 12 and 13 slices, 16 test slices``."""
     test = f" / {len(split.test_ids)} test" if split.test_ids else ""
     if isinstance(split, Folds):
-        sizes = "/".join(str(len(fold)) for fold in split.folds)
-        return f"{split.count} folds of {sizes}{test} slices"
+        return split.describe() + (f", {len(split.test_ids)} test slices" if split.test_ids else "")
     return f"{len(split.train_ids)} training / {len(split.val_ids)} validation{test} slices"
 
 
