@@ -119,7 +119,7 @@ def test_read_only_output_folders(trained_run, exported, scan, read_only_folder)
     one_error_line(result, str(read_only_folder))
 
 
-def test_a_read_only_out_is_refused_before_anything_is_read(exported, scan, read_only_folder):
+def test_a_read_only_out_is_refused_before_anything_is_read(trained_run, exported, scan, read_only_folder):
     """train, benchmark and predict check --out first: the error is the whole output (no data line,
     no class weights, no model line), and nothing is created."""
     commands = {
@@ -134,6 +134,13 @@ def test_a_read_only_out_is_refused_before_anything_is_read(exported, scan, read
         assert result.exit_code == 2, result.output
         assert result.output.strip().startswith(f"error: --out {out}: cannot write {read_only_folder}: "), \
             result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    for option in ("--json", "--save-predictions"):  # eval: before the model and the data are read
+        target = read_only_folder / "m"
+        result = runner.invoke(app, ["eval", str(trained_run), option, str(target), "--device", "cpu"])
+        assert result.exit_code == 2, result.output
+        expected = f"error: {option} {target}: cannot write {read_only_folder}: "
+        assert result.output.strip().startswith(expected), result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
     assert list(read_only_folder.iterdir()) == []
 

@@ -166,6 +166,29 @@ def check_creatable(folder: Path | str, option: str | None = None) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def folder_made_for(folder: Path | str) -> Iterator[Path]:
+    """Make ``folder`` (and missing parents) for the block; when the block fails, remove again the
+    folders this made that are still empty, never one that existed before nor one holding a file
+    (e.g. a kept partial download). Yields ``folder``.
+    """
+    folder = Path(folder)
+    made = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CovsegError(describe_os_error(error, folder, "create the folder")) from None
+    try:
+        yield folder
+    except BaseException:
+        for path in made:
+            try:
+                path.rmdir()  # only an empty folder goes
+            except OSError:
+                break
+        raise
+
+
 def _open_for_write(path: Path) -> IO[bytes]:
     """Open the temporary file (the permissions a plain ``open()`` gives); tests fake a full disk here."""
     return open(path, "xb")

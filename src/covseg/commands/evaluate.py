@@ -16,7 +16,7 @@ import typer
 from covseg.commands._common import console, user_errors, warn
 from covseg.commands._settings import setting_option
 from covseg.core.errors import CovsegError
-from covseg.files import check_writable, child_path, safe_file_name, write_json
+from covseg.files import check_creatable, child_path, safe_file_name, write_json
 from covseg.terminal import join, styled
 
 if TYPE_CHECKING:
@@ -168,27 +168,21 @@ def evaluate(
 
 def check_output_folder(folder: Path, overwrite: bool) -> None:
     """Refuse a file, a non-empty folder without --overwrite, or a folder that cannot be written,
-    before any work is done."""
+    before any work is done (creating nothing)."""
     if folder.exists() and not folder.is_dir():
         raise CovsegError(f"--save-predictions {folder} is a file, not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise CovsegError(f"--save-predictions {folder} exists and is not empty; add --overwrite "
                           "or choose another folder")
-    _checked_writable(folder, "--save-predictions")
+    check_creatable(folder, f"--save-predictions {folder}")
 
 
 def check_output_file(path: Path, option: str) -> None:
-    """Refuse an output file that is a folder or whose folder cannot be written, before any work."""
+    """Refuse an output file that is a folder or whose folder cannot be written, before any work
+    (creating nothing)."""
     if path.is_dir():
         raise CovsegError(f"{option} {path} is a folder; give a file name")
-    _checked_writable(path.parent, option)
-
-
-def _checked_writable(folder: Path, option: str) -> None:
-    try:
-        check_writable(folder)
-    except CovsegError as error:
-        raise CovsegError(f"{option}: {error}") from None
+    check_creatable(path.parent, f"{option} {path}")
 
 
 class PredictionWriter:
