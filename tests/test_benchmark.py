@@ -188,6 +188,16 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     assert float(pair[3]) == pytest.approx(means[first] - means[second], abs=5e-4)
     assert pair[5] in ("yes", "no") and pair[6] in ("yes |", "no |")
 
+    # --latency-size 0 measures no latency, but keeps the one measured above (and says so).
+    third = cli.invoke(app, ["benchmark", "--report-only", "--latency-size", "0", "--out", str(out)])
+    assert third.exit_code == 1, third.output
+    kept = table_row((out / "results.md").read_text(), "unet")["ONNX CPU latency (ms)"]
+    assert kept == f"{by_model['unet']['measurements']['latency_ms']:.1f}"
+    assert ("ONNX CPU latency: batch 1 at 32x32" in (out / "results.md").read_text()
+            and "measured by an earlier run into this folder (this one had --latency-size 0)."
+            in (out / "results.md").read_text())
+    assert (out / "measurements" / "unet.json").stat().st_mtime_ns == measured_at
+
 
 @pytest.mark.slow
 def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_gathers(tmp_path):
@@ -239,6 +249,25 @@ def test_flops_and_params_are_counted_on_the_meta_device(test_models):
     params_m, gflops = measure.params_and_gflops("one-by-one", size=512)
     assert params_m * 1e6 == pytest.approx(3 * 4 + 4)
     assert gflops * 1e9 == pytest.approx(2 * 3 * 4 * 512 * 512)  # a multiply-add is 2 FLOPs
+
+
+def test_latency_size_0_keeps_the_latency_measured_before_on_the_same_run(tmp_path, monkeypatch):
+    timed: list[int] = []
+
+    def fake_latency(run_dir, size):
+        timed.append(size)
+        return 12.5, 2
+
+    monkeypatch.setattr(measure, "onnx_cpu_latency", fake_latency)
+    run = tmp_path / "runs" / "unet"
+    first = measure.measure_model(tmp_path, "unet", run, 256)
+    assert (first.latency_ms, first.latency_size, first.latency_earlier) == (12.5, 256, False)
+    cache = (tmp_path / "measurements" / "unet.json").read_text()
+    again = measure.measure_model(tmp_path, "unet", run, 0)
+    assert (again.latency_ms, again.latency_size, again.latency_earlier) == (12.5, 256, True)
+    assert timed == [256] and (tmp_path / "measurements" / "unet.json").read_text() == cache
+    other_run = measure.measure_model(tmp_path, "unet", tmp_path / "runs" / "other", 0)
+    assert other_run.latency_ms is None and other_run.latency_size == 0  # another best.pt: not its latency
 
 
 def test_mean_and_sample_std_formatting():

@@ -162,6 +162,15 @@ def test_offline_says_what_to_download_by_hand(tmp_path):
     names = "tr_im.nii.gz, tr_mask.nii.gz, val_im.nii.gz, tr_lungmasks_updated.nii.gz"
     assert f"download {names} by hand" in lines[0]
     assert '"MedSeg Covid Dataset 1"' in lines[0] and lines[0].endswith(f"put them in {dest}")
+    assert list(tmp_path.iterdir()) == []  # the folder it made for --dest is gone again
+
+    # Folders that existed before stay, even empty; only what this command made goes.
+    (tmp_path / "kept").mkdir()
+    deeper = tmp_path / "kept" / "a" / "medseg"
+    again = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(deeper),
+                                     "--url", f"http://127.0.0.1:{port}"])
+    assert again.exit_code == 2 and again.stderr.strip().startswith("error: cannot reach")
+    assert [path.name for path in tmp_path.iterdir()] == ["kept"] and not any((tmp_path / "kept").iterdir())
 
 
 def test_only_medseg_can_be_fetched(tmp_path):

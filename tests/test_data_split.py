@@ -7,7 +7,7 @@ import json
 import pytest
 
 from covseg.core.errors import CovsegError
-from covseg.data.split import Split, carve_test, make_folds, make_split, read_split_file
+from covseg.data.split import Folds, Split, carve_test, make_folds, make_split, read_split_file
 
 IDS = [f"medseg_{number:03d}" for number in range(1, 101)]
 
@@ -122,3 +122,9 @@ def test_folds_are_disjoint_cover_the_non_test_ids_and_split_by_fold(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(CovsegError, match="in both fold 0 and fold 1"):
         read_split_file(path)
+
+
+def test_folds_describe_their_sizes_in_words():
+    assert Folds([["a"] * 5, ["b"] * 5], seed=0).describe() == "2 folds of 5 slices each"
+    assert Folds([["a"] * 5, ["b"] * 6], seed=0).describe() == "2 folds of 5 and 6 slices"
+    assert Folds([["a"] * 6, ["b"] * 5, ["c"] * 8], seed=0).describe() == "3 folds of 5, 6 and 8 slices"

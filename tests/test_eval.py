@@ -307,6 +307,55 @@ def test_eval_bad_input_gets_one_line_each(run_dir, tmp_path, monkeypatch):
         "error: --device cuda: CUDA is not available on this machine")
 
 
+TRAINING_WARNING = ("warning: {scored} of the {count} evaluated slices were used for training (same ids): "
+                    "the scores are optimistic, not a validation score")
+
+
+def warnings_of(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("warning:")]
+
+
+def test_scoring_training_slices_warns_whichever_way_they_are_chosen(run_dir):
+    """--split all/train of the run's own data and --data/--dataset with the same ids: one mechanism."""
+    train_ids = Split.load(run_dir / "split.json").train_ids
+    assert len(train_ids) == 3
+    expected = {
+        ("--split", "all"): TRAINING_WARNING.format(scored=3, count=6),
+        ("--split", "train"): TRAINING_WARNING.format(scored=3, count=3),
+        ("--split", "val"): None,
+        ("--dataset", "phantom", "--dataset-option", "count=6", "--dataset-option", "size=64",
+         "--split", "all"): TRAINING_WARNING.format(scored=3, count=6),
+        ("--dataset", "phantom", "--dataset-option", "count=6", "--dataset-option", "size=64"): None,
+    }
+    for options, warning in expected.items():
+        result = runner.invoke(app, ["eval", str(run_dir), "--device", "cpu", *options])
+        assert result.exit_code == 0, result.output
+        assert warnings_of(result) == ([warning] if warning else []), (options, result.output)
+
+
+def test_eval_options_are_refused_before_any_data_is_read(run_dir, tmp_path, monkeypatch):
+    import covseg.evaluation.trained
+
+    reads: list[object] = []
+    monkeypatch.setattr(covseg.evaluation.trained, "load_slices", lambda *args: reads.append(args))
+    data = ["--dataset", "phantom", "--split", "all", "--device", "cpu"]
+    (tmp_path / "a-folder").mkdir()
+    refusals = {
+        ("--merge", "foo"): "error: --merge 'foo' is not SOURCE[,SOURCE...]=TARGET with class names "
+                            "(e.g. --merge ground-glass,consolidation,effusion=infection)",
+        ("--merge", "ggo=infection"): "error: --merge ggo=infection: the model has no class 'ggo' "
+                                      "(its classes: background, ground-glass, consolidation, effusion)",
+        ("--merge", "effusion=a", "--merge", "effusion=b"): "error: --merge: model class 'effusion' is "
+                                                            "merged twice (into 'a' and 'b')",
+        ("--dataset-option", "count"): "error: --dataset-option 'count' is not key=value (e.g. count=40)",
+        ("--json", str(tmp_path / "a-folder")): f"error: --json {tmp_path / 'a-folder'} is a folder; give a "
+                                                "file name",
+    }
+    for options, line in refusals.items():
+        assert one_line_error(runner.invoke(app, ["eval", str(run_dir), *data, *options])) == line
+    assert reads == []
+
+
 def test_resolve_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")

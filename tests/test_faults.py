@@ -119,6 +119,46 @@ def test_read_only_output_folders(trained_run, exported, scan, read_only_folder)
     one_error_line(result, str(read_only_folder))
 
 
+def test_a_read_only_out_is_refused_before_anything_is_read(trained_run, exported, scan, read_only_folder):
+    """train, benchmark and predict check --out first: the error is the whole output (no data line,
+    no class weights, no model line), and nothing is created."""
+    commands = {
+        ("train", "unet", "--epochs", "1", *TINY, "--out", str(read_only_folder)): read_only_folder,
+        ("benchmark", "--models", "unet", "--epochs", "1", *TINY, "--latency-size", "0", "--out",
+         str(read_only_folder / "bench")): read_only_folder / "bench",
+        ("predict", str(exported), str(scan), "--out", str(read_only_folder / "p"), "--device", "cpu"):
+            read_only_folder / "p",
+    }
+    for command, out in commands.items():
+        result = runner.invoke(app, list(command))
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().startswith(f"error: --out {out}: cannot write {read_only_folder}: "), \
+            result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    for option in ("--json", "--save-predictions"):  # eval: before the model and the data are read
+        target = read_only_folder / "m"
+        result = runner.invoke(app, ["eval", str(trained_run), option, str(target), "--device", "cpu"])
+        assert result.exit_code == 2, result.output
+        expected = f"error: {option} {target}: cannot write {read_only_folder}: "
+        assert result.output.strip().startswith(expected), result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert list(read_only_folder.iterdir()) == []
+
+
+def test_check_creatable_creates_nothing(tmp_path):
+    from covseg.core.errors import CovsegError
+    from covseg.files import check_creatable
+
+    assert check_creatable(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CovsegError) as raised:
+        check_creatable(tmp_path / "file" / "runs", "--out x")
+    assert str(raised.value) == (f"--out x: cannot create {tmp_path / 'file' / 'runs'}: {tmp_path / 'file'} "
+                                 "is a file, not a folder")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
 def test_a_file_where_a_folder_belongs(tmp_path, exported, scan):
     blocker = tmp_path / "occupied"
     blocker.write_text("a file")

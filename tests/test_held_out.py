@@ -196,6 +196,8 @@ def test_cross_validation_scores_out_of_fold_and_ships_a_mean_softmax_ensemble(t
         "summary.json"}
     folds = read_split_file(cv / "split.json")
     assert len(folds.test_ids) == 3 and [len(fold) for fold in folds.folds] == [3, 3, 3]
+    assert (f"Cross-validation of tiny-net: 3 folds of 3 slices each, 3 test slices held out of every fold "
+            f"-> {cv}") in result.output
     config = json.loads((cv / "config.json").read_text())
     assert config["folds"] == 3 and config["fold"] is None and config["val_fraction"] is None
     summary = summary_of(cv)

@@ -82,7 +82,8 @@ def test_eval_from_elsewhere_after_moves_and_on_a_copy_of_the_data(trained, tmp_
         assert on_train["slices"] == len(split["train_ids"])
         count = len(split["train_ids"])
         assert train.stderr.strip() == (f"warning: {count} of the {count} evaluated slices were used for "
-                                        "training (same ids): the scores are optimistic")
+                                        "training (same ids): the scores are optimistic, not a validation "
+                                        "score")
     finally:
         shutil.move(str(tmp_path / "data-gone"), str(home / "data"))
         shutil.move(moved_run, str(run))

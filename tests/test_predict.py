@@ -301,6 +301,25 @@ def test_existing_outputs_need_overwrite_and_stale_overlays_go(models, phantom, 
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_the_table_counts_pixels_of_images_and_voxels_of_volumes(models, phantom, tmp_path):
+    """The shown table says what it counts; report.csv and summary.csv keep the field name ``voxels``."""
+    image = np.full((40, 50), 200, np.uint8)
+    image[10:30, 10:30] = 145
+    Image.fromarray(image).save(tmp_path / "slice.png")
+    wide = CliRunner(env={"COLUMNS": "200"})
+    expected = {("slice.png",): "pixels", ("scan",): "voxels",
+                ("scan", "slice.png"): "voxels (pixels for images)"}
+    for names, header in expected.items():
+        inputs = [phantom["scan"] if name == "scan" else tmp_path / name for name in names]
+        out = tmp_path / ("out-" + "-".join(names))
+        result = wide.invoke(app, ["predict", str(models["native"]), *map(str, inputs), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        headers = [line for line in result.output.splitlines() if "case" in line and "volume (ml)" in line]
+        assert len(headers) == 1, result.output
+        assert [cell.strip() for cell in headers[0].strip("┃ ").split("┃")][2] == header
+        assert "all-lesions_voxels" in (out / "summary.csv").read_text().splitlines()[0]
+
+
 def test_bad_inputs_get_one_line_and_no_output(models, phantom, tmp_path):
     out = tmp_path / "out"
     not_onnx = tmp_path / "model.onnx"

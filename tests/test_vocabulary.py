@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -102,3 +103,25 @@ def test_demo_writes_every_promised_file(tmp_path):
         assert measure["volume_ml"] == pytest.approx(measure["voxels"] * report["voxel_ml"])
     assert f"lesion report: {case / 'report.json'}" in result.stdout
     assert "overlay picture (with legend): " in result.stdout
+
+
+def test_the_readme_gives_the_demo_volume_its_true_voxel_size(tmp_path):
+    import re
+
+    import nibabel as nib
+
+    from covseg.commands.demo import write_phantom_volume
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = re.search(r"phantom_ct\.nii\.gz`: LPS, ([\d.]+) x ([\d.]+) x ([\d.]+) mm voxels", readme)
+    assert documented is not None
+    zooms = nib.load(write_phantom_volume(tmp_path, count=2)["volume"]).header.get_zooms()
+    assert tuple(float(value) for value in documented.groups()) == tuple(float(zoom) for zoom in zooms)
+    assert zooms == (5.46875, 5.46875, 5.0)
+
+
+def test_no_documented_export_command_passes_the_deprecated_onnx_flag():
+    root = Path(__file__).resolve().parents[1]
+    for document in (root / "README.md", root / "DEVELOPERS.md", root / "exports" / "README.md"):
+        commands = [line for line in document.read_text().splitlines() if "covseg export" in line]
+        assert not [line for line in commands if "--onnx" in line], document

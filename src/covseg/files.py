@@ -145,6 +145,50 @@ def check_writable(folder: Path | str) -> Path:
     return folder
 
 
+def check_creatable(folder: Path | str, option: str | None = None) -> Path:
+    """Prove that ``folder`` (which need not exist yet) can be made and written, creating nothing:
+    :func:`check_writable` on its nearest existing ancestor. For commands that read their input
+    before they make their output folder (``covseg train --out``): a read-only place is refused
+    before the slow work, and a refused input still leaves no empty folder behind.
+
+    Raises CovsegError ``cannot write ANCESTOR: reason``, or ``cannot create FOLDER: ANCESTOR is a
+    file, not a folder``; prefixed ``OPTION: `` when ``option`` (e.g. ``--out runs``) is given.
+    """
+    folder = Path(folder)
+    prefix = f"{option}: " if option else ""
+    existing = next(path for path in (folder, *folder.parents) if path.exists() or path == path.parent)
+    if not existing.is_dir():
+        raise CovsegError(f"{prefix}cannot create {folder}: {existing} is a file, not a folder")
+    try:
+        check_writable(existing)
+    except CovsegError as error:
+        raise CovsegError(f"{prefix}{error}") from None
+    return folder
+
+
+@contextlib.contextmanager
+def folder_made_for(folder: Path | str) -> Iterator[Path]:
+    """Make ``folder`` (and missing parents) for the block; when the block fails, remove again the
+    folders this made that are still empty, never one that existed before nor one holding a file
+    (e.g. a kept partial download). Yields ``folder``.
+    """
+    folder = Path(folder)
+    made = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CovsegError(describe_os_error(error, folder, "create the folder")) from None
+    try:
+        yield folder
+    except BaseException:
+        for path in made:
+            try:
+                path.rmdir()  # only an empty folder goes
+            except OSError:
+                break
+        raise
+
+
 def _open_for_write(path: Path) -> IO[bytes]:
     """Open the temporary file (the permissions a plain ``open()`` gives); tests fake a full disk here."""
     return open(path, "xb")

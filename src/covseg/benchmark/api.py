@@ -40,6 +40,7 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.split import Folds, Split, read_split_file
 from covseg.devices import resolve_device
+from covseg.files import check_creatable
 from covseg.runs import fold_dir, is_cross_validation
 from covseg.training.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from covseg.training.run_plugins import resolve_plugins
@@ -85,6 +86,7 @@ def run_benchmark(
     worker_slots(jobs, options.device)
     config = settings.train_config(pairs[0], Path(out), options)
     resolve_plugins(config)  # e.g. --loss or --log names no installed plugin
+    check_creatable(out, f"--out {out}")  # a read-only --out is refused before the data is read
     slices = load_benchmark_slices(settings)  # bad data fails before the folder records any settings
     config.for_intensity(slices.intensity, slices.source)  # e.g. --window on 8-bit slices
     plan = prepare_plan(Path(out), settings, pairs)
@@ -103,11 +105,10 @@ def run_benchmark(
 
 
 def describe_split(split: Split | Folds) -> str:
-    """``48 training / 12 validation / 20 test slices`` or ``5 folds of 13/13/13/13/12, 16 test slices``."""
+    """``48 training / 12 validation / 20 test slices`` or ``5 folds of 12 and 13 slices, 16 test slices``."""
     test = f" / {len(split.test_ids)} test" if split.test_ids else ""
     if isinstance(split, Folds):
-        sizes = "/".join(str(len(fold)) for fold in split.folds)
-        return f"{split.count} folds of {sizes}{test} slices"
+        return split.describe() + (f", {len(split.test_ids)} test slices" if split.test_ids else "")
     return f"{len(split.train_ids)} training / {len(split.val_ids)} validation{test} slices"
 
 

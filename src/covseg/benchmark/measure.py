@@ -51,6 +51,9 @@ class ModelMeasurements:
     latency_source: str | None
     latency_error: str | None = None
     cpu: str = ""
+    latency_earlier: bool = False
+    """The latency is the one an earlier run into this folder measured (cached); this run was given
+    ``--latency-size 0`` and measured none."""
 
 
 def params_and_gflops(model_name: str, size: int = FLOPS_SIZE) -> tuple[float, float]:
@@ -101,12 +104,18 @@ def onnx_cpu_latency(run_dir: Path, size: int = DEFAULT_LATENCY_SIZE, runs: int 
 def measure_model(out: Path, model_name: str, run_dir: Path | None, latency_size: int) -> ModelMeasurements:
     """Measure (or read from the cache) one model; ``run_dir`` is the trained run exported for latency.
 
-    ``latency_size`` 0 skips the latency. An export or onnxruntime failure is kept as
-    ``latency_error`` rather than stopping the report: the other figures still stand.
+    ``latency_size`` 0 skips measuring the latency; a latency an earlier run measured on the same
+    best.pt is kept (``latency_earlier``, at its own size), not dropped. An export or onnxruntime
+    failure is kept as ``latency_error`` rather than stopping the report: the other figures still
+    stand.
     """
     cache = Path(out) / MEASUREMENTS_DIR / f"{model_name}.json"
     source = str(run_dir) if run_dir is not None and latency_size > 0 else None
     cached = _read_cache(cache)
+    if (latency_size == 0 and run_dir is not None and cached is not None and cached.model == model_name
+            and cached.latency_ms is not None and cached.latency_source == str(run_dir)
+            and cached.flops_size == FLOPS_SIZE):
+        return dataclasses.replace(cached, latency_earlier=True)  # the cache itself stays as it is
     if (cached is not None and cached.model == model_name and cached.latency_size == latency_size
             and cached.latency_source == source and cached.flops_size == FLOPS_SIZE):
         return cached

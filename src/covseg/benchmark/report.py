@@ -349,7 +349,9 @@ class BenchmarkResults:
                 f"ONNX CPU latency: batch 1 at {latency.latency_size}x{latency.latency_size}, onnxruntime "
                 f"CPU provider with {latency.latency_threads} thread(s) on {latency.cpu or 'this CPU'}, "
                 f"median of the timed runs after warm-up, exported from the first finished seed's best.pt"
-                + (" (fold 0's: one model, not the ensemble)." if folds else ".")
+                + (" (fold 0's: one model, not the ensemble)" if folds else "")
+                + ("; measured by an earlier run into this folder (this one had --latency-size 0)."
+                   if latency.latency_earlier else ".")
             )
         elif measured and measured[0].latency_size == 0:
             notes.append("ONNX CPU latency: not measured (--latency-size 0).")

@@ -20,7 +20,7 @@ DEMO_MODEL = "unet"
 DEMO_MODEL_OPTIONS = ("base_channels=8",)
 """A quarter of the paper's width (64): trains in seconds on a CPU at 64 px."""
 DEMO_SIZE = 64
-"""Phantom slice side in pixels (the phantom's 350 mm field of view: 5.5 mm pixels)."""
+"""Phantom slice side in pixels (the phantom's 350 mm field of view: 350 / 64 = 5.46875 mm pixels)."""
 DEMO_TRAIN_SLICES = 48
 DEMO_VOLUME_SLICES = 12
 DEMO_VOLUME_SEED = 1

@@ -16,7 +16,7 @@ import typer
 from covseg.commands._common import console, user_errors, warn
 from covseg.commands._settings import setting_option
 from covseg.core.errors import CovsegError
-from covseg.files import child_path, safe_file_name, write_json
+from covseg.files import check_creatable, child_path, safe_file_name, write_json
 from covseg.terminal import join, styled
 
 if TYPE_CHECKING:
@@ -90,19 +90,23 @@ def evaluate(
     from covseg.devices import resolve_device
     from covseg.evaluation import bootstrap
     from covseg.evaluation.evaluate import evaluate_slices
-    from covseg.evaluation.merge import parse_merges, plan_merge
+    from covseg.evaluation.merge import check_merge_sources, parse_merges, plan_merge
     from covseg.evaluation.scores import Score
     from covseg.evaluation.trained import evaluation_loader, load_evaluation_data, load_trained_model
     from covseg.training.loop import StepSettings
 
+    # Every option that can be checked without the model or the data is refused before either is read.
     if save_predictions is not None:
         check_output_folder(save_predictions, overwrite)
-    parse_merges(merge or [])  # its syntax is refused before anything is loaded
+    if json_path is not None:
+        check_output_file(json_path, "--json")
+    parse_merges(merge or [])
+    options = parse_dataset_options(dataset_option)
     torch_device = resolve_device(device)
     settings = StepSettings.for_device(torch_device, precision, channels_last)
     trained = load_trained_model(target, torch_device)
+    check_merge_sources(trained.class_names, merge or [])  # the data's labels are checked once read
     model = settings.prepare_model(trained.model)
-    options = parse_dataset_options(dataset_option)
     source = load_evaluation_data(trained, dataset, data, options, split.value if split else None)
     check_input_kind(trained.intensity, source.slices.intensity, source.description,
                      str(trained.checkpoint_path),
@@ -163,12 +167,22 @@ def evaluate(
 
 
 def check_output_folder(folder: Path, overwrite: bool) -> None:
-    """Refuse a file, or a non-empty folder without --overwrite, before any work is done."""
+    """Refuse a file, a non-empty folder without --overwrite, or a folder that cannot be written,
+    before any work is done (creating nothing)."""
     if folder.exists() and not folder.is_dir():
         raise CovsegError(f"--save-predictions {folder} is a file, not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise CovsegError(f"--save-predictions {folder} exists and is not empty; add --overwrite "
                           "or choose another folder")
+    check_creatable(folder, f"--save-predictions {folder}")
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse an output file that is a folder or whose folder cannot be written, before any work
+    (creating nothing)."""
+    if path.is_dir():
+        raise CovsegError(f"{option} {path} is a folder; give a file name")
+    check_creatable(path.parent, f"{option} {path}")
 
 
 class PredictionWriter:

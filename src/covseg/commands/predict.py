@@ -202,6 +202,7 @@ def predict(
     reports = []
     severities = []
     failed: list[str] = []
+    volumes: set[bool] = set()  # whether each reported case is a volume (voxels) or an image (pixels)
     with Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -240,6 +241,7 @@ def predict(
                 continue
             progress.remove_task(task)
             reports.append(result.report)
+            volumes.add(case.is_volume)
             if result.severity is not None:
                 severities.append((case.name, result.severity))
             for measure in result.report.classes:
@@ -268,6 +270,7 @@ def predict(
             )
     if reports:
         summary_path = write_text(out / SUMMARY_CSV, summary_csv(reports))
+        summary.columns[2].header = count_column(volumes)
         console.print(summary)
         if severities:
             console.print(severity_table(severities))
@@ -319,6 +322,14 @@ def intensity_choice(intensity: str, hu_offset: float | None, nan: str, scale_8b
                               "exclude each other")
         intensity = "8bit"
     return IntensityChoice(intensity, hu_offset, nan, spelling="predict")
+
+
+def count_column(volumes: set[bool]) -> str:
+    """The shown table's count header: ``voxels`` for volumes, ``pixels`` for 2-D images, both when
+    the cases mix. (report.csv/json and summary.csv keep the one field name ``voxels`` for both.)"""
+    if volumes == {False}:
+        return "pixels"
+    return "voxels" if volumes == {True} else "voxels (pixels for images)"
 
 
 def _number(value: float | None) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from covseg import __version__
 from covseg.core.errors import CovsegError
-from covseg.files import ONE_LINE_LIMIT, one_line
+from covseg.files import ONE_LINE_LIMIT, folder_made_for, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -169,9 +169,15 @@ def fetch_files(
     Files already there and matching are kept. A required file that cannot be fetched raises a
     one-line :class:`CovsegError` that says what to download by hand; an optional one is skipped
     (its result says why). ``on_progress`` follows each download (the command's progress bars).
+    When the fetch fails, the folders it made for ``dest`` are removed again unless they hold a
+    file (a partial download kept to resume).
     """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    with folder_made_for(dest):  # a failed fetch leaves no empty folder of its own behind
+        return _fetch_into(files, Path(dest), base_url, on_progress, timeout)
+
+
+def _fetch_into(files: Sequence[RemoteFile], dest: Path, base_url: str | None, on_progress: OnProgress | None,
+                timeout: float) -> list[FetchResult]:
     results = []
     for remote in files:
         target, part = dest / remote.name, dest / f"{remote.name}.part"

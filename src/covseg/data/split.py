@@ -131,6 +131,13 @@ class Folds:
     def count(self) -> int:
         return len(self.folds)
 
+    def describe(self) -> str:
+        """``2 folds of 5 slices each``, or ``3 folds of 5 and 6 slices`` when their sizes differ."""
+        sizes = [str(size) for size in sorted({len(fold) for fold in self.folds})]
+        if len(sizes) == 1:
+            return f"{self.count} folds of {sizes[0]} slices each"
+        return f"{self.count} folds of {', '.join(sizes[:-1])} and {sizes[-1]} slices"
+
     @property
     def pool(self) -> list[str]:
         """Every non-test id (the union of the folds), sorted."""

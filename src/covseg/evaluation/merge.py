@@ -81,6 +81,26 @@ def _listed(names: Sequence[str]) -> str:
     return ", ".join(names)
 
 
+def check_merge_sources(model_names: Sequence[str], specs: Sequence[str]) -> dict[str, str]:
+    """Model class -> merge target for every class ``specs`` merge, checked against the model
+    alone, so that ``covseg eval`` refuses a bad ``--merge`` before reading any data.
+
+    Raises a one-line :class:`CovsegError` for bad syntax, a class the model does not have, or a
+    class merged twice.
+    """
+    chosen: dict[str, str] = {}
+    for sources, target in parse_merges(specs):
+        for source in sources:
+            if source not in model_names:
+                raise CovsegError(f"--merge {','.join(sources)}={target}: the model has no class "
+                                  f"'{source}' (its classes: {_listed(model_names)})")
+            if source in chosen:
+                raise CovsegError(f"--merge: model class '{source}' is merged twice (into "
+                                  f"'{chosen[source]}' and '{target}')")
+            chosen[source] = target
+    return chosen
+
+
 def plan_merge(model_names: Sequence[str], data_names: Sequence[str], specs: Sequence[str],
                data: str) -> ClassMerge | None:
     """The merge that scores a model of classes ``model_names`` on masks labelled ``data_names``.
@@ -88,11 +108,12 @@ def plan_merge(model_names: Sequence[str], data_names: Sequence[str], specs: Seq
     None when no ``specs`` are given and the names agree (nothing to merge). ``data`` names the
     evaluation data in messages. Raises a one-line :class:`CovsegError` when the classes differ and
     no ``--merge`` is given (suggesting one), or when a ``--merge`` names a class the model does not
-    have, a target that is not a data label, a class twice, or leaves a model class with no label.
+    have, a class twice (:func:`check_merge_sources`), a target that is not a data label, or leaves
+    a model class with no label.
     """
     model_names, data_names = tuple(model_names), tuple(data_names)
-    merges = parse_merges(specs)
-    if not merges:
+    chosen = check_merge_sources(model_names, specs)
+    if not specs:
         if model_names == data_names:
             return None
         extra = [name for name in model_names if name not in data_names]
@@ -103,19 +124,10 @@ def plan_merge(model_names: Sequence[str], data_names: Sequence[str], specs: Seq
         raise CovsegError(f"the model predicts {len(model_names)} classes ({_listed(model_names)}) but "
                           f"{data} is labelled with {len(data_names)} ({_listed(data_names)}): "
                           f"scoring them class by class would be meaningless{hint}")
-    chosen: dict[str, str] = {}
-    for sources, target in merges:
+    for target in dict.fromkeys(chosen.values()):
         if target not in data_names:
             raise CovsegError(f"--merge ...={target}: '{target}' is not a label of {data} "
                               f"({_listed(data_names)})")
-        for source in sources:
-            if source not in model_names:
-                raise CovsegError(f"--merge {','.join(sources)}={target}: the model has no class "
-                                  f"'{source}' (its classes: {_listed(model_names)})")
-            if source in chosen:
-                raise CovsegError(f"--merge: model class '{source}' is merged twice (into "
-                                  f"'{chosen[source]}' and '{target}')")
-            chosen[source] = target
     mapping = []
     for name in model_names:
         target = chosen.get(name, name)

@@ -203,7 +203,8 @@ class EvaluationData:
     """The labelled slices to score: ``ids`` (in order) out of ``slices``, and where they came from.
 
     ``note``: how the slices were chosen, when that is not plain (the run's split found by id in
-    other data); ``warning``: one line when slices the model trained on are scored.
+    other data); ``warning``: one line when slices the model trained on are scored, whichever way
+    they were chosen (:func:`training_overlap_warning`).
     """
 
     slices: CTSlices
@@ -213,6 +214,9 @@ class EvaluationData:
     note: str | None = None
     warning: str | None = None
 
+
+TEST_DATA = "test set (--test-data)"
+"""The split label of a run's separate test data (``covseg train --test-data``)."""
 
 RESOLVED_SUFFIX = "_resolved"
 """config.json keeps each data path as typed (``data``) and absolute (``data_resolved``)."""
@@ -244,13 +248,34 @@ def _own_split(trained: TrainedModel) -> Split | None:
     return split if isinstance(split, Split) else None
 
 
+def training_ids(trained: TrainedModel) -> set[str]:
+    """The slice ids ``trained``'s weights were fitted on, from its run's split.json: a run's
+    ``train_ids``; for an ensemble, every non-test id (each id trained all members but one). Empty
+    when no split is recorded (a loose checkpoint)."""
+    if trained.run_dir is None or not (trained.run_dir / RUN_SPLIT).is_file():
+        return set()
+    split = read_split_file(trained.run_dir / RUN_SPLIT)
+    if isinstance(split, Split):
+        return set(split.train_ids)
+    return set(split.pool) if trained.is_ensemble else set()
+
+
+def training_overlap_warning(trained: TrainedModel, ids: list[str]) -> str | None:
+    """One line when some of ``ids`` (the slices to score) trained ``trained`` (matched by id,
+    whatever data they are read from), else None: such scores are optimistic, not validation scores."""
+    scored = set(ids) & training_ids(trained)
+    if not scored:
+        return None
+    return (f"{len(scored)} of the {len(ids)} evaluated slices were used for training (same ids): "
+            "the scores are optimistic, not a validation score")
+
+
 def _by_id_in_other_data(trained: TrainedModel, slices: CTSlices, description: str,
                          split: str | None) -> EvaluationData:
     """Data given with --dataset/--data for a run: the run's own split by id where the ids are there.
 
     ``split`` None: the run's validation ids (an ensemble's: its test ids) when all are in the data,
     else every slice. ``val``/``train``/``test``: those ids, each required. ``all``: every slice.
-    A selection that holds slices the run trained on carries a one-line ``warning``.
     """
     run_split = _own_split(trained)
     ids = list(slices.ids)
@@ -273,11 +298,6 @@ def _by_id_in_other_data(trained: TrainedModel, slices: CTSlices, description: s
                           f"{description} (e.g. {missing[:1] or ['none recorded']}); use --split all")
     else:
         selection = EvaluationData(slices, ids, description, "all slices")
-    trained_on = present & set(run_split.train_ids) if not trained.is_ensemble else set()
-    scored = set(selection.ids) & trained_on
-    if scored:
-        selection.warning = (f"{len(scored)} of the {len(selection.ids)} evaluated slices were used for "
-                             "training (same ids): the scores are optimistic")
     return _checked(selection)
 
 
@@ -295,9 +315,18 @@ def load_evaluation_data(
     on top) restricted to ``split``: ``"val"`` (default, the ids of the run's split.json),
     ``"train"``, ``"test"`` (the held-out test set: split.json's ``test_ids``, or the run's
     ``--test-data``) or ``"all"``. An ensemble's members trained on every non-test slice, so it
-    takes ``"test"`` (its default) or ``"all"`` only.
+    takes ``"test"`` (its default) or ``"all"`` only. The result's ``warning`` says how many of
+    the chosen slices trained the model (:func:`training_overlap_warning`), whichever way they
+    were chosen.
     """
-    options = dict(options or {})
+    selection = _select(trained, dataset, data, dict(options or {}), split)
+    if selection.split != TEST_DATA:  # other data: its ids are not the training data's
+        selection.warning = training_overlap_warning(trained, selection.ids)
+    return selection
+
+
+def _select(trained: TrainedModel, dataset: str | None, data: Path | None, options: dict[str, str],
+            split: str | None) -> EvaluationData:
     if dataset is not None or data is not None:
         slices = load_slices(dataset, data, options)
         return _by_id_in_other_data(trained, slices, _describe(dataset, slices), split)
@@ -317,7 +346,7 @@ def load_evaluation_data(
         slices = load_slices(config.get("test_dataset"), test_data,
                              {**(config.get("test_dataset_options") or {}), **options})
         description = _describe(config.get("test_dataset"), slices)
-        return _checked(EvaluationData(slices, list(slices.ids), description, "test set (--test-data)"))
+        return _checked(EvaluationData(slices, list(slices.ids), description, TEST_DATA))
     run_data = recorded_data_path(config, "data", trained.run_dir)
     run_dataset = config.get("dataset")
     slices = load_slices(run_dataset, run_data, {**(config.get("dataset_options") or {}), **options})

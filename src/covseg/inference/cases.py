@@ -35,7 +35,7 @@ from covseg.data.intensity import check_input_kind, normalise_channels
 from covseg.data.interpret import IntensityChoice
 from covseg.data.nifti import is_nifti, write_label_volume
 from covseg.data.orientation import DISPLAY_ORIENTATION
-from covseg.files import atomic_write, child_path
+from covseg.files import atomic_write, check_creatable, child_path
 from covseg.inference.dicom_seg import SEG_SUFFIX, check_dicom_seg, write_dicom_seg
 from covseg.inference.inputs import Case, CaseData, read_case, read_lung_labels
 from covseg.inference.postprocess import Removed, remove_small_lesions, restrict_to_lung
@@ -115,6 +115,7 @@ def check_outputs(cases: Sequence[Case], out: Path, overwrite: bool) -> None:
     starts), and a case whose folder would be the run's summary file."""
     if out.exists() and not out.is_dir():
         raise CovsegError(f"--out {out} is a file; give a folder")
+    check_creatable(out, f"--out {out}")  # a read-only --out is refused before the model is read
     for case in cases:
         if case.name.casefold() == SUMMARY_CSV.casefold():
             raise CovsegError(

@@ -41,7 +41,7 @@ from covseg.core.registry import PluginInfo, create_model, get_registry
 from covseg.data.dataset import SliceDataset
 from covseg.devices import resolve_device
 from covseg.evaluation.evaluate import SliceConfusions, evaluate_model
-from covseg.files import json_safe, write_json
+from covseg.files import check_creatable, json_safe, write_json
 from covseg.terminal import counted
 from covseg.training.batchnorm import single_value_batch_norm
 from covseg.training.config import TrainConfig
@@ -107,12 +107,16 @@ def train(config: TrainConfig, *, resume: Path | None = None, run_dir: Path | No
     ``listeners``: objects whose ``hookimpl`` methods, named like the lifecycle hooks
     (``covseg_train_start``, ``covseg_epoch_end``, ...), follow this run only, as ``--log``
     loggers do (the train command's progress bar is one). Raises :class:`CovsegError` (one line)
-    for bad input, before any data is read for an unknown model, loss or logger, and for a NaN
+    for bad input, before any data is read for an unknown model, loss or logger or an --out that
+    cannot be written, and for a NaN
     loss (the last good checkpoint is kept); :class:`TrainingInterrupted` on Ctrl-C.
     """
     config.validate()
     plugins = resolve_plugins(config)
     config = dataclasses.replace(config, model=plugins.model.entry.name)  # an alias: its canonical name
+    if resume is None:  # a read-only --out is refused before the data is read, not after
+        target = run_dir if run_dir is not None else Path(config.out) / config.model
+        check_creatable(target, f"--out {config.out}")
     if config.folds is not None and config.fold is None:
         from covseg.training.cross_validation import cross_validate
 

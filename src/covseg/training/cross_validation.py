@@ -103,8 +103,7 @@ def cross_validate(
     if resume is None:
         folds.save(cv_dir / runs.RUN_SPLIT)
     held_out = f", {len(folds.test_ids)} test slices held out of every fold" if folds.test_ids else ""
-    logger.info("Cross-validation of %s: %d folds of %s slices%s -> %s", config.model, folds.count,
-                ", ".join(str(len(fold)) for fold in folds.folds), held_out, cv_dir)
+    logger.info("Cross-validation of %s: %s%s -> %s", config.model, folds.describe(), held_out, cv_dir)
     started = time.perf_counter()
     for fold in range(folds.count):
         _train_fold(config, cv_dir, fold, listeners)
