@@ -98,3 +98,20 @@ def read_only_folder(tmp_path) -> Path:
         yield folder
     finally:
         folder.chmod(0o700)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the platform-resolution dry runs (network-bound, minutes) while the rest of the suite runs."""
+    for item in session.items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.endswith("test_install_platforms"):
+            module.start_early()
+            return
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for item in getattr(session, "items", []):
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.endswith("test_install_platforms"):
+            module.stop_early()
+            return

@@ -6,15 +6,19 @@ with ``--only-binary=:all:`` pip refuses the local source tree itself. torch and
 left out: this machine's pip constraints cap them to its local Linux builds, so macOS and Windows
 resolutions fail here for a reason users never meet (PyTorch publishes wheels for all four
 platforms), and the torch resolution alone took minutes; timm's own requirement still brings a torch
-into each resolution. The four resolutions run at once (they wait on the network, not the CPU).
-Marked slow; skipped (one line) only when no package index answers.
+into each resolution. The four resolutions run at once, and they start as soon as pytest has
+collected these tests (tests/conftest.py calls :func:`start_early`): they wait on the network, not
+the CPU, so the rest of the suite runs meanwhile instead of after them. Marked slow; skipped (one
+line) only when no package index answers.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,11 +64,33 @@ def _start(platform: str, folder: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+_EARLY: dict[str, object] = {}
+"""The dry runs started at collection: ``folder`` and ``started`` (platform -> process)."""
+
+
+def start_early() -> None:
+    """Start every platform's dry run now, in a folder of its own (removed by :func:`stop_early`)."""
+    if not _EARLY:
+        folder = Path(tempfile.mkdtemp(prefix="covseg-resolve-"))
+        _EARLY.update(folder=folder, started={platform: _start(platform, folder) for platform in PLATFORMS})
+
+
+def stop_early() -> None:
+    """Kill what still runs and remove the folder (the end of the session, whatever happened)."""
+    for process in _EARLY.get("started", {}).values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    if "folder" in _EARLY:
+        shutil.rmtree(_EARLY["folder"], ignore_errors=True)
+    _EARLY.clear()
+
+
 @pytest.fixture(scope="module")
-def resolutions(tmp_path_factory) -> tuple[Path, dict[str, tuple[int, str]]]:
+def resolutions() -> tuple[Path, dict[str, tuple[int, str]]]:
     """Every platform's dry run, started together: (folder of the reports, platform -> (code, stderr))."""
-    folder = tmp_path_factory.mktemp("resolve")
-    started = {platform: _start(platform, folder) for platform in PLATFORMS}
+    start_early()  # already started when pytest collected this module with the rest
+    folder, started = _EARLY["folder"], _EARLY["started"]
     finished = {}
     for platform, process in started.items():
         try:
