@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import torch
+from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
 
 from covseg.evaluation.bootstrap import RESAMPLES, bootstrap_intervals
 from covseg.evaluation.confusion import slice_confusion_matrices
@@ -51,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -26,6 +26,7 @@ import time
 import cv2
 import torch
 import typer
+from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
 from rich.table import Table
 from torch.utils.data import DataLoader
 
@@ -117,4 +118,4 @@ def main(
                       f"{math.ceil(target / per_core)} worker(s) on free cores")
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_script(typer.run, main)

@@ -24,6 +24,7 @@ import numpy as np
 import onnxruntime
 import torch
 import typer
+from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
@@ -164,4 +165,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_script(typer.run, main)

@@ -8,8 +8,10 @@ seed-averaged when there are several seeds): the difference is called real only 
 95 % interval excludes 0. It prints a markdown table, best-first by the headline figure, beside the
 overlap rule's verdict for the same pair.
 
-    python benchmarks/paired_differences.py runs/seven-default
-    python benchmarks/paired_differences.py runs/seven-default --split validation --resamples 2000
+    python benchmarks/paired_differences.py runs/seven-default              # the test slices
+    python benchmarks/paired_differences.py runs/seven-default --split val --resamples 2000
+
+``--split`` takes eval's names: ``test`` (default) or ``val`` (the selection slices: optimistic).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from _cli import DefaultsHelpFormatter, run_script  # benchmarks/_cli.py (scripts run from this folder)
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 
-from covseg.benchmark.plan import load_plan
+from covseg.benchmark.plan import SETTINGS_FILE, load_plan
 from covseg.benchmark.report import ModelResult, collect_results
+from covseg.core.errors import CovsegError
 from covseg.evaluation import bootstrap
 from covseg.evaluation.scores import TEST, VALIDATION
 
@@ -42,23 +46,42 @@ def stacked(result: ModelResult, split: str) -> tuple[list[str], np.ndarray] | N
     return ordered[0][0], np.stack([confusions for _, confusions in ordered])
 
 
+SPLITS = {"test": TEST, "val": VALIDATION}
+"""``--split`` names (eval's) and the scored sets they read."""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="A benchmark folder (holds benchmark.json).")
-    parser.add_argument("--split", choices=(TEST, VALIDATION), default=TEST, help="Scored set.")
-    parser.add_argument("--resamples", type=int, default=bootstrap.RESAMPLES, help="Bootstrap resamples.")
+    """Read the benchmark folder, compare every pair of models, print the markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("folder", type=Path, metavar="BENCHMARK_DIR",
+                        help="A finished benchmark (the --out of covseg benchmark), read only.")
+    parser.add_argument("--split", choices=list(SPLITS), default="test",
+                        help="Scored set: the held-out test slices, or val (the selection slices).")
+    parser.add_argument("--resamples", type=int, default=bootstrap.RESAMPLES,
+                        help="Paired bootstrap resamples.")
     arguments = parser.parse_args(argv)
-    results = collect_results(load_plan(arguments.out))
-    key = f"{arguments.split}/miou"
-    models = [(result, result.stat(key).mean, stacked(result, arguments.split)) for result in results.models]
+    if arguments.resamples < 1:
+        parser.error(f"--resamples {arguments.resamples}: at least 1 is needed")
+    if not (arguments.folder / SETTINGS_FILE).is_file():
+        raise CovsegError(f"{arguments.folder} holds no benchmark ({SETTINGS_FILE} is missing); give the "
+                          "--out folder of a covseg benchmark")
+    split = SPLITS[arguments.split]
+    results = collect_results(load_plan(arguments.folder))
+    key = f"{split}/miou"
+    models = [(result, result.stat(key).mean, stacked(result, split)) for result in results.models]
     models = sorted((item for item in models if item[1] is not None and item[2] is not None),
                     key=lambda item: -item[1])
+    if len(models) < 2:
+        hint = "; use --split val" if split == TEST else ""
+        raise CovsegError(f"{arguments.folder}: {len(models)} model(s) with per-slice {arguments.split} "
+                          f"scores; a comparison needs two or more{hint}")
     rows = []
     for (first, mean_a, (ids_a, stack_a)), (second, mean_b, (ids_b, stack_b)) in itertools.combinations(
             models, 2):
         if ids_a != ids_b:
-            raise SystemExit(f"{first.model} and {second.model} were scored on different {arguments.split} "
-                             "slices")
+            raise CovsegError(f"{first.model} and {second.model} were scored on different "
+                              f"{arguments.split} slices")
         difference, interval = bootstrap.paired_difference(stack_a, stack_b, "miou",
                                                            resamples=arguments.resamples)
         paired = ("-" if interval is None else "yes" if interval[0] > 0 or interval[1] < 0 else "no")
@@ -67,11 +90,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows.append([first.model, second.model, f"{mean_a:.3f} - {mean_b:.3f}", f"{difference:+.3f}", shown,
                      paired, separate])
     seeds = sorted({len(result.finished) for result, _, _ in models})
-    print(f"{arguments.out}: {arguments.split} mIoU, {'/'.join(map(str, seeds))} seed(s) per model, "
-          f"{len(models[0][2][0]) if models else 0} slices, {arguments.resamples} paired resamples\n")
+    print(f"{arguments.folder}: {arguments.split} mIoU, {'/'.join(map(str, seeds))} seed(s) per model, "
+          f"{len(models[0][2][0])} slices, {arguments.resamples} paired resamples\n")
     print_markdown(["first", "second", f"{arguments.split} mIoU (means)", "difference (seed-averaged)",
                     "paired 95% CI", "different (paired)", "different (intervals apart)"], rows)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,6 +20,7 @@ from typing import Annotated
 
 import torch
 import typer
+from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.data.options import parse_dataset_options
@@ -88,4 +89,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_script(typer.run, main)

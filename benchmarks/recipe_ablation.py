@@ -1,4 +1,4 @@
-"""Ablation of the recipe candidates (issue 10.4): does each part help on the real slices?
+"""Ablation of the recipe candidates: does each part of a stronger recipe help on the real slices?
 
 Trains one model (unet) for each variant x seed at a fixed budget and scores every run once on a
 held-out test set. Variants: ``default`` (covseg's recipe), ``default`` plus one candidate
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _cli import DefaultsHelpFormatter, run_script  # benchmarks/_cli.py (scripts run from this folder)
 
 from covseg.data.options import parse_dataset_options
 from covseg.data.split import make_split
@@ -183,23 +184,28 @@ def _pm(value: tuple[float, float]) -> str:
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsHelpFormatter,
+                                     epilog="The markdown table goes to stdout; OUT/ablation.json keeps it.")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
-                        help="Variants to run (default: all).")
+                        metavar="VARIANT",
+                        help=f"Variants to run, of {', '.join(VARIANTS)} ('all' is the variant with every "
+                        "candidate on; leaving --variants out runs each variant).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="Training seeds.")
     parser.add_argument("--epochs", type=int, default=100, help="Epochs of every run.")
     parser.add_argument("--image-size", type=int, default=64, help="Square side of the slices (px).")
     parser.add_argument("--batch-size", type=int, default=8, help="Global batch.")
-    parser.add_argument("--data", default=os.environ.get(MEDSEG100_VARIABLE),
-                        help=f"Data path (default ${MEDSEG100_VARIABLE}); 'phantom': the embedded phantom.")
+    parser.add_argument("--data", help=f"Data path, or 'phantom' for the embedded phantom (default: "
+                        f"${MEDSEG100_VARIABLE}).")
     parser.add_argument("--dataset-option", action="append", default=[], help="key=value (repeatable).")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="Share held out as the test set.")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="Share of the rest that validates.")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-    parser.add_argument("--out", type=Path, help="Where the runs go (default: a temporary folder, removed "
-                        "at the end).")
+    parser.add_argument("--out", type=Path, help="Where the runs go; a rerun reuses the finished ones there "
+                        "(default: a temporary folder, removed at the end).")
     arguments = parser.parse_args(argv)
+    arguments.data = arguments.data or os.environ.get(MEDSEG100_VARIABLE)
     if arguments.data is None:
         parser.error(f"give --data or set ${MEDSEG100_VARIABLE}")
     return arguments
@@ -243,4 +249,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

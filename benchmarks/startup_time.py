@@ -21,6 +21,7 @@ import sys
 import time
 
 import typer
+from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
@@ -92,4 +93,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_script(typer.run, main)

@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 import torch
 import typer
+from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.core.entries import CTSlices
@@ -252,4 +253,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_script(typer.run, main)

@@ -28,6 +28,7 @@ import numpy as np
 import onnxruntime
 import torch
 import typer
+from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
@@ -185,4 +186,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_script(typer.run, main)

@@ -178,7 +178,7 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     assert json.loads((out / "results.json").read_text())["models"][0] == results["models"][0]
 
     # benchmarks/paired_differences.py reads the same folder: one pair, its difference the means'.
-    script = subprocess.run([sys.executable, "paired_differences.py", str(out), "--split", "validation",
+    script = subprocess.run([sys.executable, "paired_differences.py", str(out), "--split", "val",
                              "--resamples", "50"], cwd=REPO_ROOT / "benchmarks", capture_output=True,
                             text=True, check=True)
     (pair,) = [line.split(" | ") for line in script.stdout.splitlines() if line.startswith("| unet")

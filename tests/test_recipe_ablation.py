@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,3 +61,20 @@ def test_a_rerun_reuses_the_finished_runs_with_the_same_settings_only(tmp_path, 
     ablation.main(["--variants", "default", "--epochs", "2", *ARGUMENTS, "--out", str(tmp_path)])
     assert "reused" not in capsys.readouterr().out  # another schedule is another run
     assert len(list((tmp_path / "default" / "seed0" / "unet").iterdir())) == 2
+
+
+def test_a_mistake_is_one_error_line_as_in_covseg(tmp_path):
+    # benchmarks/_cli.py: covseg's one-line errors and OSErrors end the script with exit code 2.
+    script = ROOT / "benchmarks" / "recipe_ablation.py"
+    bad_epochs = subprocess.run([sys.executable, str(script), "--variants", "default", "--epochs", "0",
+                                 "--data", "phantom", "--out", str(tmp_path / "a")],
+                                cwd=script.parent, capture_output=True, text=True)
+    assert bad_epochs.returncode == 2
+    assert bad_epochs.stderr.splitlines() == ["error: --epochs 0: must be between 1 and 100000"]
+    under_a_file = tmp_path / "file"
+    under_a_file.write_text("")
+    bad_out = subprocess.run([sys.executable, str(script), "--variants", "default", "--epochs", "1",
+                              "--data", "phantom", "--out", str(under_a_file / "runs")],
+                             cwd=script.parent, capture_output=True, text=True)
+    assert bad_out.returncode == 2 and len(bad_out.stderr.splitlines()) == 1
+    assert bad_out.stderr.startswith(f"error: cannot use {under_a_file / 'runs'}: ")

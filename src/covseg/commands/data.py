@@ -56,7 +56,7 @@ def info(
         "--dataset NAME."),
     data: Annotated[Path | None, typer.Option(
         "--data", metavar="PATH", show_default=False,
-        help="Data folder or file, as in train and eval (instead of TARGET).")] = None,
+        help="Data folder or file, as in train and eval (instead of PATH).")] = None,
     dataset: Annotated[str | None, typer.Option(
         "--dataset", metavar="NAME", show_default=False, help=DATASET_HELP)] = None,
     dataset_option: Annotated[list[str] | None, typer.Option(
