@@ -230,6 +230,25 @@ def test_eval_json_refuses_an_existing_file_without_overwrite(trained_run, tmp_p
     assert json.loads(target.read_text())["model"] == "unet"
 
 
+def test_predict_checks_classes_and_device_before_exporting_a_run(trained_run, scan, tmp_path, monkeypatch):
+    from covseg.onnx import session
+
+    monkeypatch.setattr(session, "cuda_usable", lambda: False)
+    monkeypatch.setattr(session, "cuda_device_count", lambda: 0)
+    lines = {
+        ("--classes", "bg,a,a,c"): "error: --classes bg,a,a,c: give two or more distinct names separated by "
+                                   "commas, label 0 (background) first",
+        ("--device", "cuda:1"): "error: --device cuda:1: onnxruntime sees 0 CUDA GPU(s) on this machine; use "
+                                "--device cpu or auto",
+    }
+    for options, line in lines.items():
+        result = runner.invoke(app, ["predict", str(trained_run), str(scan), "--out", str(tmp_path / "o"),
+                                     *options])
+        assert result.exit_code == 2
+        assert result.output.splitlines() == [line]  # no "exporting ..." lines before it
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_file_where_a_folder_belongs(tmp_path, exported, scan):
     blocker = tmp_path / "occupied"
     blocker.write_text("a file")
