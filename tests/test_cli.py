@@ -123,6 +123,11 @@ def test_parse_errors_are_one_line_naming_the_option_and_what_is_wrong():
         ("train", "--epochs"): "error: option '--epochs' requires an argument; see `covseg train --help`",
         ("eval",): "error: missing argument 'target'; see `covseg eval --help`",
         ("data", "info", "--zz"): "error: no such option --zz; see `covseg data info --help`",
+        # an option of other commands says which (eval's --split NAME is not train's --split-file FILE)
+        ("eval", "X", "--split-file", "s.json"): "error: no such option --split-file (it is an option of "
+            "`covseg train` and `covseg benchmark`); see `covseg eval --help`",
+        ("predict", "M", "I", "--epochs", "3"): "error: no such option --epochs (it is an option of "
+            "`covseg train`, `covseg benchmark` and `covseg demo`); see `covseg predict --help`",
         ("nosuch",): "error: no such command 'nosuch'; see `covseg --help`",
     }
     for args, line in cases.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 import threading
@@ -176,3 +177,41 @@ def test_offline_says_what_to_download_by_hand(tmp_path):
 def test_only_medseg_can_be_fetched(tmp_path):
     result = CliRunner().invoke(app, ["data", "fetch", "lidc", "--dest", str(tmp_path)])
     assert result.exit_code == 2 and "covseg can fetch 'medseg', not 'lidc'" in result.stderr
+
+
+@pytest.mark.parametrize(("url", "line"), [
+    ("not a url", "error: --url 'not a url': not an http(s) or file URL (e.g. https://host/medseg or "
+                  "file:///data/medseg)"),
+    ("ftp://127.0.0.1:9/", "error: --url 'ftp://127.0.0.1:9/': not an http(s) or file URL (e.g. "
+                           "https://host/medseg or file:///data/medseg)"),
+    ("http:///medseg", "error: --url 'http:///medseg': not an http(s) or file URL (e.g. https://host/medseg "
+                       "or file:///data/medseg)"),
+    ("http://[::1", "error: --url 'http://[::1': not a valid URL (ValueError: Invalid IPv6 URL)"),
+    ("http://host:port/", "error: --url 'http://host:port/': not a valid URL (ValueError: Port could not be "
+                          "cast to integer value as 'port')"),
+    ("http://a host/", "error: --url 'http://a host/': a URL cannot hold spaces or control characters "
+                       "(write %20)"),
+])
+def test_a_malformed_url_is_one_line_before_anything_is_made(tmp_path, url, line):
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(tmp_path / "medseg"),
+                                      "--url", url])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [line]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dest_that_cannot_be_made_names_dest(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(afile / "medseg")])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: --dest {afile / 'medseg'}: cannot create "
+                                          f"{afile / 'medseg'}: {afile} is a file, not a folder"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_a_dest_in_proc_names_the_folder_that_cannot_be_created():
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", "/proc/x"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [  # no blank line first: the progress display never started
+        "error: --dest /proc/x: cannot create /proc/x: /proc takes no new files or folders"]

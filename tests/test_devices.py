@@ -39,7 +39,7 @@ def gpus(monkeypatch):
 
 # ---- --device ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("name", "expected"), [
-    ("auto", CUDA), ("cuda", CUDA), ("cuda:0", torch.device("cuda", 0)), ("CUDA:1 ", CUDA1), ("cpu", CPU)])
+    ("auto", CUDA), ("cuda", CUDA), ("cuda:0", torch.device("cuda", 0)), ("cuda:1", CUDA1), ("cpu", CPU)])
 def test_devices_resolve_on_a_machine_with_two_gpus(gpus, name, expected):
     gpus(2)
     assert resolve_device(name) == expected
@@ -50,6 +50,12 @@ def test_devices_resolve_on_a_machine_with_two_gpus(gpus, name, expected):
     (2, "cuda:-1", "--device cuda:-1: expected auto, cpu, cuda or cuda:N"),
     (2, "gpu", "--device gpu: expected auto, cpu, cuda or cuda:N"),
     (2, "cuda:", "--device cuda:: expected auto, cpu, cuda or cuda:N"),
+    # exact spelling: a stray space or capital is a typo, refused like the others (not silently fixed)
+    (2, "cuda:0 ", "--device 'cuda:0 ': expected auto, cpu, cuda or cuda:N"),
+    (2, "CUDA", "--device CUDA: expected auto, cpu, cuda or cuda:N"),
+    (2, "CUDA:1 ", "--device 'CUDA:1 ': expected auto, cpu, cuda or cuda:N"),
+    (2, "cuda:\u0663", "--device cuda:\u0663: expected auto, cpu, cuda or cuda:N"),  # non-ASCII digit
+    (2, "cpu:0", "--device cpu:0: expected auto, cpu, cuda or cuda:N"),
     (0, "cuda", "--device cuda: CUDA is not available on this machine"),
     (0, "cuda:0", "--device cuda:0: CUDA is not available on this machine"),
 ])

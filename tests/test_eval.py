@@ -359,7 +359,8 @@ def test_eval_options_are_refused_before_any_data_is_read(run_dir, tmp_path, mon
 def test_resolve_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
-    assert resolve_device("CPU") == torch.device("cpu")
+    with pytest.raises(CovsegError, match=r"^--device CPU: expected auto, cpu, cuda or cuda:N$"):
+        resolve_device("CPU")  # spelled as predict takes it: one syntax for every command
     with pytest.raises(CovsegError, match=r"^--device cuda:0: CUDA is not available on this machine$"):
         resolve_device("cuda:0")
     with pytest.raises(CovsegError, match=r"^--device gpu: expected auto, cpu, cuda or cuda:N$"):

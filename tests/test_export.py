@@ -165,11 +165,33 @@ def test_out_may_name_a_folder_that_gets_the_default_file_name(tmp_path):
     assert read_metadata(tmp_path / "models" / "unet.onnx").model_name == "unet"
 
 
+def test_a_trailing_separator_makes_out_a_folder(tmp_path):
+    out = tmp_path / "e7.onnx"
+    result = runner.invoke(app, ["export", "unet", "--out", f"{out}/", "--image-size", "32"])
+    assert result.exit_code == 0, result.output
+    assert out.is_dir() and sorted(path.name for path in out.iterdir()) == ["unet.MODEL.md", "unet.onnx"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["e7.onnx"]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_out_an_existing_file_without_onnx_is_refused_naming_out(tmp_path, overwrite):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    result = runner.invoke(app, ["export", "unet", "--out", str(afile), *overwrite])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: --out {afile}: {afile} is a file, not a folder; give a "
+                                          "folder or a file name ending in .onnx"]
+    below = runner.invoke(app, ["export", "unet", "--out", str(afile / "sub")])
+    assert below.stderr.splitlines() == [f"error: --out {afile / 'sub'}: cannot create {afile / 'sub'}: "
+                                         f"{afile} is a file, not a folder"]
+    assert afile.read_text() == "mine" and sorted(tmp_path.iterdir()) == [afile]
+
+
 def test_a_folder_that_cannot_be_written_is_refused_before_the_export(read_only_folder):
     out = read_only_folder / "unet.onnx"
     result = runner.invoke(app, ["export", "unet", "--out", str(out), "--image-size", "32"])
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1].startswith(f"error: cannot write {read_only_folder}: ")
+    assert result.stderr.splitlines()[-1].startswith(f"error: --out {out}: cannot write {read_only_folder}: ")
     assert "exporting" not in result.stdout  # found before the model was traced, not after
     assert list(read_only_folder.iterdir()) == []
 

@@ -4,6 +4,8 @@ belong, SIGTERM, damaged run files and user text that looks like markup. Each en
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import re
 import signal
@@ -122,26 +124,31 @@ def test_read_only_output_folders(trained_run, exported, scan, read_only_folder)
 def test_a_read_only_out_is_refused_before_anything_is_read(trained_run, exported, scan, read_only_folder):
     """train, benchmark and predict check --out first: the error is the whole output (no data line,
     no class weights, no model line), and nothing is created."""
+    # An existing folder "cannot be written"; a new one "cannot be created", naming it (not its parent).
+    why = (f"{read_only_folder} is on a read-only file system",
+           f"no permission to write in {read_only_folder}")
     commands = {
-        ("train", "unet", "--epochs", "1", *TINY, "--out", str(read_only_folder)): read_only_folder,
+        ("train", "unet", "--epochs", "1", *TINY, "--out", str(read_only_folder)):  # runs go to OUT/unet/
+            f"--out {read_only_folder}: cannot create {read_only_folder / 'unet'}: ",
         ("benchmark", "--models", "unet", "--epochs", "1", *TINY, "--latency-size", "0", "--out",
-         str(read_only_folder / "bench")): read_only_folder / "bench",
+         str(read_only_folder / "bench")): f"--out {read_only_folder / 'bench'}: cannot create "
+                                           f"{read_only_folder / 'bench'}: ",
         ("predict", str(exported), str(scan), "--out", str(read_only_folder / "p"), "--device", "cpu"):
-            read_only_folder / "p",
+            f"--out {read_only_folder / 'p'}: cannot create {read_only_folder / 'p'}: ",
+        ("eval", str(trained_run), "--json", str(read_only_folder / "m"), "--device", "cpu"):
+            f"--json {read_only_folder / 'm'}: cannot write {read_only_folder}: ",
+        ("eval", str(trained_run), "--save-predictions", str(read_only_folder / "m"), "--device", "cpu"):
+            f"--save-predictions {read_only_folder / 'm'}: cannot create {read_only_folder / 'm'}: ",
+        ("demo", "--epochs", "1", "--out", str(read_only_folder / "d")):
+            f"--out {read_only_folder / 'd'}: cannot create {read_only_folder / 'd'}: ",
     }
-    for command, out in commands.items():
+    for command, start in commands.items():
         result = runner.invoke(app, list(command))
         assert result.exit_code == 2, result.output
-        assert result.output.strip().startswith(f"error: --out {out}: cannot write {read_only_folder}: "), \
-            result.output
-        assert len(result.output.strip().splitlines()) == 1, result.output
-    for option in ("--json", "--save-predictions"):  # eval: before the model and the data are read
-        target = read_only_folder / "m"
-        result = runner.invoke(app, ["eval", str(trained_run), option, str(target), "--device", "cpu"])
-        assert result.exit_code == 2, result.output
-        expected = f"error: {option} {target}: cannot write {read_only_folder}: "
-        assert result.output.strip().startswith(expected), result.output
-        assert len(result.output.strip().splitlines()) == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {start}"), result.output
+        if "cannot create" in start:
+            assert lines[0].removeprefix(f"error: {start}") in why, lines[0]
     assert list(read_only_folder.iterdir()) == []
 
 
@@ -157,6 +164,89 @@ def test_check_creatable_creates_nothing(tmp_path):
     assert str(raised.value) == (f"--out x: cannot create {tmp_path / 'file' / 'runs'}: {tmp_path / 'file'} "
                                  "is a file, not a folder")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.parametrize(("number", "why"), [
+    (errno.ENOENT, "{parent} takes no new files or folders"),  # /proc, /sys: ENOENT for an existing parent
+    (errno.EROFS, "{parent} is on a read-only file system"),
+    (errno.EACCES, "no permission to write in {parent}"),
+    (errno.ENOSPC, "no space left on the device (free some space or choose another folder)"),
+])
+def test_check_creatable_names_the_folder_it_cannot_create_and_why(tmp_path, monkeypatch, number, why):
+    import covseg.files
+    from covseg.core.errors import CovsegError
+    from covseg.files import check_creatable, check_writable
+
+    def refuse(path):
+        raise OSError(number, os.strerror(number), str(path))
+
+    monkeypatch.setattr(covseg.files, "_open_for_write", refuse)
+    for check in (check_creatable, check_writable):
+        with pytest.raises(CovsegError) as raised:
+            check(tmp_path / "x" / "runs", "--out x/runs")
+        expected = f"--out x/runs: cannot create {tmp_path / 'x'}: " + why.format(parent=tmp_path)
+        assert str(raised.value) == expected
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(CovsegError) as raised:  # an existing folder: "cannot write" it
+        check_creatable(tmp_path)
+    assert str(raised.value).startswith(f"cannot write {tmp_path}: ")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_proc_is_named_as_taking_no_new_folders(trained_run):
+    lines = {
+        ("demo", "--epochs", "1", "--out", "/proc/x"): "error: --out /proc/x: cannot create /proc/x: /proc "
+                                                       "takes no new files or folders",
+        ("train", "unet", "--epochs", "1", *TINY, "--out", "/proc/x/runs"):
+            "error: --out /proc/x/runs: cannot create /proc/x: /proc takes no new files or folders",
+        ("export", str(trained_run), "--out", "/proc/x"):
+            "error: --out /proc/x: cannot create /proc/x: /proc takes no new files or folders",
+    }
+    for command, line in lines.items():
+        result = runner.invoke(app, list(command))
+        assert result.exit_code == 2, result.output
+        assert result.output.splitlines() == [line]  # demo: refused before its first step is printed
+
+
+def test_demo_checks_out_before_its_first_step(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = runner.invoke(app, ["demo", "--epochs", "1", "--out", str(afile / "sub")])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"error: --out {afile / 'sub'}: cannot create {afile / 'sub'}: "
+                                          f"{afile} is a file, not a folder"]
+
+
+def test_eval_json_refuses_an_existing_file_without_overwrite(trained_run, tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("earlier results")
+    result = runner.invoke(app, ["eval", str(trained_run), "--json", str(target), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"error: --json {target} exists; pass --overwrite to replace it"]
+    assert target.read_text() == "earlier results"
+    again = runner.invoke(app, ["eval", str(trained_run), "--json", str(target), "--device", "cpu",
+                                "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(target.read_text())["model"] == "unet"
+
+
+def test_predict_checks_classes_and_device_before_exporting_a_run(trained_run, scan, tmp_path, monkeypatch):
+    from covseg.onnx import session
+
+    monkeypatch.setattr(session, "cuda_usable", lambda: False)
+    monkeypatch.setattr(session, "cuda_device_count", lambda: 0)
+    lines = {
+        ("--classes", "bg,a,a,c"): "error: --classes bg,a,a,c: give two or more distinct names separated by "
+                                   "commas, label 0 (background) first",
+        ("--device", "cuda:1"): "error: --device cuda:1: onnxruntime sees 0 CUDA GPU(s) on this machine; use "
+                                "--device cpu or auto",
+    }
+    for options, line in lines.items():
+        result = runner.invoke(app, ["predict", str(trained_run), str(scan), "--out", str(tmp_path / "o"),
+                                     *options])
+        assert result.exit_code == 2
+        assert result.output.splitlines() == [line]  # no "exporting ..." lines before it
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_file_where_a_folder_belongs(tmp_path, exported, scan):

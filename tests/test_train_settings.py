@@ -243,6 +243,30 @@ def test_the_old_split_spelling_still_sets_the_split_file_with_one_warning(tmp_p
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(("command", "subset"), [("train", "val"), ("benchmark", "test"), ("train", "all")])
+def test_eval_subset_names_under_the_old_split_spelling_are_explained_in_one_line(tmp_path, monkeypatch,
+                                                                                 command, subset):
+    monkeypatch.chdir(tmp_path)  # no file of that name here
+    args = [command, *(["unet"] if command == "train" else []), "--split", subset, "--out", "runs"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: --split {subset}: in `covseg {command}`, --split is the old name of --split-file FILE; "
+        f"there is no split file {subset}, and eval's --split NAME (val, train, test or all) picks which "
+        "of a run's slices it scores"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_split_file_named_like_an_eval_subset_is_still_a_split_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "val").write_text("{}")
+    result = runner.invoke(app, ["train", "unet", "--split", "val", "--val-fraction", "0.3", "--out", "runs"])
+    assert result.stderr.splitlines() == [
+        "warning: --split is deprecated in `covseg train`: use --split-file",
+        "error: --val-fraction 0.3 has no effect with --split-file val (the split file fixes the "
+        "validation slices); drop one"]
+
+
 def test_both_spellings_of_a_renamed_option_are_refused(tmp_path):
     result = runner.invoke(app, ["train", "unet", "--split", "a.json", "--split-file", "b.json",
                                  "--out", str(tmp_path / "runs")])

@@ -40,6 +40,28 @@ def _close_options(error: click_errors.NoSuchOption) -> list[str]:
                                                               n=3, cutoff=0.75)]
 
 
+def _commands_taking(option: str, ctx: typer.Context | None) -> list[str]:
+    """The other covseg commands that take ``option`` (shown in their help), e.g. for ``covseg eval
+    --split-file``: ``covseg train``, ``covseg benchmark``."""
+    if ctx is None:
+        return []
+    found, stack = [], [(ctx.find_root().command, ctx.find_root().info_name or "covseg")]
+    while stack:
+        group, path = stack.pop(0)
+        for name, command in getattr(group, "commands", {}).items():
+            if hasattr(command, "commands"):
+                stack.append((command, f"{path} {name}"))
+            elif f"{path} {name}" != ctx.command_path and any(
+                    option in parameter.opts and not getattr(parameter, "hidden", False)
+                    for parameter in command.params):
+                found.append(f"{path} {name}")
+    return found
+
+
+def _listed(items: list[str]) -> str:
+    return " and ".join(items) if len(items) < 3 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def _pydantic_wording(message: str) -> str:
     """Typer checks values with pydantic: "Value error, X" -> "X", "Input should be Y" -> "must be Y"."""
     message = re.sub(r"^Value error, ", "", message)
@@ -59,8 +81,10 @@ def usage_error_line(error: click_errors.UsageError, command: str = "covseg") ->
     `covseg export --help```."""
     if isinstance(error, click_errors.NoSuchOption):
         close = _close_options(error)
+        elsewhere = _commands_taking(error.option_name, error.ctx)
         message = f"no such option {error.option_name}" + (
-            f" (did you mean {', '.join(close)}?)" if close else "")
+            f" (did you mean {', '.join(close)}?)" if close else
+            f" (it is an option of {_listed([f'`{name}`' for name in elsewhere])})" if elsewhere else "")
     elif _is_option_value_error(error):
         first = error.__cause__.errors()[0]  # a pydantic ValidationError: the value and what is wrong
         what = _pydantic_wording(str(first["msg"]))

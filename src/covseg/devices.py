@@ -16,11 +16,26 @@ from covseg.core.errors import CovsegError
 if TYPE_CHECKING:
     import torch
 
-_CUDA_INDEX = re.compile(r"cuda:(\d+)")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+"""``--device`` kinds; ``cuda:N`` names GPU N. Spelled exactly so: ``CUDA`` or ``"cuda:0 "`` is a typo."""
+_DEVICE = re.compile(r"(auto|cpu|cuda)(?::([0-9]+))?")  # ASCII digits only: int() must read them
 
 PRECISIONS = ("bf16", "fp32")
 """``--precision`` names: bf16 autocast, or float32 throughout. torch is imported only when a
 device is resolved, so that the settings (and ``covseg --help``) can name these without it."""
+
+
+def parse_device(name: str) -> tuple[str, int | None]:
+    """The syntax of ``--device`` (every command's): (kind, GPU index or None), checked without torch.
+
+    Raises CovsegError ``--device NAME: expected auto, cpu, cuda or cuda:N`` for anything
+    else, the name quoted when it holds spaces.
+    """
+    match = _DEVICE.fullmatch(name)
+    if match is None or (match[2] is not None and match[1] != "cuda"):
+        shown = repr(name) if not name.isprintable() or name != "".join(name.split()) else name
+        raise CovsegError(f"--device {shown}: expected {', '.join(DEVICES)} or cuda:N")
+    return match[1], int(match[2]) if match[2] is not None else None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,19 +47,16 @@ def resolve_device(name: str) -> torch.device:
     """
     import torch
 
-    choice = name.strip().lower()
-    if choice == "auto":
+    kind, index = parse_device(name)
+    if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cpu":
+    if kind == "cpu":
         return torch.device("cpu")
-    match = _CUDA_INDEX.fullmatch(choice)
-    if choice != "cuda" and match is None:
-        raise CovsegError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         raise CovsegError(f"--device {name}: CUDA is not available on this machine")
-    if match is None:
+    if index is None:
         return torch.device("cuda")
-    index, count = int(match.group(1)), torch.cuda.device_count()
+    count = torch.cuda.device_count()
     if index >= count:
         raise CovsegError(f"--device {name}: this machine has {count} CUDA device(s), numbered from 0")
     return torch.device("cuda", index)

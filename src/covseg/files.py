@@ -125,34 +125,38 @@ def interrupts_deferred() -> Iterator[None]:
             signal.raise_signal(received[0])
 
 
-def check_writable(folder: Path | str) -> Path:
-    """Make ``folder`` (and its parents) and prove a file can be written there, before long work
-    whose result goes there (an export), so that a read-only folder or full disk is found first.
-
-    Writes and removes one empty temporary file (the writer's own naming). Raises CovsegError
-    ``cannot write FOLDER: reason``.
-    """
-    folder = Path(folder)
+def _probe_write(folder: Path) -> None:
+    """Write and remove one empty temporary file (the writer's own naming) in the existing ``folder``."""
     probe = folder / _temporary_name(folder / "probe")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         _open_for_write(probe).close()
-    except OSError as error:
-        raise CovsegError(describe_os_error(error, folder)) from None
     finally:
         with contextlib.suppress(OSError):
             probe.unlink(missing_ok=True)
-    return folder
+
+
+def _why_not_in(error: OSError, folder: Path) -> str:
+    """Why nothing new can be made in the existing ``folder``, worded for the folder, not the errno:
+    ENOENT there means a file system that takes no new entries (/proc, /sys), not a missing path."""
+    if error.errno == errno.ENOENT:
+        return f"{folder} takes no new files or folders"
+    if error.errno == errno.EROFS:
+        return f"{folder} is on a read-only file system"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"no permission to write in {folder}"
+    return describe_os_error(error, folder).removeprefix(f"cannot write {folder}: ")
 
 
 def check_creatable(folder: Path | str, option: str | None = None) -> Path:
     """Prove that ``folder`` (which need not exist yet) can be made and written, creating nothing:
-    :func:`check_writable` on its nearest existing ancestor. For commands that read their input
-    before they make their output folder (``covseg train --out``): a read-only place is refused
-    before the slow work, and a refused input still leaves no empty folder behind.
+    one empty file is written and removed in its nearest existing ancestor. For commands that read
+    their input before they make their output folder (``covseg train --out``): a read-only place is
+    refused before the slow work, and a refused input still leaves no empty folder behind.
 
-    Raises CovsegError ``cannot write ANCESTOR: reason``, or ``cannot create FOLDER: ANCESTOR is a
-    file, not a folder``; prefixed ``OPTION: `` when ``option`` (e.g. ``--out runs``) is given.
+    Raises CovsegError, prefixed ``OPTION: `` when ``option`` (e.g. ``--out runs``) is given:
+    ``cannot write FOLDER: reason`` for an existing folder; ``cannot create MISSING: why`` naming
+    the first folder that would have to be made (``cannot create /proc/x: /proc takes no new files
+    or folders``); ``cannot create FOLDER: ANCESTOR is a file, not a folder``.
     """
     folder = Path(folder)
     prefix = f"{option}: " if option else ""
@@ -160,9 +164,28 @@ def check_creatable(folder: Path | str, option: str | None = None) -> Path:
     if not existing.is_dir():
         raise CovsegError(f"{prefix}cannot create {folder}: {existing} is a file, not a folder")
     try:
-        check_writable(existing)
-    except CovsegError as error:
-        raise CovsegError(f"{prefix}{error}") from None
+        _probe_write(existing)
+    except OSError as error:
+        if existing == folder:
+            raise CovsegError(prefix + describe_os_error(error, folder)) from None
+        missing = next(path for path in (folder, *folder.parents) if path.parent == existing)
+        raise CovsegError(f"{prefix}cannot create {missing}: {_why_not_in(error, existing)}") from None
+    return folder
+
+
+def check_writable(folder: Path | str, option: str | None = None) -> Path:
+    """Make ``folder`` (and its parents) and prove a file can be written there, before long work
+    whose result goes there, so that a read-only folder or full disk is found first.
+
+    Checked by :func:`check_creatable` first (its errors and wording), so a refusal makes nothing.
+    """
+    folder = check_creatable(folder, option)
+    prefix = f"{option}: " if option else ""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _probe_write(folder)
+    except OSError as error:
+        raise CovsegError(prefix + describe_os_error(error, folder)) from None
     return folder
 
 

@@ -38,6 +38,9 @@ LAST_CHECKPOINT = "last.pt"
 SUMMARY = "summary.json"
 SLICE_CONFUSIONS = "slice_confusions.json"
 ENSEMBLE = "ensemble.json"
+SUBSETS = ("val", "train", "test", "all")
+"""The slices of a run ``covseg eval --split NAME`` scores: its validation, training or test subset,
+or all of them."""
 
 
 def fold_dir(cross_validation_dir: Path, fold: int) -> Path:

@@ -179,13 +179,15 @@ class DownloadBars:
         self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> DownloadBars:
-        self.progress.start()
-        return self
+        return self  # started by the first download: a fetch that fails before one prints no blank line
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.tasks:
+            self.progress.stop()
 
     def update(self, name: str, written: int, total: int | None) -> None:
+        if not self.tasks:
+            self.progress.start()
         if name not in self.tasks:
             self.tasks[name] = self.progress.add_task(name, total=total, completed=written)
         self.progress.update(self.tasks[name], completed=written, total=total)

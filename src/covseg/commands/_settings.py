@@ -100,14 +100,21 @@ def _given(ctx: typer.Context, name: str) -> bool:
     return getattr(ctx.get_parameter_source(name), "name", "") in GIVEN_SOURCES
 
 
-def _from_old_spelling(ctx: typer.Context, command: str, info: Setting, name: str, new_given: bool) -> bool:
-    """Whether the setting came under an old spelling; warns once, refuses both spellings at once."""
+def _from_old_spelling(ctx: typer.Context, command: str, info: Setting, name: str, new_given: bool,
+                       value: Any) -> bool:
+    """Whether the setting came under an old spelling; warns once, refuses both spellings at once,
+    and refuses in one line a value meant for another command's option of that name
+    (:attr:`Setting.renamed_misread`)."""
     if not _given(ctx, name + RENAMED):
         return False
     old = " or ".join(info.renamed_from)
     if new_given:
         raise CovsegError(f"{old} and {info.option} are the same option ({old} is its old name); give "
                           f"{info.option} only")
+    misread = info.renamed_misread(value) if info.renamed_misread is not None else None
+    if misread is not None:
+        new = f"{info.option} {info.metavar}" if info.metavar else info.option
+        raise CovsegError(f"{old} {value}: in `covseg {command}`, {old} is the old name of {new}; {misread}")
     from covseg.commands._common import warn
 
     warn(f"{old} is deprecated in `covseg {command}`: use {info.option}")
@@ -165,7 +172,7 @@ def with_settings(command: str) -> Callable[[F], F]:
                 if _given(ctx, field.name):
                     given[field.name] = _read(value, info, hint)
                 if info.renamed_from and _from_old_spelling(ctx, command, info, field.name,
-                                                            field.name in given):
+                                                            field.name in given, old_value):
                     given[field.name] = _read(old_value, info, hint)
             if wants_context:
                 kwargs["ctx"] = ctx

@@ -19,6 +19,7 @@ from covseg.commands.plugins import warn_plugin_problems
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.data.options import parse_dataset_options
+from covseg.files import check_creatable
 
 if TYPE_CHECKING:
     from covseg.core.entries import CTSlices
@@ -142,10 +143,14 @@ def fetch(
     url: str | None = typer.Option(None, "--url", help="Base URL of a mirror: files are read from URL/NAME."),
 ) -> None:
     """Download the public MedSeg COVID-19 files (resumable, checked against known sizes and sha256)."""
-    from covseg.data.fetch import fetch_medseg
+    from covseg.data.fetch import check_base_url, fetch_medseg
 
     if name != "medseg":
         raise CovsegError(f"covseg can fetch 'medseg', not '{name}'")
+    # Both refused before the progress display starts (it prints a line) and before anything is made.
+    if url is not None:
+        check_base_url(url)
+    check_creatable(dest, f"--dest {dest}")
     with DownloadBars(error_console) as bars:
         results = fetch_medseg(dest, url, on_progress=bars.update)
     table = Table(title=f"MedSeg files in {dest}")

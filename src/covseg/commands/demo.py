@@ -112,12 +112,13 @@ def demo(
     )] = 8,
 ) -> None:
     """Train, evaluate, export and predict on the embedded phantom in about a minute (CPU)."""
-    from covseg.files import read_json_object
+    from covseg.files import check_creatable, read_json_object
 
     if out.exists() and not out.is_dir():
         raise CovsegError(f"--out {out} is a file; give a new folder")
     if out.exists() and any(out.iterdir()):
         raise CovsegError(f"--out {out} exists and is not an empty folder; give a new one")
+    check_creatable(out, f"--out {out}")  # as every writer: refused before the first step, nothing made
     runs, onnx_file, predictions = out / "runs", out / f"{DEMO_MODEL}.onnx", out / "predictions"
     model_options = [part for option in DEMO_MODEL_OPTIONS for part in ("--model-option", option)]
     _run(["train", DEMO_MODEL, *model_options, "--dataset", "phantom",

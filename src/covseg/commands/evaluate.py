@@ -17,6 +17,7 @@ from covseg.commands._common import console, user_errors, warn
 from covseg.commands._settings import setting_option
 from covseg.core.errors import CovsegError
 from covseg.files import check_creatable, child_path, safe_file_name, write_json
+from covseg.runs import SUBSETS
 from covseg.terminal import join, styled
 
 if TYPE_CHECKING:
@@ -31,11 +32,8 @@ PRECISION = setting_option("precision")
 CHANNELS_LAST = setting_option("channels_last")
 
 
-class SplitChoice(str, Enum):
-    val = "val"
-    train = "train"
-    test = "test"
-    all = "all"
+SplitChoice = Enum("SplitChoice", {name: name for name in SUBSETS}, type=str)
+"""eval's --split NAME (:data:`covseg.runs.SUBSETS`)."""
 
 
 class TtaChoice(str, Enum):
@@ -66,8 +64,9 @@ def evaluate(
     save_predictions: Annotated[Path | None, typer.Option(
         "--save-predictions", help="Write one PNG per slice (image | truth | prediction) into "
         "this folder.")] = None,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Allow --save-predictions into a "
-                                   "non-empty folder (same-named files are replaced)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file, and allow "
+                                   "--save-predictions into a non-empty folder (same-named files are "
+                                   "replaced)."),
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics and the confusion "
                                                    "matrix to this JSON file.")] = None,
     tta: Annotated[TtaChoice, typer.Option(
@@ -99,7 +98,7 @@ def evaluate(
     if save_predictions is not None:
         check_output_folder(save_predictions, overwrite)
     if json_path is not None:
-        check_output_file(json_path, "--json")
+        check_output_file(json_path, "--json", overwrite)
     parse_merges(merge or [])
     options = parse_dataset_options(dataset_option)
     torch_device = resolve_device(device)
@@ -177,11 +176,13 @@ def check_output_folder(folder: Path, overwrite: bool) -> None:
     check_creatable(folder, f"--save-predictions {folder}")
 
 
-def check_output_file(path: Path, option: str) -> None:
-    """Refuse an output file that is a folder or whose folder cannot be written, before any work
-    (creating nothing)."""
+def check_output_file(path: Path, option: str, overwrite: bool = False) -> None:
+    """Refuse an output file that is a folder, that exists (without ``overwrite``), or whose folder
+    cannot be written, before any work (creating nothing)."""
     if path.is_dir():
         raise CovsegError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise CovsegError(f"{option} {path} exists; pass --overwrite to replace it")
     check_creatable(path.parent, f"{option} {path}")
 
 

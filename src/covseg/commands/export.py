@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +10,7 @@ import typer
 from covseg.commands._common import console, user_errors, warn, warn_mixed_onnxruntime
 from covseg.core.errors import CovsegError
 from covseg.export.settings import DEFAULT_OPSET, DEFAULT_TOLERANCE, check_export_options
-from covseg.files import check_writable
+from covseg.files import check_creatable
 
 
 class ExporterChoice(str, Enum):
@@ -31,10 +30,11 @@ def export(
         None, "--onnx/--no-onnx", hidden=True,
         help="Deprecated: ONNX is the one export format, always on.",
     ),
-    out: Annotated[Path | None, typer.Option(
-        "--out",
-        help="A folder (its file is named <model>.onnx, or <model>-<run>.onnx for a run) or a file name "
-        "ending in .onnx (default: the folder exports).",
+    # Text, not Path: a Path drops the trailing separator that marks NAME.onnx/ as a folder.
+    out: Annotated[str | None, typer.Option(
+        "--out", metavar="PATH",
+        help="A folder (its file is named <model>.onnx, or <model>-<run>.onnx for a run; a name ending "
+        "in / is always a folder) or a file name ending in .onnx (default: the folder exports).",
     )] = None,
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", min=13, help="ONNX opset version."),
     image_size: int | None = typer.Option(
@@ -75,7 +75,8 @@ def export(
     source = load_export_source(target)
     path = export_path(out, source)
     check_output_path(path, overwrite)
-    check_writable(path.parent)  # a read-only folder or full disk is found before the export, not after
+    # A read-only folder or full disk is found before the export, not after; nothing is created yet.
+    check_creatable(path.parent, f"--out {out if out is not None else path.parent}")
     if not source.metadata.trained:
         warn(f"{target} is a model name: exporting an UNTRAINED {target} (random weights); "
              "give a run folder or checkpoint for a trained model")

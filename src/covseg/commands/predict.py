@@ -158,14 +158,17 @@ def predict(
         run_case,
     )
     from covseg.inference.inputs import discover_cases, read_case
-    from covseg.inference.predict import resolve_settings
+    from covseg.inference.predict import parse_classes, resolve_settings
     from covseg.inference.report import SUMMARY_CSV, summary_csv
     from covseg.onnx import cpu_cores
     from covseg.onnx.card import applicable_card
-    from covseg.onnx.session import parse_device
+    from covseg.onnx.session import choose_providers
     from covseg.tta import describe
 
-    parse_device(device)  # a typo stops before any input is read
+    # What needs no model is checked before a run is exported to ONNX (seconds) or any input is read.
+    choose_providers(device)  # the syntax, and that the GPU asked for is there
+    if classes is not None:
+        parse_classes(classes)
     warn_mixed_onnxruntime()
     choice = intensity_choice(intensity.value, hu_offset, nan.value, scale_8bit)
     cases = discover_cases(inputs, series or ())

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ CONNECT_TIMEOUT_S = 10.0
 CHUNK_BYTES = 1 << 20
 MEDSEG_FIGSHARE = "https://figshare.com/articles/dataset/MedSeg_Covid_Dataset_1/13521488"
 MEDSEG_SITE = "http://medicalsegmentation.com/covid19/"
+URL_SCHEMES = ("http", "https", "file")
+"""What ``--url`` may start with: the schemes urllib opens that can serve a mirror."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def _open(url: str, offset: int, timeout: float):
         if error.code == 416 and offset:  # nothing left after the offset: the .part is complete
             return None
         raise _NotServed(f"HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as error:  # ValueError: InvalidURL
         reason = getattr(error, "reason", error)
         raise _Unreachable(" ".join(str(reason).split())[:ONE_LINE_LIMIT] or type(error).__name__) from None
 
@@ -155,6 +158,28 @@ def _manual_hint(files: Sequence[RemoteFile], dest: Path) -> str:
     return (f"download {names} by hand from the MedSeg \"COVID-19 CT segmentation dataset\" page "
             f"({MEDSEG_SITE}) or figshare \"MedSeg Covid Dataset 1\" ({MEDSEG_FIGSHARE}) "
             f"and put them in {dest}")
+
+
+def check_base_url(url: str) -> str:
+    """Refuse a ``--url`` that urllib cannot open as a mirror, before anything is made or fetched.
+
+    Accepts ``http://HOST...``, ``https://HOST...`` and ``file:///PATH`` (:data:`URL_SCHEMES`);
+    returns ``url``. Raises CovsegError ``--url 'URL': ...`` for anything else (no scheme, another
+    scheme, no host, an unparseable host or port, spaces or control characters).
+    """
+    shown = f"--url {url!r}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- parses the port: 'http://host:x' raises here, not mid-download
+    except ValueError as error:
+        raise CovsegError(f"{shown}: not a valid URL ({one_line(error)})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in URL_SCHEMES or (scheme != "file" and not parts.hostname):
+        raise CovsegError(f"{shown}: not an http(s) or file URL (e.g. https://host/medseg or "
+                          "file:///data/medseg)")
+    if any(character.isspace() or not character.isprintable() for character in url):
+        raise CovsegError(f"{shown}: a URL cannot hold spaces or control characters (write %20)")
+    return url
 
 
 def fetch_files(

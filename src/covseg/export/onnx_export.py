@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -326,17 +327,26 @@ def default_export_path(source: ExportSource, folder: Path = Path("exports")) ->
     return child_path(folder, safe_file_name(source.name, fallback="model") + ".onnx")
 
 
-def export_path(out: Path | None, source: ExportSource) -> Path:
-    """Where ``--out`` puts the export: a name ending in .onnx is the file; a folder (existing, or a
-    name without a suffix) gets :func:`default_export_path`'s name; nothing given, ``exports/``.
+def export_path(out: str | Path | None, source: ExportSource) -> Path:
+    """Where ``--out`` puts the export: a name ending in .onnx is the file; a folder (existing, a
+    name without a suffix, or any name ending in a path separator, ``NAME.onnx/``) gets
+    :func:`default_export_path`'s name; nothing given, ``exports/``.
 
-    Raises CovsegError for any other name (``model.pt``): neither a file covseg writes nor a folder.
+    ``out`` is best given as the text typed: a ``Path`` has already lost a trailing separator.
+    Raises CovsegError for an existing file without .onnx (``--out afile``) and for any other name
+    (``model.pt``): neither a file covseg writes nor a folder.
     """
     if out is None:
         return default_export_path(source)
-    if out.suffix.lower() == ".onnx":
+    text = str(out)
+    folder_meant = text.endswith(("/", os.sep))  # a trailing separator says "folder", as in cp and rsync
+    out = Path(text)
+    if not folder_meant and out.suffix.lower() == ".onnx":
         return out
-    if out.is_dir() or not out.suffix:
+    if out.is_file() and not folder_meant:
+        raise CovsegError(f"--out {out}: {out} is a file, not a folder; give a folder or a file name "
+                          "ending in .onnx")
+    if folder_meant or out.is_dir() or not out.suffix:
         return default_export_path(source, out)
     raise CovsegError(f"--out {out}: give a folder or a file name ending in .onnx")
 

@@ -19,11 +19,12 @@ from typing import Literal
 import numpy as np
 
 from covseg.core.errors import CovsegError
+from covseg.devices import DEVICES  # noqa: F401 -- the one list of --device kinds, re-exported
+from covseg.devices import parse_device as parse_device_text
 from covseg.files import one_line
 from covseg.onnx.metadata import ExportMetadata, has_covseg_metadata
 
 Device = Literal["auto", "cpu", "cuda"]
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 _TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll")
 _CUDA_DRIVER_LIBRARIES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
@@ -91,10 +92,8 @@ def tensorrt_usable() -> bool:
 def parse_device(device: str) -> tuple[str, int]:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (as ``covseg train`` and ``eval`` take it) as
     (kind, GPU index); raises :class:`CovsegError` naming ``--device`` otherwise."""
-    kind, colon, index = device.partition(":")
-    if kind not in DEVICES or (colon and (kind != "cuda" or not index.isdigit())):
-        raise CovsegError(f"--device {device}: expected one of {', '.join(DEVICES)} or cuda:N")
-    return kind, int(index or 0)
+    kind, index = parse_device_text(device)
+    return kind, index or 0
 
 
 def choose_providers(device: str) -> list:

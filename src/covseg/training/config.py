@@ -22,6 +22,7 @@ from covseg import __version__
 from covseg.core.errors import CovsegError
 from covseg.devices import PRECISIONS
 from covseg.files import read_json_object, write_json
+from covseg.runs import SUBSETS
 from covseg.training.recipes import DEFAULT_RECIPE, RECIPES
 from covseg.training.settings import (
     BENCHMARK,
@@ -181,6 +182,15 @@ def _augmentation(value: Any) -> Any:
     if isinstance(value, dict):
         return AugmentationConfig.from_dict(value).to_dict()
     return value
+
+
+def _eval_subset_name(value: Any) -> str | None:
+    """``--split val`` given to train: eval's subset name, not a split file (unless one has that name)."""
+    if isinstance(value, str) and value in SUBSETS and not Path(value).exists():
+        names = f"{', '.join(SUBSETS[:-1])} or {SUBSETS[-1]}"
+        return (f"there is no split file {value}, and eval's --split NAME ({names}) picks which of a "
+                "run's slices it scores")
+    return None
 
 
 def _path(value: Any) -> Any:
@@ -343,7 +353,7 @@ class TrainConfig:
         rule=Rule(_separate_test_set, "test_data", "a setting of the separate test set", unused={})))
     split_file: str | None = field(default=None, metadata=setting(
         option="--split-file", renamed_from=("--split",), metavar="FILE", parse=_path, panel=DATA,
-        default_text="seeded split",
+        default_text="seeded split", renamed_misread=_eval_subset_name,
         help="A split.json (of a run, cross-validation or benchmark) to use instead of a seeded split."))
     folds: int | None = field(default=None, metadata=setting(
         option="--folds", unit="folds", low=2, high=100, panel=DATA, default_text="none: one split",

@@ -56,6 +56,9 @@ class Setting:
     renamed_from: tuple[str, ...] = ()
     """Earlier spellings of ``option``: still accepted, hidden from the help, with a one-line
     ``warning:`` that names the new spelling."""
+    renamed_misread: Callable[[Any], str | None] | None = None
+    """For a value given under an old spelling: why it was probably meant for another command's
+    option of that name (eval's ``--split val``), refused in one line; None when it fits this one."""
     unit: str | None = None
     low: float | None = None
     high: float | None = None
