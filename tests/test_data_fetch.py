@@ -133,7 +133,7 @@ def test_cli_fetch_against_a_mirror(server, tmp_path, monkeypatch):
              RemoteFile("val_im.nii.gz", "x", required=False))
     monkeypatch.setattr(fetch_module, "MEDSEG_FILES", files)
     dest = tmp_path / "medseg"
-    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(dest), "--url", server.url],
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--out", str(dest), "--url", server.url],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert (dest / "tr_mask.nii.gz").read_bytes() == MASK
@@ -142,7 +142,7 @@ def test_cli_fetch_against_a_mirror(server, tmp_path, monkeypatch):
 
 def test_cli_fetch_with_the_real_checksums_rejects_a_wrong_mask(server, tmp_path):
     """The built-in tr_mask.nii.gz entry carries the known size and sha256 of the original."""
-    arguments = ["data", "fetch", "medseg", "--dest", str(tmp_path), "--url", server.url]
+    arguments = ["data", "fetch", "medseg", "--out", str(tmp_path), "--url", server.url]
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1] == (
@@ -155,7 +155,7 @@ def test_offline_says_what_to_download_by_hand(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     dest = tmp_path / "medseg"
-    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(dest),
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--out", str(dest),
                                       "--url", f"http://127.0.0.1:{port}"])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -163,19 +163,19 @@ def test_offline_says_what_to_download_by_hand(tmp_path):
     names = "tr_im.nii.gz, tr_mask.nii.gz, val_im.nii.gz, tr_lungmasks_updated.nii.gz"
     assert f"download {names} by hand" in lines[0]
     assert '"MedSeg Covid Dataset 1"' in lines[0] and lines[0].endswith(f"put them in {dest}")
-    assert list(tmp_path.iterdir()) == []  # the folder it made for --dest is gone again
+    assert list(tmp_path.iterdir()) == []  # the folder it made for --out is gone again
 
     # Folders that existed before stay, even empty; only what this command made goes.
     (tmp_path / "kept").mkdir()
     deeper = tmp_path / "kept" / "a" / "medseg"
-    again = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(deeper),
+    again = CliRunner().invoke(app, ["data", "fetch", "medseg", "--out", str(deeper),
                                      "--url", f"http://127.0.0.1:{port}"])
     assert again.exit_code == 2 and again.stderr.strip().startswith("error: cannot reach")
     assert [path.name for path in tmp_path.iterdir()] == ["kept"] and not any((tmp_path / "kept").iterdir())
 
 
 def test_only_medseg_can_be_fetched(tmp_path):
-    result = CliRunner().invoke(app, ["data", "fetch", "lidc", "--dest", str(tmp_path)])
+    result = CliRunner().invoke(app, ["data", "fetch", "lidc", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "covseg can fetch 'medseg', not 'lidc'" in result.stderr
 
 
@@ -193,25 +193,38 @@ def test_only_medseg_can_be_fetched(tmp_path):
                        "(write %20)"),
 ])
 def test_a_malformed_url_is_one_line_before_anything_is_made(tmp_path, url, line):
-    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(tmp_path / "medseg"),
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--out", str(tmp_path / "medseg"),
                                       "--url", url])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [line]
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_dest_that_cannot_be_made_names_dest(tmp_path):
+def test_an_out_folder_that_cannot_be_made_names_out(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(afile / "medseg")])
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--out", str(afile / "medseg")])
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == [f"error: --dest {afile / 'medseg'}: cannot create "
+    assert result.stderr.splitlines() == [f"error: --out {afile / 'medseg'}: cannot create "
                                           f"{afile / 'medseg'}: {afile} is a file, not a folder"]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
-def test_a_dest_in_proc_names_the_folder_that_cannot_be_created():
-    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", "/proc/x"])
+def test_an_out_folder_in_proc_names_the_folder_that_cannot_be_created():
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--out", "/proc/x"])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [  # no blank line first: the progress display never started
-        "error: --dest /proc/x: cannot create /proc/x: /proc takes no new files or folders"]
+        "error: --out /proc/x: cannot create /proc/x: /proc takes no new files or folders"]
+
+
+def test_the_old_dest_spelling_still_works_with_one_warning(server, tmp_path, monkeypatch):
+    # --dest was data fetch's name for what every other writer calls --out.
+    monkeypatch.setattr(fetch_module, "MEDSEG_FILES", (_remote("tr_mask.nii.gz", MASK),))
+    dest = tmp_path / "medseg"
+    result = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", str(dest), "--url", server.url])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == "warning: --dest is deprecated in `covseg data fetch`: use --out"
+    assert (dest / "tr_mask.nii.gz").read_bytes() == MASK
+    both = CliRunner().invoke(app, ["data", "fetch", "medseg", "--dest", "a", "--out", "b"])
+    assert both.exit_code == 2 and both.stderr.splitlines() == [
+        "error: --dest and --out are the same option (--dest is its old name); give --out only"]

@@ -51,6 +51,14 @@ def warn(message: str) -> None:
     error_console.print(join(styled("warning:", "bold yellow"), " ", message), soft_wrap=True)
 
 
+def renamed_option(old: str, new: str, command: str, new_given: bool) -> None:
+    """An option given under its old name ``old``: refuse it beside ``new`` (the same option twice),
+    else warn once that ``new`` replaces it. Every rename of the CLI says it in these words."""
+    if new_given:
+        raise CovsegError(f"{old} and {new} are the same option ({old} is its old name); give {new} only")
+    warn(f"{old} is deprecated in `covseg {command}`: use {new}")
+
+
 def warn_mixed_onnxruntime() -> None:
     """Warn, on one line, when both onnxruntime builds are installed (:mod:`covseg.onnx.install`)."""
     from covseg.onnx.install import mixed_install_message

@@ -108,16 +108,15 @@ def _from_old_spelling(ctx: typer.Context, command: str, info: Setting, name: st
     if not _given(ctx, name + RENAMED):
         return False
     old = " or ".join(info.renamed_from)
+    from covseg.commands._common import renamed_option
+
     if new_given:
-        raise CovsegError(f"{old} and {info.option} are the same option ({old} is its old name); give "
-                          f"{info.option} only")
+        renamed_option(old, info.option, command, new_given)
     misread = info.renamed_misread(value) if info.renamed_misread is not None else None
     if misread is not None:
         new = f"{info.option} {info.metavar}" if info.metavar else info.option
         raise CovsegError(f"{old} {value}: in `covseg {command}`, {old} is the old name of {new}; {misread}")
-    from covseg.commands._common import warn
-
-    warn(f"{old} is deprecated in `covseg {command}`: use {info.option}")
+    renamed_option(old, info.option, command, new_given)
     return True
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from covseg.commands._common import console, error_console, user_errors, warn
+from covseg.commands._common import console, error_console, renamed_option, user_errors, warn
 from covseg.commands._progress import DownloadBars
 from covseg.commands.plugins import warn_plugin_problems
 from covseg.core.errors import CovsegError
@@ -139,18 +139,24 @@ def _class_table(slices: CTSlices) -> Table:
 @user_errors
 def fetch(
     name: str = typer.Argument(..., help="The data set to download: medseg."),
-    dest: Annotated[Path, typer.Option("--dest", help="Folder to put the files in.")] = DEFAULT_DEST,
+    out: Annotated[Path | None, typer.Option(
+        "--out", metavar="DIR", show_default=False,
+        help=f"Folder to put the files in (default: {DEFAULT_DEST}).")] = None,
+    dest: Annotated[Path | None, typer.Option("--dest", hidden=True, help="Old name of --out.")] = None,
     url: str | None = typer.Option(None, "--url", help="Base URL of a mirror: files are read from URL/NAME."),
 ) -> None:
     """Download the public MedSeg COVID-19 files (resumable, checked against known sizes and sha256)."""
     from covseg.data.fetch import check_base_url, fetch_medseg
 
+    if dest is not None:  # --out is what every writer calls its folder
+        renamed_option("--dest", "--out", "data fetch", out is not None)
+    dest = out or dest or DEFAULT_DEST
     if name != "medseg":
         raise CovsegError(f"covseg can fetch 'medseg', not '{name}'")
     # Both refused before the progress display starts (it prints a line) and before anything is made.
     if url is not None:
         check_base_url(url)
-    check_creatable(dest, f"--dest {dest}")
+    check_creatable(dest, f"--out {dest}")
     with DownloadBars(error_console) as bars:
         results = fetch_medseg(dest, url, on_progress=bars.update)
     table = Table(title=f"MedSeg files in {dest}")
