@@ -295,6 +295,7 @@ def test_pairs_are_model_major_and_only_pair_checks_its_range():
     ("-1", r"--seeds '-1': expected comma-separated integers from 0 to 4294967295"),
     ("0,4294967296", r"--seeds '0,4294967296': expected comma-separated integers from 0 to"),
     ("", r"--seeds '': expected"),
+    ("0,1,0", r"--seeds '0,1,0': seed 0 given twice; each seed runs once"),
 ])
 def test_bad_seeds(text, message):
     with pytest.raises(CovsegError, match=message):
@@ -302,7 +303,9 @@ def test_bad_seeds(text, message):
 
 
 def test_models_are_checked_against_the_registry():
-    assert parse_models("unet, unet,fcn-resnet50") == ["unet", "fcn-resnet50"]
+    assert parse_models("unet, fcn-resnet50,") == ["unet", "fcn-resnet50"]
+    with pytest.raises(CovsegError, match=r"^--models 'unet, unet': unet given twice; each model runs once"):
+        parse_models("unet, unet")
     assert len(parse_models("all")) >= 7
     with pytest.raises(CovsegError, match=r"--models: unknown model 'unet2'.*Did you mean unet"):
         parse_models("unet,unet2")

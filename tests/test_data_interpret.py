@@ -39,6 +39,11 @@ def test_uint8_storage_is_8bit_and_hu_storage_is_hu():
     decided = interpret_intensities(gray, Storage("PNG", np.dtype(np.uint8)), AUTO, "a.png")
     assert decided.kind == "uint8" and decided.values is gray
     assert decided.assumed == "8-bit grey levels /255 from uint8 PNG (uint8 as stored)"
+    rgb = np.repeat(gray[..., None], 3, axis=2)  # a colour picture keeps its channels: say so
+    assert (interpret_intensities(rgb, Storage("PNG", np.dtype(np.uint8)), AUTO, "a.png").assumed
+            == "8-bit RGB levels /255 from uint8 PNG (uint8 as stored)")
+    three_slices = interpret_intensities(rgb, Storage("NIfTI", np.dtype(np.uint8)), AUTO, "a.nii")
+    assert three_slices.assumed.startswith("8-bit grey levels /255")  # a volume of 3 slices is no colour
     for dtype in (np.int16, np.float32, np.float64, np.int32):
         hu = _chest().astype(dtype)
         decided = interpret_intensities(hu, Storage("NIfTI", np.dtype(dtype)), AUTO, "a.nii")

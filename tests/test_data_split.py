@@ -52,6 +52,9 @@ def test_save_and_load_round_trip(tmp_path):
     ('{"format": "covseg-split-1", "train_ids": ["a"]}', "'val_ids' must be a list"),
     ('{"format": "covseg-split-1", "train_ids": ["a"], "val_ids": ["a"], "seed": 0, "val_fraction": 0.5}',
      "puts 'a' in both train and validation"),
+    ('{"format": "covseg-split-1", "train_ids": ["a"], "val_ids": ["b"]}', "is malformed: it has no 'seed'$"),
+    ('{"format": "covseg-split-1", "train_ids": ["a"], "val_ids": ["b"], "seed": "x"}',
+     "is malformed: ValueError"),
 ])
 def test_bad_split_files_name_the_file(tmp_path, content, message):
     path = tmp_path / "split.json"

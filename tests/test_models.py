@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from covseg.core.errors import CovsegError
 from covseg.core.registry import create_model, get_registry
 
 MODEL_NAMES = [
@@ -75,4 +76,7 @@ def test_an_old_checkpoint_under_the_studys_name_still_loads(tmp_path):
 def test_benchmark_models_accept_the_studys_names():
     from covseg.benchmark.plan import parse_models
 
-    assert parse_models("unet,deeplab-resnet101,deeplabv3-resnet101") == ["unet", "deeplabv3-resnet101"]
+    assert parse_models("unet,deeplab-resnet101") == ["unet", "deeplabv3-resnet101"]
+    with pytest.raises(CovsegError, match=r"deeplab-resnet101 and deeplabv3-resnet101 \(both "
+                       r"deeplabv3-resnet101\) given twice"):
+        parse_models("unet,deeplab-resnet101,deeplabv3-resnet101")

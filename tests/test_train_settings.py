@@ -496,3 +496,23 @@ def test_the_readme_config_file_example_is_valid(tmp_path):
     config = TrainConfig.resolve("unet", options={"epochs": 3}, config_file=tmp_path / "my.toml")
     assert (config.recipe, config.epochs, config.lr, config.image_size) == ("reference", 3, 3e-5, 256)
     assert len(config.normalisation["windows"]) == 3 and config.dataset_options == {"count": "40"}
+
+
+def test_a_split_file_without_validation_slices_names_the_file(tmp_path):
+    # The hint points at what to change: the split file, not --val-fraction (refused beside it).
+    ids = [f"phantom_{index:04d}" for index in range(1, 7)]
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"format": "covseg-split-1", "train_ids": ids, "val_ids": [], "seed": 0}))
+    result = runner.invoke(app, ["train", "unet", "--dataset", "phantom", "--dataset-option", "count=6",
+                                 "--split-file", str(path), "--out", str(tmp_path / "runs")])
+    assert fail_line(result) == (f"error: the split of 6 slices leaves 6 for training and 0 for validation; "
+                                 f"both need at least one (--split-file {path})")
+
+
+def test_a_batch_larger_than_the_training_set_says_why_the_set_is_small(tmp_path):
+    result = runner.invoke(app, ["train", "unet", "--dataset", "phantom", "--dataset-option", "count=4",
+                                 "--dataset-option", "size=32", "--val-fraction", "0.5", "--out",
+                                 str(tmp_path / "runs")])
+    assert fail_line(result) == ("error: --batch-size 8 is larger than the training set (2 slices after the "
+                                 "validation and test slices are held out); use --batch-size 2 or less, or "
+                                 "hold out fewer slices")

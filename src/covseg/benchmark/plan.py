@@ -254,16 +254,20 @@ def parse_models(text: str) -> list[str]:
     registry = get_registry()
     if text.strip() == "all":
         return [entry.name for entry in registry.models()]
-    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise CovsegError(f"--models '{text}': give 'all' or comma-separated names (see `covseg models`)")
-    canonical = []
+    canonical: dict[str, str] = {}  # canonical name -> as given
     for name in names:
         try:
-            canonical.append(registry.model(name).name)  # an alias runs under its canonical name
+            model = registry.model(name).name  # an alias runs under its canonical name
         except CovsegError as error:
             raise CovsegError(f"--models: {error}") from None
-    return list(dict.fromkeys(canonical))
+        if model in canonical:  # a typo more likely than a wish: say it rather than drop it
+            same = name if canonical[model] == name else f"{canonical[model]} and {name} (both {model})"
+            raise CovsegError(f"--models '{text}': {same} given twice; each model runs once per seed")
+        canonical[model] = name
+    return list(canonical)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -276,7 +280,10 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or any(not 0 <= seed <= highest for seed in seeds):
         raise CovsegError(f"--seeds '{text}': expected comma-separated integers from 0 to {highest} "
                           "such as 0,1,2")
-    return list(dict.fromkeys(seeds))
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise CovsegError(f"--seeds '{text}': seed {repeated[0]} given twice; each seed runs once")
+    return seeds
 
 
 def make_pairs(models: Sequence[str], seeds: Sequence[int]) -> list[Pair]:

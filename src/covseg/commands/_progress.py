@@ -114,7 +114,8 @@ class TrainingProgress:
         if status == "finished" and summary is not None:
             self.console.print(results_table(summary))
             if summary.get(VALIDATION) or summary.get(TEST):
-                title = f"{summary['model']}: validation (selection) and test"
+                held_out = " and test" if summary.get(TEST) else ""
+                title = f"{summary['model']}: validation (selection){held_out}"
                 self.console.print(scores_table(summary, title))
 
 

@@ -249,7 +249,11 @@ def interpret_intensities(
                 result[~finite] = AIR_8BIT
             if np.array_equal(result, np.round(result)):
                 result = result.astype(np.uint8)
-        return Intensities("uint8", result, f"8-bit grey levels /255 from {storage.describe()} ({how})",
+        # A picture's (H, W, 3) is colour; a volume's last axis is its slices, whatever their count.
+        volume = storage.format.startswith(("NIfTI", "NPY", "DICOM"))
+        colour = not volume and result.ndim == 3 and result.shape[-1] == 3
+        levels = "8-bit RGB levels" if colour else "8-bit grey levels"
+        return Intensities("uint8", result, f"{levels} /255 from {storage.describe()} ({how})",
                            replaced, choice.spell("nan", "air"))
 
     hu = values.astype(np.float32)

@@ -82,7 +82,9 @@ class Split:
                 fold=_optional_int(record.get("fold")),
                 folds=_optional_int(record.get("folds")),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except KeyError as error:
+            raise CovsegError(f"split file {path} is malformed: it has no '{error.args[0]}'") from None
+        except (TypeError, ValueError) as error:
             raise CovsegError(f"split file {path} is malformed: {type(error).__name__} {error}") from None
         _check_disjoint(path, {"train": split.train_ids, "validation": split.val_ids, "test": split.test_ids})
         return split
@@ -119,7 +121,9 @@ class Folds:
         try:
             result = cls([list(fold) for fold in folds], int(record["seed"]), test_ids,
                          _optional_float(record.get("test_fraction")))
-        except (KeyError, TypeError, ValueError) as error:
+        except KeyError as error:
+            raise CovsegError(f"split file {path} is malformed: it has no '{error.args[0]}'") from None
+        except (TypeError, ValueError) as error:
             raise CovsegError(f"split file {path} is malformed: {type(error).__name__} {error}") from None
         groups = {f"fold {index}": fold for index, fold in enumerate(result.folds)}
         _check_disjoint(path, {**groups, "test": result.test_ids})

@@ -17,6 +17,7 @@ from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices, resolve_dataset
 from covseg.data.split import Folds, Split, make_split, read_split_file
 from covseg.files import describe_os_error
+from covseg.terminal import counted
 from covseg.training.config import TrainConfig
 from covseg.training.distributed import DistributedContext
 from covseg.training.sampling import ForegroundSampler, epoch_sampler
@@ -106,9 +107,11 @@ def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = Non
             split = loaded
         split.check_ids(slices.ids, slices.source)
     if not split.train_ids or not split.val_ids:
+        # With a split file the file is what to change; a seeded split is set by the fractions.
+        fix = f"{config.where('split_file')} {path}" if path is not None else "--val-fraction"
         raise CovsegError(
-            f"the split of {len(slices)} slice(s) leaves {len(split.train_ids)} for training and "
-            f"{len(split.val_ids)} for validation; both need at least one (--val-fraction)"
+            f"the split of {counted(len(slices), 'slice')} leaves {len(split.train_ids)} for training and "
+            f"{len(split.val_ids)} for validation; both need at least one ({fix})"
         )
     return split
 
@@ -130,7 +133,8 @@ def per_process_batch(config: TrainConfig, context: DistributedContext, train_si
     if config.batch_size > train_size:
         raise CovsegError(
             f"--batch-size {config.batch_size} is larger than the training set "
-            f"({train_size} slices); use --batch-size {train_size} or less"
+            f"({counted(train_size, 'slice')} after the validation and test slices are held out); use "
+            f"--batch-size {train_size} or less, or hold out fewer slices"
         )
     if config.batch_size % context.world_size:
         raise CovsegError(
