@@ -334,6 +334,20 @@ def test_scoring_training_slices_warns_whichever_way_they_are_chosen(run_dir):
         assert warnings_of(result) == ([warning] if warning else []), (options, result.output)
 
 
+def test_per_class_table_fits_80_columns_with_each_interval_under_its_value(run_dir):
+    """At 80 columns the per-class table puts each interval under its value, cutting nothing."""
+    narrow = runner.invoke(app, ["eval", str(run_dir), "--device", "cpu"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.output and max(map(len, narrow.output.splitlines())) <= 80
+    header = next(line for line in narrow.output.splitlines() if "class" in line and "iou (CI)" in line)
+    assert "dice (CI)" in header
+    wide = runner.invoke(app, ["eval", str(run_dir), "--device", "cpu"], env={"COLUMNS": "200"})
+    intervals = {cell.strip() for line in wide.output.splitlines() for cell in line.split("│")
+                 if cell.strip()[:1].isdigit() and "-" in cell}
+    assert intervals and intervals <= {cell.strip() for line in narrow.output.splitlines()
+                                       for cell in line.split("│")}
+
+
 def write_slice_folder(folder: Path, seed: int, names: dict[str, str] | None = None) -> None:
     """The phantom's slices (``seed``) as float32 NPY images and PNG masks, each ``id`` saved as
     ``names.get(id, id)``: a renamed copy of the same pixels."""
