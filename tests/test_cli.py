@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from covseg import __version__
@@ -150,3 +151,16 @@ def test_installed_command_parse_error_is_one_line():
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: --opset 3: must be greater than or equal to 13; see `covseg export --help`"]
+
+
+@pytest.mark.parametrize("command", [["train"], ["eval"], ["predict"], ["export"], ["benchmark"], ["demo"],
+                                     ["data", "info"], ["data", "fetch"], []])
+def test_help_at_80_columns_keeps_option_names_whole_and_cuts_nothing(command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    names = {"train": "--foreground-oversampling", "benchmark": "--foreground-oversampling",
+             "predict": "--save-probabilities", "eval": "--save-predictions"}
+    if command and command[0] in names:
+        assert names[command[0]] in result.output.split()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 
+import numpy as np
 import pytest
 
 from covseg.core.errors import CovsegError
+from covseg.data.fingerprint import slice_hash
 from covseg.data.split import Folds, Split, carve_test, make_folds, make_split, read_split_file
 
 IDS = [f"medseg_{number:03d}" for number in range(1, 101)]
@@ -96,6 +100,31 @@ def test_split_files_with_test_ids_round_trip_and_old_files_have_none(tmp_path):
     path.write_text(json.dumps({**old, "test_ids": [IDS[95]]}))
     with pytest.raises(CovsegError, match=f"puts '{IDS[95]}' in both validation and test"):
         Split.load(path)
+
+
+def test_slice_hashes_round_trip_in_splits_and_folds_and_old_files_have_none(tmp_path):
+    """split.json's slice_hashes (id -> SHA-256 of the pixels) survive save/load and reach each fold."""
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert slice_hash(image) == hashlib.sha256(b"|u1(3, 4)" + image.tobytes()).hexdigest()
+    assert slice_hash(image.astype(np.int16)) != slice_hash(image)  # dtype and shape count, as read
+    assert slice_hash(image.reshape(4, 3)) != slice_hash(image)
+    assert slice_hash(np.asfortranarray(image)) == slice_hash(image)
+    hashes = {name: f"{index:064x}" for index, name in enumerate(IDS)}
+    split = dataclasses.replace(make_split(IDS, seed=3), slice_hashes=hashes)
+    path = tmp_path / "split.json"
+    split.save(path)
+    assert Split.load(path) == split and Split.load(path).slice_hashes == hashes
+    folds = dataclasses.replace(make_folds(IDS, 2), slice_hashes=hashes)
+    folds.save(path)
+    assert read_split_file(path).split(1).slice_hashes == hashes
+    old = {"format": "covseg-split-1", "train_ids": IDS[:90], "val_ids": IDS[90:], "seed": 0,
+           "val_fraction": 0.1}
+    path.write_text(json.dumps(old))
+    assert Split.load(path).slice_hashes == {}
+    path.write_text(json.dumps({**old, "slice_hashes": ["a"]}))
+    with pytest.raises(CovsegError) as error:
+        Split.load(path)
+    assert str(error.value) == f"split file {path}: 'slice_hashes' must map slice ids to hash strings"
 
 
 def test_folds_are_disjoint_cover_the_non_test_ids_and_split_by_fold(tmp_path):

@@ -24,6 +24,7 @@ from covseg.commands.evaluate import png_names
 from covseg.core.errors import CovsegError
 from covseg.core.registry import create_model
 from covseg.data.dataset import SliceDataset
+from covseg.data.fingerprint import slice_hash
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
 from covseg.data.split import Split, make_split
@@ -331,6 +332,72 @@ def test_scoring_training_slices_warns_whichever_way_they_are_chosen(run_dir):
         result = runner.invoke(app, ["eval", str(run_dir), "--device", "cpu", *options])
         assert result.exit_code == 0, result.output
         assert warnings_of(result) == ([warning] if warning else []), (options, result.output)
+
+
+def test_per_class_table_fits_80_columns_with_each_interval_under_its_value(run_dir):
+    """At 80 columns the per-class table puts each interval under its value, cutting nothing."""
+    narrow = runner.invoke(app, ["eval", str(run_dir), "--device", "cpu"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.output and max(map(len, narrow.output.splitlines())) <= 80
+    header = next(line for line in narrow.output.splitlines() if "class" in line and "iou (CI)" in line)
+    assert "dice (CI)" in header
+    wide = runner.invoke(app, ["eval", str(run_dir), "--device", "cpu"], env={"COLUMNS": "200"})
+    intervals = {cell.strip() for line in wide.output.splitlines() for cell in line.split("│")
+                 if cell.strip()[:1].isdigit() and "-" in cell}
+    assert intervals and intervals <= {cell.strip() for line in narrow.output.splitlines()
+                                       for cell in line.split("│")}
+
+
+def write_slice_folder(folder: Path, seed: int, names: dict[str, str] | None = None) -> None:
+    """The phantom's slices (``seed``) as float32 NPY images and PNG masks, each ``id`` saved as
+    ``names.get(id, id)``: a renamed copy of the same pixels."""
+    slices = load_slices("phantom", None, {**PHANTOM_OPTIONS, "seed": str(seed)})
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for slice_id, image, mask in zip(slices.ids, slices.images, slices.masks, strict=True):
+        name = (names or {}).get(slice_id, slice_id)
+        np.save(folder / "images" / f"{name}.npy", image.astype(np.float32))
+        Image.fromarray(mask).save(folder / "masks" / f"{name}.png")
+
+
+def test_a_renamed_copy_of_the_training_data_is_found_by_its_pixels(tmp_path):
+    """split.json records a hash of each slice's pixels; eval matches by id and by hash."""
+    data = tmp_path / "data"
+    write_slice_folder(data, seed=0)
+    trained = runner.invoke(app, ["train", "unet", "--data", str(data), "--val-fraction", "0.5",
+                                  "--epochs", "1", "--image-size", "32", "--batch-size", "2", "--workers",
+                                  "0", "--device", "cpu", "--model-option", "base_channels=4",
+                                  "--out", str(tmp_path / "runs")])
+    assert trained.exit_code == 0, trained.output
+    run = next((tmp_path / "runs" / "unet").iterdir())
+    split = Split.load(run / "split.json")
+    read = load_slices("folder", data, {})
+    assert split.slice_hashes == {name: slice_hash(image) for name, image in zip(read.ids, read.images,
+                                                                                 strict=True)}
+    train_ids = sorted(split.train_ids)
+    assert len(train_ids) == 3 and len(set(split.slice_hashes.values())) == 6
+
+    def warnings_on(folder: Path) -> list[str]:
+        result = runner.invoke(app, ["eval", str(run), "--data", str(folder), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        return warnings_of(result)
+
+    renamed = tmp_path / "renamed"
+    write_slice_folder(renamed, seed=0, names={name: f"x_{name}" for name in read.ids})
+    assert warnings_on(renamed) == [TRAINING_WARNING.format(scored=3, count=6).replace(
+        "same ids", "same pixels under other ids")]
+    mixed = tmp_path / "mixed"  # one training slice keeps its name, the rest are renamed
+    write_slice_folder(mixed, seed=0, names={name: f"x_{name}" for name in read.ids if name != train_ids[0]})
+    assert warnings_on(mixed) == [TRAINING_WARNING.format(scored=3, count=6).replace(
+        "same ids", "1 by the same ids, 2 by the same pixels under other ids")]
+    other = tmp_path / "other"  # another data set under other names: held out indeed
+    write_slice_folder(other, seed=5, names={name: f"x_{name}" for name in read.ids})
+    assert warnings_on(other) == []
+    record = json.loads((run / "split.json").read_text())
+    del record["slice_hashes"]  # a split.json from before covseg recorded hashes: the id rule alone
+    (run / "split.json").write_text(json.dumps(record))
+    assert warnings_on(renamed) == []
+    assert warnings_on(mixed) == [TRAINING_WARNING.format(scored=1, count=6)]
 
 
 def test_eval_options_are_refused_before_any_data_is_read(run_dir, tmp_path, monkeypatch):

@@ -108,6 +108,12 @@ def test_metadata_props_round_trip_and_name_what_is_wrong():
         ExportMetadata.from_props({**props, "covseg.num_classes": "three"}, "m.onnx")
     with pytest.raises(CovsegError, match=r"m\.onnx has malformed covseg metadata: m: 2 class names for 3"):
         ExportMetadata.from_props({**props, "covseg.num_classes": "3"}, "m.onnx")
+    clash = {**props, "covseg.class_names": '["background", "all-lesions"]'}
+    with pytest.raises(CovsegError) as refused:  # its all-lesions_* columns would hold the total
+        ExportMetadata.from_props(clash, "m.onnx")
+    assert str(refused.value) == (
+        "m.onnx has malformed covseg metadata: m: class 'all-lesions' takes a name covseg reports under "
+        "itself (all-lesions, voxel, lung, left_lung, right_lung); rename it")
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,27 @@ def test_a_label_set_has_background_first_and_distinct_names():
         parse_labels("background,a b")
 
 
+def test_class_names_covseg_derives_or_that_fold_together_are_refused_in_labels(tmp_path):
+    """A class called all-lesions (or lung, whose lung_ml column summary.csv has) would overwrite a
+    summary.csv column; names equal but for case would share a file on macOS and a spreadsheet key."""
+    reserved = ("option labels=background,all-lesions: label 'all-lesions' takes a name covseg reports "
+                "under itself (all-lesions, voxel, lung, left_lung, right_lung); rename it (e.g. "
+                "labels=background,infection)")
+    with pytest.raises(CovsegError) as refused:
+        parse_labels("background,all-lesions")
+    assert str(refused.value) == reserved
+    with pytest.raises(CovsegError, match="label 'Lung' takes a name covseg reports under itself"):
+        parse_labels("background,Lung")
+    with pytest.raises(CovsegError, match=r"label 'GGO' is the same name as 'ggo' \(case aside\)"):
+        parse_labels("background,ggo,GGO")
+    with pytest.raises(CovsegError, match="label name 'a b' is not a name"):
+        parse_labels("background,a b,a_b")
+    write_binary_folder(tmp_path, count=2)
+    result = runner.invoke(app, ["data", "info", str(tmp_path), "--dataset-option", "mask_values=0,255",
+                                 "--dataset-option", "labels=background,all-lesions"])
+    assert one_line(result) == f"error: {reserved}"
+
+
 def test_folder_declares_labels_and_refuses_values_beyond_them(tmp_path):
     write_binary_folder(tmp_path, count=2)
     slices = load_slices("folder", tmp_path, BINARY)

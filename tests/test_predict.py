@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from covseg import CLASS_NAMES
 from covseg.cli import app
-from covseg.core.entries import CTSlices
+from covseg.core.entries import RESERVED_CLASS_NAMES, CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.dataset import SliceDataset
 from covseg.data.intensity import Normalisation, normalise_channels
@@ -30,7 +30,7 @@ from covseg.data.nifti import read_label_volume, read_volume
 from covseg.evaluation.trained import load_trained_model
 from covseg.export import export_model
 from covseg.export.onnx_export import ExportSource, write_export
-from covseg.inference.report import measure_lesions
+from covseg.inference.report import ALL_LESIONS, measure_lesions, summary_row
 from covseg.onnx import ExportMetadata, read_metadata
 from covseg.visualize import MIN_CAPTION_WIDTH, overlay
 from tests.import_checks import run_covseg
@@ -318,6 +318,43 @@ def test_the_table_counts_pixels_of_images_and_voxels_of_volumes(models, phantom
         assert len(headers) == 1, result.output
         assert [cell.strip() for cell in headers[0].strip("┃ ").split("┃")][2] == header
         assert "all-lesions_voxels" in (out / "summary.csv").read_text().splitlines()[0]
+
+
+def test_a_class_named_like_a_column_covseg_derives_is_refused(models, phantom, tmp_path):
+    """--classes bg,all-lesions,... once gave summary.csv one set of all-lesions_* columns holding
+    the total, the class's own count lost; each class must keep its own columns."""
+    out = tmp_path / "out"
+    window = ("--window", "-600:1500")
+    clash = predict(models["foreign"], phantom["scan"], "--out", out, *window,
+                    "--classes", "bg,all-lesions,b,c")
+    assert clash.exit_code == 2 and clash.output.splitlines()[-1] == (
+        "error: --classes bg,all-lesions,b,c: class 'all-lesions' takes a name covseg reports under "
+        "itself (all-lesions, voxel, lung, left_lung, right_lung); rename it")
+    for classes, message in (("bg,a,a,c", "class 'a' is named twice"),
+                             ("bg,A,a,c", "class 'a' is the same name as 'A' (case aside)"),
+                             ("bg,a b,a_b,c", "class name 'a b' is not a name: use letters, digits "
+                              "and . _ + - (e.g. 'ground-glass')")):
+        refused = predict(models["foreign"], phantom["scan"], "--out", out, *window, "--classes", classes)
+        assert refused.exit_code == 2
+        assert refused.output.splitlines()[-1] == f"error: --classes {classes}: {message}"
+    assert not out.exists()
+
+
+def test_summary_columns_of_classes_never_overwrite_the_fixed_ones():
+    labels = np.array([[0, 1], [2, 3]], np.uint8)
+    row = summary_row(measure_lesions("c", "c.png", "m", labels, ("background", "a", "b", "c"), 0.5))
+    assert (row["a_voxels"], row["b_voxels"], row["c_voxels"], row["all-lesions_voxels"]) == (1, 1, 1, 3)
+    # Every fixed column that a class's <name>_voxels/_ml/_percent_of_lung could spell is reserved.
+    suffixes = ("_voxels", "_ml", "_percent_of_lung")
+    classes = {f"{name}{suffix}" for name in ("a", "b", "c", ALL_LESIONS) for suffix in suffixes}
+    stems = {column.removesuffix(suffix) for column in row.keys() - classes for suffix in suffixes
+             if column.endswith(suffix)}
+    assert stems == set(RESERVED_CLASS_NAMES) - {ALL_LESIONS}
+    slipped = measure_lesions("c", "c.png", "m", labels, ("background", "lung", "b", "c"), 0.5)
+    with pytest.raises(CovsegError) as refused:
+        summary_row(slipped)
+    assert str(refused.value) == ("c: class 'lung' would overwrite the summary.csv column lung_ml; "
+                                  "rename the class")
 
 
 def test_bad_inputs_get_one_line_and_no_output(models, phantom, tmp_path):

@@ -100,6 +100,39 @@ def usage_error_line(error: click_errors.UsageError, command: str = "covseg") ->
 _COMMAND = "covseg.command"
 
 
+def _keep_option_names_whole() -> None:
+    """Typer's help tables, with the option-name columns never wrapped or cut: on a narrow terminal
+    ``--foreground-oversampling`` stays whole and the type and description columns wrap instead.
+
+    Typer builds its options table from rows alone (no column settings to pass) with the ``Table``
+    of :mod:`typer.rich_utils`, a module it imports only to print help; so this is done only when
+    help is asked for (startup stays light), and the columns are set as rows arrive: the column of
+    the option names (the first that holds ``--NAME``) keeps its full width; every other column
+    wraps, folding a word longer than the column rather than cutting it with "…".
+    """
+    import typer.rich_utils as rich_utils
+
+    if getattr(rich_utils.Table, "keeps_option_names", False):
+        return
+
+    class HelpTable(rich_utils.Table):  # type: ignore[misc,name-defined]
+        keeps_option_names = True
+
+        def add_row(self, *renderables, **kwargs):  # type: ignore[no-untyped-def]
+            super().add_row(*renderables, **kwargs)
+            names = next((index for index, cell in enumerate(renderables)
+                          if str(getattr(cell, "plain", cell)).startswith("--")), None)
+            for index, column in enumerate(self.columns):
+                column.overflow = "fold"
+                column.no_wrap = column.no_wrap or index == names
+            for cell in renderables:  # the description: a rich Columns of Text parts
+                for part in getattr(cell, "renderables", ()):
+                    if hasattr(part, "overflow"):
+                        part.overflow = "fold"
+
+    rich_utils.Table = HelpTable
+
+
 class OneLineErrors(TyperGroup):
     """The root command group: every command-line parse error becomes one ``error:`` line, exit 2.
 
@@ -109,9 +142,11 @@ class OneLineErrors(TyperGroup):
     ``--help``, ``--version``, no arguments (help) and Ctrl-C are not errors and pass through.
     """
 
-    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def make_context(self, info_name, args, *rest, **kwargs):  # type: ignore[no-untyped-def]
+        if not args or "--help" in args:
+            _keep_option_names_whole()
         try:
-            return super().make_context(*args, **kwargs)
+            return super().make_context(info_name, args, *rest, **kwargs)
         except _NO_ARGS_HELP:
             raise
         except click_errors.UsageError as error:

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table as RichTable
 from rich.text import Text
 
 TEXT_LIMIT = 2000
@@ -44,6 +45,16 @@ class SafeConsole(Console):
         kwargs["emoji"] = False
         kwargs.setdefault("highlight", False)
         return super().render_str(clean_text(text), **kwargs)
+
+
+class Table(RichTable):
+    """A rich Table whose cells wrap on a narrow terminal, folding a word longer than its column
+    onto the next line, instead of ending in "…": a number cut short reads as another number.
+    Every covseg table is one of these."""
+
+    def add_column(self, header: Any = "", footer: Any = "", **kwargs: Any) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(header, footer, **kwargs)
 
 
 def styled(text: str, style: str) -> Text:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 from covseg import CLASS_NAMES
 from covseg.benchmark.measure import FLOPS_SIZE, ModelMeasurements
@@ -51,6 +50,7 @@ from covseg.evaluation import bootstrap
 from covseg.evaluation.scores import TEST, VALIDATION, read_slice_confusions
 from covseg.files import write_json, write_text
 from covseg.runs import SLICE_CONFUSIONS, fold_dir, is_cross_validation, read_metrics, read_summary
+from covseg.terminal import Table
 from covseg.training.recipes import REFERENCE_MODELS, REFERENCE_STUDY
 
 RESULTS_MD = "results.md"
@@ -458,8 +458,9 @@ class BenchmarkResults:
         write_json(paths[2], self.to_dict())
         return paths
 
-    def terminal_columns(self) -> dict[str, str]:
-        """The figures the terminal table shows, with short headers (all of them are in results.md)."""
+    def terminal_columns(self, costs: bool = True) -> dict[str, str]:
+        """The figures the terminal table shows, with short headers (all of them are in results.md);
+        ``costs``: with the model's costs (parameters, GFLOPs, throughput, latency)."""
         shown = {f"{VALIDATION}/miou": "val mIoU"}
         split = TEST if self.has_test else VALIDATION
         short = "test" if split == TEST else "val"
@@ -467,12 +468,13 @@ class BenchmarkResults:
             shown[f"{TEST}/miou"] = "test mIoU"
         shown[f"{split}/pixel_accuracy"] = f"{short} acc"
         shown[f"{split}/mean_lesion_dice"] = f"{short} lesion Dice"
-        return {**shown, **TERMINAL_COSTS}
+        return {**shown, **TERMINAL_COSTS} if costs else shown
 
-    def rich_table(self) -> Table:
+    def rich_table(self, costs: bool = True) -> Table:
         """The terminal's view: the headline figures with short headers; the headline one with its
-        interval (everything is in results.md)."""
-        columns = self.terminal_columns()
+        interval (everything is in results.md); ``costs=False`` leaves the cost columns out (a
+        narrow terminal) and says so in the caption."""
+        columns = self.terminal_columns(costs)
         headline = self.headline
         confidence = f"{round(100 * bootstrap.CONFIDENCE)}% CI"
         table = Table(title=f"covseg benchmark ({self.out / RESULTS_MD})")
@@ -484,7 +486,8 @@ class BenchmarkResults:
         table.add_column("status")
         table.caption = ("val: where the epoch was chosen (optimistic)"
                          + ("; test: held out, scored once" if self.has_test else "; no test set")
-                         + f"; {confidence}: bootstrap over slices")
+                         + f"; {confidence}: bootstrap over slices"
+                         + ("" if costs else "; costs (parameters, GFLOPs, speed) are in results.md"))
         reference = {f"{VALIDATION}/miou": REFERENCE_STUDY["miou"],
                      f"{VALIDATION}/pixel_accuracy": REFERENCE_STUDY["pixel_accuracy"]}
         cells = []

@@ -25,12 +25,12 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from covseg.core.hookspecs import hookimpl
 from covseg.evaluation import bootstrap
 from covseg.evaluation.scores import TEST, VALIDATION
+from covseg.terminal import Table
 
 HEADLINE_METRICS = ("miou", "lesion_miou", "pixel_accuracy", "mean_lesion_dice")
 EPOCH_LINES = 20

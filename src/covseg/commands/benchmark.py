@@ -7,6 +7,7 @@ the benchmark's own options are written here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -106,9 +107,14 @@ def benchmark(
 
 def _show(results: BenchmarkResults) -> None:
     """The results table, then each failed pair's error in red."""
-    # Logs and pipes get 80 columns by default, too few for the table: give them room.
-    wide = console if console.is_terminal else SafeConsole(file=console.file, width=LOG_WIDTH)
-    wide.print(results.rich_table())
+    # Logs and pipes get 80 columns by default, too few for the table: give them room, unless
+    # COLUMNS says how wide the output may be (then the table's cells wrap to fit it).
+    asked = os.environ.get("COLUMNS", "").strip().isdigit()
+    wide = console if console.is_terminal or asked else SafeConsole(file=console.file, width=LOG_WIDTH)
+    table = results.rich_table()
+    if wide.measure(table, options=wide.options.update_width(10_000)).maximum > wide.width:
+        table = results.rich_table(costs=False)  # a narrow terminal: the figures, costs in results.md
+    wide.print(table)
     for result in results.models:
         for error in result.errors:
             error_console.print(styled(f"{result.model} {error}", "red"), soft_wrap=True)

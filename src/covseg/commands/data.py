@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from covseg.commands._common import console, error_console, renamed_option, user_errors, warn
 from covseg.commands._progress import DownloadBars
@@ -20,6 +19,7 @@ from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.data.options import parse_dataset_options
 from covseg.files import check_creatable
+from covseg.terminal import Table
 
 if TYPE_CHECKING:
     from covseg.core.entries import CTSlices

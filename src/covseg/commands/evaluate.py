@@ -18,7 +18,7 @@ from covseg.commands._settings import setting_option
 from covseg.core.errors import CovsegError
 from covseg.files import check_creatable, child_path, safe_file_name, write_json
 from covseg.runs import SUBSETS
-from covseg.terminal import join, styled
+from covseg.terminal import Table, join, styled
 
 if TYPE_CHECKING:
     import numpy as np
@@ -272,8 +272,6 @@ def print_metric_tables(
 ) -> None:
     """The overall metrics, then one row per class with every per-class metric as a column; each
     metric with its bootstrap interval when ``intervals`` are given."""
-    from rich.table import Table
-
     from covseg.core.registry import get_registry
     from covseg.evaluation import bootstrap
 
@@ -306,18 +304,36 @@ def print_metric_tables(
     console.print(overall)
     if not per_class:
         return
+    table = _per_class_table(per_class, confusion, class_names, stacked=False)
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if natural > console.width:  # too narrow for two columns per metric: each interval under its value
+        table = _per_class_table(per_class, confusion, class_names, stacked=True)
+    console.print(table)
+
+
+def _per_class_table(per_class: dict[str, dict[str, str]], confusion: np.ndarray,
+                     class_names: tuple[str, ...], stacked: bool) -> Table:
+    """One row per class; ``stacked``: each metric's interval on a second line of its cell (one
+    column per metric instead of two), so the table fits 80 columns."""
     columns = list(dict.fromkeys(name for values in per_class.values() for name in values))
+    if stacked:
+        columns = [column for column in columns if not column.endswith(" CI")]
     table = Table(title="per class (— = class absent from truth and prediction)")
     table.add_column("class")
     for column in ("truth pixels", "predicted pixels", *columns):
-        table.add_column(column, justify="right")
+        with_interval = stacked and any(f"{column} CI" in values for values in per_class.values())
+        table.add_column(f"{column} (CI)" if with_interval else column, justify="right")
     truth_pixels, predicted_pixels = confusion.sum(axis=1), confusion.sum(axis=0)
     for item, values in per_class.items():
         index = class_names.index(item) if item in class_names else None
         counts = (["", ""] if index is None
                   else [f"{truth_pixels[index]:,}", f"{predicted_pixels[index]:,}"])
-        table.add_row(item, *counts, *(values.get(column, "—") for column in columns))
-    console.print(table)
+        cells = [values.get(column, "—") for column in columns]
+        if stacked:
+            cells = [cell if f"{column} CI" not in values else f"{cell}\n{values[f'{column} CI']}"
+                     for column, cell in zip(columns, cells, strict=True)]
+        table.add_row(item, *counts, *cells)
+    return table
 
 
 def colour_legend(class_names: tuple[str, ...]) -> Text:

@@ -56,8 +56,6 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Export a trained model to ONNX (dynamic batch, height, width), verified against PyTorch."""
-    from rich.table import Table
-
     from covseg.export.onnx_export import (
         check_output_path,
         export_model,
@@ -65,6 +63,7 @@ def export(
         load_export_source,
         write_export,
     )
+    from covseg.terminal import Table
 
     if onnx is False:
         raise CovsegError("--no-onnx leaves nothing to export: ONNX is the one export format")

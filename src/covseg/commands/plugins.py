@@ -10,7 +10,6 @@ import inspect
 
 import typer
 from rich import box
-from rich.table import Table
 from rich.text import Text
 
 from covseg.commands._common import console, user_errors, warn
@@ -18,7 +17,7 @@ from covseg.core.calls import build_model, model_options
 from covseg.core.discovery import DISABLE_VARIABLE
 from covseg.core.errors import CovsegError
 from covseg.core.registry import KINDS, Provided, Registry, get_registry, plural
-from covseg.terminal import join, styled
+from covseg.terminal import Table, join, styled
 
 PARAMS_HELP = "Also count each model's parameters (builds each model on the meta device: slower)."
 

@@ -21,10 +21,9 @@ from covseg.core.errors import CovsegError
 from covseg.terminal import join, styled
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from covseg.data.interpret import IntensityChoice
     from covseg.onnx import ExportMetadata, OnnxSegmenter
+    from covseg.terminal import Table
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".json")
 """Exported in memory first: checkpoints, and an ensemble.json."""
@@ -147,7 +146,6 @@ def predict(
 ) -> None:
     """Segment CT volumes and slices with onnxruntime; write labels, overlays and lesion reports."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from covseg.files import write_text
     from covseg.inference.cases import (
@@ -163,6 +161,7 @@ def predict(
     from covseg.onnx import cpu_cores
     from covseg.onnx.card import applicable_card
     from covseg.onnx.session import choose_providers
+    from covseg.terminal import Table
     from covseg.tta import describe
 
     # What needs no model is checked before a run is exported to ONNX (seconds) or any input is read.
@@ -341,7 +340,7 @@ def _number(value: float | None) -> str:
 
 def severity_table(severities: list) -> Table:
     """Per case: share of each lung involved, its band, and the score (covseg.inference.severity)."""
-    from rich.table import Table
+    from covseg.terminal import Table
 
     table = Table(title="lung involvement (ground-glass + consolidation in the lung mask) and severity",
                   caption="bands and score: lobe-free adaptation of Chung et al., Radiology 2020 "

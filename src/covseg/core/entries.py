@@ -24,11 +24,41 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
-def _check_name(kind: str, name: object) -> None:
+def _check_name(kind: str, name: object, example: str = "unet-lite") -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(
-            f"{kind} name {name!r} is not a name: use letters, digits and . _ + - (e.g. 'unet-lite')"
+            f"{kind} name {name!r} is not a name: use letters, digits and . _ + - (e.g. '{example}')"
         )
+
+
+ALL_LESIONS = "all-lesions"
+"""The pseudo-class of all lesion classes together: a lesion report's last row and summary.csv's
+``all-lesions_*`` columns."""
+RESERVED_CLASS_NAMES = (ALL_LESIONS, "voxel", "lung", "left_lung", "right_lung")
+"""Names covseg derives itself, so no class may take them: :data:`ALL_LESIONS`, and the stems of
+summary.csv's fixed columns ``voxel_ml``, ``lung_ml``, ``left_lung_ml`` and ``right_lung_ml``,
+which a class's ``<name>_ml`` column would overwrite (:func:`covseg.inference.report.summary_row`)."""
+
+
+def check_class_names(names: Sequence[str], kind: str = "class") -> None:
+    """Refuse class names that could not each get their own CSV column, JSON key and file name.
+
+    Each is a name (letters, digits, ``. _ + -``, so no file-name sanitiser folds two together), no
+    two are equal ignoring case (case-insensitive file systems and spreadsheets fold case), and none
+    is one of :data:`RESERVED_CLASS_NAMES` (ignoring case). Raises ``ValueError`` naming the
+    ``kind`` (``class``, ``label``) and the name.
+    """
+    folded: dict[str, str] = {}
+    for name in names:
+        _check_name(kind, name, example="ground-glass")
+        key = name.casefold()
+        if key in folded:
+            same = "named twice" if folded[key] == name else f"the same name as '{folded[key]}' (case aside)"
+            raise ValueError(f"{kind} '{name}' is {same}")
+        if key in RESERVED_CLASS_NAMES:
+            raise ValueError(f"{kind} '{name}' takes a name covseg reports under itself "
+                             f"({', '.join(RESERVED_CLASS_NAMES)}); rename it")
+        folded[key] = name
 
 
 def _check_callable(kind: str, name: str, field_name: str, value: object) -> None:
@@ -99,7 +129,8 @@ class LabelSet:
     ``LabelSet(("background", "infection"))``.
 
     Raises ``ValueError`` for fewer than 2 or more than 256 names (uint8 masks), a first name that
-    is not ``background``, a name that is not a name, or a repeated name.
+    is not ``background``, or names that :func:`check_class_names` refuses (not a name, repeated,
+    or one covseg derives itself such as ``all-lesions``).
     """
 
     names: tuple[str, ...]
@@ -110,13 +141,9 @@ class LabelSet:
         object.__setattr__(self, "names", tuple(self.names))
         if not 2 <= len(self.names) <= 256:
             raise ValueError(f"a label set has 2 to 256 classes (uint8 masks), not {len(self.names)}")
-        for name in self.names:
-            _check_name("label", name)
+        check_class_names(self.names, "label")
         if self.names[0] != BACKGROUND:
             raise ValueError(f"the first label (mask value 0) must be '{BACKGROUND}', not '{self.names[0]}'")
-        repeated = [name for name in self.names if self.names.count(name) > 1]
-        if repeated:
-            raise ValueError(f"label '{repeated[0]}' is named twice")
 
     def __len__(self) -> int:
         return len(self.names)

@@ -12,7 +12,9 @@ the dataset lists them. Two kinds of split file, both read by :func:`read_split_
   other K-1 folds (:meth:`Folds.split`).
 
 Training writes the file into its run folder; evaluation and the benchmark read it back, so all of
-them use the identical slices.
+them use the identical slices. Training also records a content hash of each slice
+(``slice_hashes``, :mod:`covseg.data.fingerprint`), so that evaluation knows a training slice under
+another name; files without it (older runs, hand-written splits) read as an empty mapping.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ class Split:
 
     ``test_ids``: held out from training and model selection, scored once at the end (empty when
     the run has no test set carved from its data). ``fold``/``folds``: which of how many
-    cross-validation folds this split is (None for an ordinary split).
+    cross-validation folds this split is (None for an ordinary split). ``slice_hashes``: id ->
+    SHA-256 of the slice's pixels as training read them (:func:`covseg.data.fingerprint.slice_hash`);
+    empty when not recorded; splits of the same ids compare equal whatever their hashes.
     """
 
     train_ids: list[str]
@@ -53,6 +57,7 @@ class Split:
     test_fraction: float | None = None
     fold: int | None = None
     folds: int | None = None
+    slice_hashes: dict[str, str] = field(default_factory=dict, compare=False)  # a record, not the split
 
     def save(self, path: Path) -> None:
         """Write the split as JSON, atomically."""
@@ -81,6 +86,7 @@ class Split:
                 test_fraction=_optional_float(record.get("test_fraction")),
                 fold=_optional_int(record.get("fold")),
                 folds=_optional_int(record.get("folds")),
+                slice_hashes=_hashes(record, path),
             )
         except KeyError as error:
             raise CovsegError(f"split file {path} is malformed: it has no '{error.args[0]}'") from None
@@ -100,12 +106,14 @@ class Split:
 
 @dataclass
 class Folds:
-    """K disjoint folds of the non-test ids (each sorted) and the held-out test ids."""
+    """K disjoint folds of the non-test ids (each sorted) and the held-out test ids; ``slice_hashes``
+    as in :class:`Split`."""
 
     folds: list[list[str]]
     seed: int
     test_ids: list[str] = field(default_factory=list)
     test_fraction: float | None = None
+    slice_hashes: dict[str, str] = field(default_factory=dict, compare=False)  # a record, not the split
 
     def save(self, path: Path) -> None:
         write_json(path, {"format": FOLDS_FORMAT, **asdict(self)})
@@ -120,7 +128,7 @@ class Folds:
         test_ids = _ids(record, "test_ids", path) if "test_ids" in record else []
         try:
             result = cls([list(fold) for fold in folds], int(record["seed"]), test_ids,
-                         _optional_float(record.get("test_fraction")))
+                         _optional_float(record.get("test_fraction")), _hashes(record, path))
         except KeyError as error:
             raise CovsegError(f"split file {path} is malformed: it has no '{error.args[0]}'") from None
         except (TypeError, ValueError) as error:
@@ -155,7 +163,7 @@ class Folds:
         train = [name for name in self.pool if name not in val]
         return Split(train_ids=train, val_ids=list(self.folds[fold]), seed=self.seed, val_fraction=None,
                      test_ids=list(self.test_ids), test_fraction=self.test_fraction, fold=fold,
-                     folds=self.count)
+                     folds=self.count, slice_hashes=dict(self.slice_hashes))
 
     def check_ids(self, available: Iterable[str], where: str) -> None:
         _check_known([*self.pool, *self.test_ids], available, where)
@@ -253,6 +261,13 @@ def _ids(record: dict[str, Any], key: str, path: Path) -> list[str]:
     if not isinstance(ids, list) or not all(isinstance(name, str) for name in ids):
         raise CovsegError(f"split file {path}: '{key}' must be a list of slice id strings")
     return list(ids)
+
+
+def _hashes(record: dict[str, Any], path: Path) -> dict[str, str]:
+    hashes = record.get("slice_hashes", {})
+    if not isinstance(hashes, dict) or not all(isinstance(value, str) for value in hashes.values()):
+        raise CovsegError(f"split file {path}: 'slice_hashes' must map slice ids to hash strings")
+    return dict(hashes)
 
 
 def _optional_float(value: Any) -> float | None:

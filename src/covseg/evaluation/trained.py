@@ -21,6 +21,7 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.data.dataset import SliceDataset
+from covseg.data.fingerprint import slice_hashes
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices
 from covseg.data.split import Split, read_split_file
@@ -248,26 +249,44 @@ def _own_split(trained: TrainedModel) -> Split | None:
     return split if isinstance(split, Split) else None
 
 
-def training_ids(trained: TrainedModel) -> set[str]:
-    """The slice ids ``trained``'s weights were fitted on, from its run's split.json: a run's
-    ``train_ids``; for an ensemble, every non-test id (each id trained all members but one). Empty
-    when no split is recorded (a loose checkpoint)."""
+def training_slices(trained: TrainedModel) -> tuple[set[str], set[str]]:
+    """The slices ``trained``'s weights were fitted on, from its run's split.json: (their ids, their
+    content hashes). A run's ``train_ids``; for an ensemble, every non-test id (each id trained all
+    members but one). The hashes are empty for split files written before covseg recorded them;
+    both are empty when no split is recorded (a loose checkpoint)."""
     if trained.run_dir is None or not (trained.run_dir / RUN_SPLIT).is_file():
-        return set()
+        return set(), set()
     split = read_split_file(trained.run_dir / RUN_SPLIT)
     if isinstance(split, Split):
-        return set(split.train_ids)
-    return set(split.pool) if trained.is_ensemble else set()
+        ids = set(split.train_ids)
+    else:
+        ids = set(split.pool) if trained.is_ensemble else set()
+    return ids, {split.slice_hashes[name] for name in ids if name in split.slice_hashes}
 
 
-def training_overlap_warning(trained: TrainedModel, ids: list[str]) -> str | None:
-    """One line when some of ``ids`` (the slices to score) trained ``trained`` (matched by id,
-    whatever data they are read from), else None: such scores are optimistic, not validation scores."""
-    scored = set(ids) & training_ids(trained)
-    if not scored:
+def training_overlap_warning(trained: TrainedModel, slices: CTSlices, ids: list[str]) -> str | None:
+    """One line when some of ``ids`` (the slices of ``slices`` to score) trained ``trained``, else None:
+    such scores are optimistic, not validation scores.
+
+    A slice counts when its id is a training id, whatever data it is read from, or when its pixels
+    are those of a training slice (the same :func:`covseg.data.fingerprint.slice_hash`: a renamed
+    copy of the training data). The line says which: ``same ids``, ``same pixels`` or both counts.
+    """
+    trained_ids, trained_hashes = training_slices(trained)
+    by_id = set(ids) & trained_ids
+    by_pixels: set[str] = set()
+    if trained_hashes:  # older split files record no hashes: the id rule alone
+        others = [name for name in ids if name not in by_id]
+        hashes = slice_hashes(slices, others)
+        by_pixels = {name for name, digest in hashes.items() if digest in trained_hashes}
+    if not by_id and not by_pixels:
         return None
-    return (f"{len(scored)} of the {len(ids)} evaluated slices were used for training (same ids): "
-            "the scores are optimistic, not a validation score")
+    if by_id and by_pixels:
+        how = f"{len(by_id)} by the same ids, {len(by_pixels)} by the same pixels under other ids"
+    else:
+        how = "same ids" if by_id else "same pixels under other ids"
+    return (f"{len(by_id) + len(by_pixels)} of the {len(ids)} evaluated slices were used for training "
+            f"({how}): the scores are optimistic, not a validation score")
 
 
 def _by_id_in_other_data(trained: TrainedModel, slices: CTSlices, description: str,
@@ -321,7 +340,7 @@ def load_evaluation_data(
     """
     selection = _select(trained, dataset, data, dict(options or {}), split)
     if selection.split != TEST_DATA:  # other data: its ids are not the training data's
-        selection.warning = training_overlap_warning(trained, selection.ids)
+        selection.warning = training_overlap_warning(trained, selection.slices, selection.ids)
     return selection
 
 

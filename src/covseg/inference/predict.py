@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from covseg.core.entries import check_class_names
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import Intensity, Normalisation, normalise_channels
 from covseg.data.orientation import DISPLAY_ORIENTATION
@@ -44,13 +45,22 @@ class ModelSettings:
 
 
 def parse_classes(text: str) -> tuple[str, ...]:
-    """``--classes background,ground-glass,...`` -> the names, background (label 0) first."""
+    """``--classes background,ground-glass,...`` -> the names, background (label 0) first.
+
+    Raises :class:`CovsegError` for fewer than two names, or names that
+    :func:`covseg.core.entries.check_class_names` refuses (repeated, not a name, or one covseg
+    derives itself such as ``all-lesions``).
+    """
     names = tuple(part.strip() for part in text.split(","))
-    if len(names) < 2 or not all(names) or len(set(names)) != len(names):
+    if len(names) < 2 or not all(names):
         raise CovsegError(
             f"--classes {text}: give two or more distinct names separated by commas, "
             "label 0 (background) first"
         )
+    try:
+        check_class_names(names)
+    except ValueError as error:
+        raise CovsegError(f"--classes {text}: {error}") from None
     return names
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from covseg.core.entries import ALL_LESIONS
+from covseg.core.errors import CovsegError
 from covseg.files import write_json, write_text
 
 CSV_COLUMNS = (
@@ -31,7 +33,6 @@ CSV_COLUMNS = (
     "removed_voxels",
     "removed_ml",
 )
-ALL_LESIONS = "all-lesions"
 SUMMARY_CSV = "summary.csv"
 """The per-run table in ``OUT``: one row per case."""
 
@@ -171,8 +172,13 @@ def _postprocessing_text(report: LesionReport) -> str:
 
 
 def summary_row(report: LesionReport) -> dict[str, Any]:
-    """One case as a row of ``summary.csv``: volumes per class, lung shares, severity."""
-    row: dict[str, Any] = {
+    """One case as a row of ``summary.csv``: volumes per class, lung shares, severity.
+
+    Raises :class:`CovsegError` if a class's column would take the name of another column (class
+    names are checked where they enter, :func:`covseg.core.entries.check_class_names`; this guard
+    keeps a name that slipped past from overwriting a number).
+    """
+    head: dict[str, Any] = {
         "case": report.case,
         "input": report.input,
         "model": report.model,
@@ -181,21 +187,27 @@ def summary_row(report: LesionReport) -> dict[str, Any]:
         "voxel_ml": _cell(report.voxel_ml),
         "lung_ml": _cell(report.lung_ml),
     }
-    for measure in report.classes:
-        row[f"{measure.name}_voxels"] = measure.voxels
-        row[f"{measure.name}_ml"] = _cell(measure.volume_ml)
-        row[f"{measure.name}_percent_of_lung"] = _cell(measure.percent_of_lung)
+    tail: dict[str, Any] = {}
     severity = report.severity or {}
     lungs = {item["lung"]: item for item in severity.get("lungs", ())}
     for side in ("lungs", "left", "right"):
         item = lungs.get(side, {})
         if side != "lungs":
-            row[f"{side}_lung_ml"] = _cell(item.get("lung_ml"))
-        row[f"{side}_involved_percent"] = _cell(item.get("percent"))
-        row[f"{side}_band"] = item.get("band", "")
-    row["severity_score"] = "" if severity.get("score") is None else severity["score"]
-    row["sides"] = severity.get("sides", "")
-    return row
+            tail[f"{side}_lung_ml"] = _cell(item.get("lung_ml"))
+        tail[f"{side}_involved_percent"] = _cell(item.get("percent"))
+        tail[f"{side}_band"] = item.get("band", "")
+    tail["severity_score"] = "" if severity.get("score") is None else severity["score"]
+    tail["sides"] = severity.get("sides", "")
+    row = dict(head)
+    for measure in report.classes:
+        for column, value in ((f"{measure.name}_voxels", measure.voxels),
+                              (f"{measure.name}_ml", _cell(measure.volume_ml)),
+                              (f"{measure.name}_percent_of_lung", _cell(measure.percent_of_lung))):
+            if column in row or column in tail:
+                raise CovsegError(f"{report.case}: class '{measure.name}' would overwrite the summary.csv "
+                                  f"column {column}; rename the class")
+            row[column] = value
+    return {**row, **tail}
 
 
 def summary_csv(reports: list[LesionReport]) -> str:

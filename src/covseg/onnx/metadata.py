@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from covseg import __version__
+from covseg.core.entries import check_class_names
 from covseg.core.errors import CovsegError
 from covseg.data.intensity import INTENSITY_WORDS, Normalisation, describe_input
 from covseg.data.orientation import DISPLAY_ORIENTATION, parse_orientation
@@ -62,6 +63,10 @@ class ExportMetadata:
             raise CovsegError(
                 f"{self.model_name}: {len(self.class_names)} class names for {self.num_classes} classes"
             )
+        try:
+            check_class_names(self.class_names)
+        except ValueError as error:
+            raise CovsegError(f"{self.model_name}: {error}") from None
         if parse_orientation(self.orientation, f"{self.model_name}: orientation") != self.orientation:
             raise CovsegError(f"{self.model_name}: orientation '{self.orientation}' must be upper case")
         if self.intensity not in (None, *INTENSITY_WORDS):

@@ -37,6 +37,7 @@ from covseg import runs
 from covseg.checkpoint import load_checkpoint
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
+from covseg.data.fingerprint import slice_hashes
 from covseg.data.split import Folds, Split, carve_test, make_folds, read_split_file
 from covseg.devices import resolve_device
 from covseg.evaluation import bootstrap
@@ -88,6 +89,7 @@ def cross_validate(
     if resume is None:
         folds = _make_folds(config, slices)
         _check_fold_sizes(config, folds)
+        folds = dataclasses.replace(folds, slice_hashes=slice_hashes(slices, [*folds.pool, *folds.test_ids]))
     else:
         folds = _read_folds(Path(resume) / runs.RUN_SPLIT, config)
         for fold in range(folds.count):  # no fold may have trained more epochs than --epochs

@@ -13,6 +13,7 @@ from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.data.augment import AugmentationConfig
 from covseg.data.dataset import SliceDataset, seed_worker
+from covseg.data.fingerprint import slice_hashes
 from covseg.data.intensity import Normalisation
 from covseg.data.loading import load_slices, resolve_dataset
 from covseg.data.split import Folds, Split, make_split, read_split_file
@@ -113,7 +114,8 @@ def choose_split(config: TrainConfig, slices: CTSlices, saved: Path | None = Non
             f"the split of {counted(len(slices), 'slice')} leaves {len(split.train_ids)} for training and "
             f"{len(split.val_ids)} for validation; both need at least one ({fix})"
         )
-    return split
+    # The hashes of this data, never those of the file given: they say what this run trained on.
+    return dataclasses.replace(split, slice_hashes=slice_hashes(slices, split.all_ids))
 
 
 def create_given_run_dir(path: Path) -> Path:
