@@ -236,8 +236,7 @@ def test_predict_checks_classes_and_device_before_exporting_a_run(trained_run, s
     monkeypatch.setattr(session, "cuda_usable", lambda: False)
     monkeypatch.setattr(session, "cuda_device_count", lambda: 0)
     lines = {
-        ("--classes", "bg,a,a,c"): "error: --classes bg,a,a,c: give two or more distinct names separated by "
-                                   "commas, label 0 (background) first",
+        ("--classes", "bg,a,a,c"): "error: --classes bg,a,a,c: class 'a' is named twice",
         ("--device", "cuda:1"): "error: --device cuda:1: onnxruntime sees 0 CUDA GPU(s) on this machine; use "
                                 "--device cpu or auto",
     }
