@@ -122,7 +122,7 @@ def test_parse_errors_are_one_line_naming_the_option_and_what_is_wrong():
         ("export", "R", "--opset", "3"):
             "error: --opset 3: must be greater than or equal to 13; see `covseg export --help`",
         ("train", "--epochs"): "error: option '--epochs' requires an argument; see `covseg train --help`",
-        ("eval",): "error: missing argument 'target'; see `covseg eval --help`",
+        ("eval",): "error: missing argument 'TARGET'; see `covseg eval --help`",
         ("data", "info", "--zz"): "error: no such option --zz; see `covseg data info --help`",
         # an option of other commands says which (eval's --split NAME is not train's --split-file FILE)
         ("eval", "X", "--split-file", "s.json"): "error: no such option --split-file (it is an option of "
@@ -164,3 +164,58 @@ def test_help_at_80_columns_keeps_option_names_whole_and_cuts_nothing(command):
              "predict": "--save-probabilities", "eval": "--save-predictions"}
     if command and command[0] in names:
         assert names[command[0]] in result.output.split()
+
+
+def _commands(command, path="covseg"):
+    """Every command under ``command`` with its full name, groups included."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, f"{path} {name}")
+
+
+def _shown_default(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(getattr(value, "value", value))
+
+
+def test_every_option_and_argument_has_one_help_style():
+    """Typer's `<str>`/`<int range>`/`<bool>` types, `[x>=1]` and `[default: x]` appear nowhere: every
+    value option shows an upper-case metavar, every default is in its help as (default: x)."""
+    import typer
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for path, command in _commands(root):
+        ctx = typer.Context(command, info_name=path)
+        for param in command.get_params(ctx):
+            where = f"{path} {param.opts[0]}"
+            shown = param.display_type_rich(ctx)
+            name, help_text = param.get_help_record(ctx) or (param.opts[0], "")
+            assert "<" not in name and "[default" not in help_text, (where, name, help_text)
+            assert param._get_number_range_help_str() is None, where
+            if param.param_type_name == "argument":
+                assert shown is None and param.metavar and param.metavar.isupper(), where
+                assert param.get_usage_pieces(ctx)[0].strip("[].") == param.metavar, where
+            elif param.is_flag:
+                assert not shown, (where, shown)
+            else:
+                assert shown and shown == shown.upper() and "<" not in shown, (where, shown)
+            if (param.default is not None and param.default is not False and not param.hidden
+                    and param.param_type_name == "option"):
+                assert f"(default: {_shown_default(param.default)})" in help_text, (where, help_text)
+            checked += 1
+    assert checked > 100  # the generated settings of train and benchmark are walked too
+
+
+def test_help_lines_read_like_the_generated_settings():
+    result = runner.invoke(app, ["predict", "--help"], prog_name="covseg", env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.strip("│ ").split()) for line in result.output.splitlines()]
+    assert "Usage: covseg predict [OPTIONS] MODEL INPUTS..." in lines
+    assert "--batch-size INTEGER Slices per onnxruntime run. (1..4096) (default: 8)" in lines
+    assert "--help Show this message and exit." in lines
+    result = runner.invoke(app, ["export", "--help"], prog_name="covseg", env={"COLUMNS": "120"})
+    lines = [" ".join(line.strip("│ ").split()) for line in result.output.splitlines()]
+    assert "Usage: covseg export [OPTIONS] TARGET" in lines
+    assert "--opset INTEGER ONNX opset version. (>= 13) (default: 18)" in lines

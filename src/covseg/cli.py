@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -21,7 +22,7 @@ from covseg.commands import data as data_command
 from covseg.commands import demo as demo_command
 from covseg.commands import plugins
 from covseg.commands import train as train_command
-from covseg.commands._common import fail, handle_termination
+from covseg.commands._common import fail, handle_termination, one_help_style, option
 from covseg.commands.evaluate import evaluate as evaluate_command
 from covseg.commands.export import export as export_command
 from covseg.commands.predict import predict as predict_command
@@ -142,6 +143,10 @@ class OneLineErrors(TyperGroup):
     ``--help``, ``--version``, no arguments (help) and Ctrl-C are not errors and pass through.
     """
 
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        one_help_style(self)  # every command's help in one style (see covseg.commands._common)
+
     def make_context(self, info_name, args, *rest, **kwargs):  # type: ignore[no-untyped-def]
         if not args or "--help" in args:
             _keep_option_names_whole()
@@ -196,8 +201,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.",
-                                 callback=_version, is_eager=True),
+    version: Annotated[bool, option("--version", help="Print the version and exit.", callback=_version,
+                                    is_eager=True)] = False,
 ) -> None:
     """covseg: train, compare and ship COVID-19 CT lesion segmentation models."""
     from covseg.commands._logging import setup_logging

@@ -8,6 +8,12 @@ line of stderr with exit code 2, never a traceback:
   expected, ... named with the path the operating system gave;
 - :class:`MemoryError`: says so, with the advice to use smaller images or batches.
 
+Every hand-written option and argument is declared with :func:`option` and :func:`argument`, so
+that all commands' ``--help`` reads like the options generated from the TrainConfig fields
+(:mod:`covseg.commands._settings`): an upper-case metavar (NAME, PATH, FILE, DIR, KEY=VALUE,
+INTEGER, NUMBER), bounds and ``(default: x)`` at the end of the help text; :func:`one_help_style`
+makes Typer's own parts (the ``--help`` flag, argument types, usage line) follow it.
+
 SIGTERM (what Slurm and Kubernetes send before killing a job at its time limit) is turned into
 ``KeyboardInterrupt`` by :func:`handle_termination`, so it stops a command exactly like Ctrl-C.
 """
@@ -18,16 +24,17 @@ import functools
 import signal
 from collections.abc import Callable
 from types import FrameType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
+from typer.core import TyperArgument
 
 from covseg.core.errors import CovsegError
 from covseg.files import describe_os_error
 from covseg.terminal import console, error_console, join, styled
 
-__all__ = ["EXIT_USER_ERROR", "console", "error_console", "error_line", "fail", "user_errors", "warn",
-           "warn_mixed_onnxruntime"]
+__all__ = ["EXIT_USER_ERROR", "argument", "console", "error_console", "error_line", "fail", "one_help_style",
+           "option", "user_errors", "warn", "warn_mixed_onnxruntime"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -83,6 +90,70 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail("out of memory; use a smaller --image-size or --batch-size") from None
 
     return wrapper
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def help_with_defaults(help: str, *, low: float | None = None, high: float | None = None,
+                       default_text: str | None = None) -> str:
+    """``Slices per run. (1..4096) (default: 8)``: the help, then the bounds, then the default."""
+    parts = [help]
+    if low is not None and high is not None:
+        parts.append(f"({_number(low)}..{_number(high)})")
+    elif low is not None or high is not None:
+        parts.append(f"(>= {_number(low)})" if low is not None else f"(<= {_number(high)})")
+    if default_text is not None:
+        parts.append(f"(default: {default_text})")
+    return " ".join(parts)
+
+
+def option(*names: str, help: str, metavar: str = "", default_text: str | None = None,
+           min: float | None = None, max: float | None = None, **kwargs: Any) -> Any:
+    """A Typer option in covseg's help style: ``option("--batch-size", metavar="INTEGER", min=1,
+    default_text="8", help="Slices per forward pass.")`` shows ``--batch-size INTEGER  Slices per
+    forward pass. (>= 1) (default: 8)``.
+
+    ``metavar`` is left empty for a flag (Typer would show ``<bool>``); ``min``/``max`` are checked
+    by Typer as before and written into the help here; ``default_text`` is the default as the user
+    reads it (Typer's own ``[default: ...]`` is off). Other keywords go to :func:`typer.Option`.
+    """
+    return typer.Option(*names, help=help_with_defaults(help, low=min, high=max, default_text=default_text),
+                        metavar=metavar, show_default=False, min=min, max=max, **kwargs)
+
+
+def argument(metavar: str, *, help: str, **kwargs: Any) -> Any:
+    """A Typer argument in covseg's help style: shown by its upper-case ``metavar`` (``TARGET``) in
+    the usage line and the table, without Typer's ``<str>`` type."""
+    return typer.Argument(metavar=metavar, help=help, show_default=False, **kwargs)
+
+
+def one_help_style(command: Any) -> None:
+    """Make Typer's own parts of ``command``'s help (and its subcommands') follow :func:`option`:
+    the ``--help`` flag without ``<bool>``, arguments without ``<str>`` and with click's usage
+    (``TARGET``, ``[PATH]``, ``INPUTS...``), and bounds only in the help text (Typer would add
+    ``[x>=1]``; it checks them from its own copy of the declaration, which stays)."""
+    for sub in getattr(command, "commands", {}).values():
+        one_help_style(sub)
+    help_option = command.get_help_option(typer.Context(command))
+    if help_option is not None:
+        help_option.metavar = ""
+    for param in command.params:
+        if isinstance(param, TyperArgument):
+            param.__class__ = HelpArgument
+        param.min = param.max = None  # display only: see the docstring
+
+
+class HelpArgument(TyperArgument):
+    """Typer's argument, shown as click shows one: no type after the metavar, no braces in usage."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw + ("..." if self.nargs != 1 else "")
+        return name if self.required else f"[{name}]"
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

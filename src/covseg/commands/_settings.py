@@ -77,7 +77,7 @@ def _parameter(field: dataclasses.Field, info: Setting, hint: Any) -> inspect.Pa
     else:
         declaration, annotation = info.option, str | None
     option = typer.Option(declaration, help=help_text(field, info), rich_help_panel=info.panel,
-                          metavar=None if kind is bool else (info.metavar or METAVARS.get(kind, "TEXT")),
+                          metavar="" if kind is bool else (info.metavar or METAVARS.get(kind, "TEXT")),
                           show_default=False)
     return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[annotation, option])
@@ -90,7 +90,7 @@ RENAMED = "__renamed"
 def _renamed_parameter(field: dataclasses.Field, info: Setting, hint: Any) -> inspect.Parameter:
     """A hidden option under the setting's old names, so that old command lines keep working."""
     annotation = list[str] | None if info.repeatable else str | None
-    option = typer.Option(*info.renamed_from, hidden=True, show_default=False)
+    option = typer.Option(*info.renamed_from, hidden=True, show_default=False, metavar=info.metavar or "")
     return inspect.Parameter(field.name + RENAMED, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[annotation, option])
 

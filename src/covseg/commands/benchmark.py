@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from covseg.commands._common import console, error_console, user_errors
+from covseg.commands._common import console, error_console, option, user_errors
 from covseg.commands._settings import with_settings
 from covseg.core.errors import CovsegError
 from covseg.terminal import SafeConsole, styled
@@ -28,8 +28,8 @@ LOG_WIDTH = 160
 DEFAULT_OUT = Path("runs/benchmark")
 OWN = "Benchmark"
 
-MODELS_HELP = "all, or comma-separated model names (see `covseg models`). (default: all)"
-SEEDS_HELP = "Comma-separated seeds; every model trains once per seed. (default: 0)"
+MODELS_HELP = "all, or comma-separated model names (see `covseg models`)."
+SEEDS_HELP = "Comma-separated seeds; every model trains once per seed."
 CONFIG_HELP = ("TOML or YAML file of training settings (TrainConfig field names); explicit options "
                "override it, it overrides the recipe.")
 JOBS_HELP = ("Pairs run in parallel: one worker process per GPU (CUDA_VISIBLE_DEVICES), or N processes "
@@ -44,18 +44,21 @@ LATENCY_HELP = "Square side of the ONNX CPU latency input (32..4096 px); 0 skips
 @user_errors
 @with_settings(BENCHMARK)
 def benchmark(
-    models: Annotated[str | None, typer.Option("--models", help=MODELS_HELP, rich_help_panel=OWN)] = None,
-    seeds: Annotated[str | None, typer.Option("--seeds", help=SEEDS_HELP, rich_help_panel=OWN)] = None,
-    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help=CONFIG_HELP,
-                                                rich_help_panel=OWN)] = None,
-    jobs: Annotated[int, typer.Option("--jobs", help=JOBS_HELP, rich_help_panel=OWN)] = 1,
-    out: Annotated[Path, typer.Option("--out", help=OUT_HELP, rich_help_panel=OWN)] = DEFAULT_OUT,
-    only_pair: Annotated[int | None, typer.Option("--only-pair", help=ONLY_PAIR_HELP,
-                                                  rich_help_panel=OWN)] = None,
-    report_only: Annotated[bool, typer.Option("--report-only", help=REPORT_ONLY_HELP,
-                                              rich_help_panel=OWN)] = False,
-    latency_size: Annotated[int, typer.Option("--latency-size", help=LATENCY_HELP,
-                                              rich_help_panel=OWN)] = 256,
+    models: Annotated[str | None, option("--models", metavar="NAMES", default_text="all", help=MODELS_HELP,
+                                         rich_help_panel=OWN)] = None,
+    seeds: Annotated[str | None, option("--seeds", metavar="SEEDS", default_text="0", help=SEEDS_HELP,
+                                        rich_help_panel=OWN)] = None,
+    config: Annotated[Path | None, option("--config", metavar="FILE", help=CONFIG_HELP,
+                                          rich_help_panel=OWN)] = None,
+    jobs: Annotated[int, option("--jobs", metavar="INTEGER", default_text="1", help=JOBS_HELP,
+                                rich_help_panel=OWN)] = 1,
+    out: Annotated[Path, option("--out", metavar="DIR", default_text=str(DEFAULT_OUT), help=OUT_HELP,
+                                rich_help_panel=OWN)] = DEFAULT_OUT,
+    only_pair: Annotated[int | None, option("--only-pair", metavar="INDEX", help=ONLY_PAIR_HELP,
+                                            rich_help_panel=OWN)] = None,
+    report_only: Annotated[bool, option("--report-only", help=REPORT_ONLY_HELP, rich_help_panel=OWN)] = False,
+    latency_size: Annotated[int, option("--latency-size", metavar="INTEGER", default_text="256",
+                                        help=LATENCY_HELP, rich_help_panel=OWN)] = 256,
     *,
     settings: dict[str, Any],
 ) -> None:

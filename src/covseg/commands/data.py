@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from covseg.commands._common import console, error_console, renamed_option, user_errors, warn
+from covseg.commands._common import (
+    argument,
+    console,
+    error_console,
+    option,
+    renamed_option,
+    user_errors,
+    warn,
+)
 from covseg.commands._progress import DownloadBars
 from covseg.commands.plugins import warn_plugin_problems
 from covseg.core.errors import CovsegError
@@ -51,17 +59,16 @@ def list_datasets() -> None:
 @app.command("info")
 @user_errors
 def info(
-    target: str | None = typer.Argument(
-        None, show_default=False, metavar="PATH",
-        help="A data path (folder or NIfTI file) or a dataset name (phantom): short for --data PATH or "
-        "--dataset NAME."),
-    data: Annotated[Path | None, typer.Option(
-        "--data", metavar="PATH", show_default=False,
+    target: Annotated[str | None, argument(
+        "PATH", help="A data path (folder or NIfTI file) or a dataset name (phantom): short for --data "
+        "PATH or --dataset NAME.")] = None,
+    data: Annotated[Path | None, option(
+        "--data", metavar="PATH",
         help="Data folder or file, as in train and eval (instead of PATH).")] = None,
-    dataset: Annotated[str | None, typer.Option(
-        "--dataset", metavar="NAME", show_default=False, help=DATASET_HELP)] = None,
-    dataset_option: Annotated[list[str] | None, typer.Option(
-        "--dataset-option", metavar="KEY=VALUE", show_default=False, help=OPTION_HELP)] = None,
+    dataset: Annotated[str | None, option(
+        "--dataset", metavar="NAME", help=DATASET_HELP)] = None,
+    dataset_option: Annotated[list[str] | None, option(
+        "--dataset-option", metavar="KEY=VALUE", help=OPTION_HELP)] = None,
 ) -> None:
     """Show a data set: format, slice count, sizes, intensity range and pixels per class."""
     from covseg.data.loading import load_slices, resolve_dataset
@@ -138,12 +145,13 @@ def _class_table(slices: CTSlices) -> Table:
 @app.command("fetch")
 @user_errors
 def fetch(
-    name: str = typer.Argument(..., help="The data set to download: medseg."),
-    out: Annotated[Path | None, typer.Option(
-        "--out", metavar="DIR", show_default=False,
-        help=f"Folder to put the files in (default: {DEFAULT_DEST}).")] = None,
-    dest: Annotated[Path | None, typer.Option("--dest", hidden=True, help="Old name of --out.")] = None,
-    url: str | None = typer.Option(None, "--url", help="Base URL of a mirror: files are read from URL/NAME."),
+    name: Annotated[str, argument("NAME", help="The data set to download: medseg.")],
+    out: Annotated[Path | None, option(
+        "--out", metavar="DIR", default_text=str(DEFAULT_DEST), help="Folder to put the files in.")] = None,
+    dest: Annotated[Path | None, option("--dest", metavar="DIR", hidden=True,
+                                        help="Old name of --out.")] = None,
+    url: Annotated[str | None, option(
+        "--url", metavar="URL", help="Base URL of a mirror: files are read from URL/NAME.")] = None,
 ) -> None:
     """Download the public MedSeg COVID-19 files (resumable, checked against known sizes and sha256)."""
     from covseg.data.fetch import check_base_url, fetch_medseg

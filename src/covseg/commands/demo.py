@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from covseg.commands._common import console, user_errors
+from covseg.commands._common import console, option, user_errors
 from covseg.core.errors import CovsegError
 
 DEMO_MODEL = "unet"
@@ -104,11 +104,13 @@ def most_lesion_overlay(case: Path) -> Path | None:
 
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option(
-        "--out", help="Folder for everything the demo writes (must not exist or be empty).",
+    out: Annotated[Path, option(
+        "--out", metavar="DIR", default_text="covseg-demo",
+        help="Folder for everything the demo writes (must not exist or be empty).",
     )] = Path("covseg-demo"),
-    epochs: Annotated[int, typer.Option(
-        "--epochs", min=1, max=1000, help="Training epochs (1 for a smoke test; 8 gives visible lesions).",
+    epochs: Annotated[int, option(
+        "--epochs", metavar="INTEGER", min=1, max=1000, default_text="8",
+        help="Training epochs (1 for a smoke test; 8 gives visible lesions).",
     )] = 8,
 ) -> None:
     """Train, evaluate, export and predict on the embedded phantom in about a minute (CPU)."""

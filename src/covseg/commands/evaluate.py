@@ -11,9 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import typer
-
-from covseg.commands._common import console, user_errors, warn
+from covseg.commands._common import argument, console, option, user_errors, warn
 from covseg.commands._settings import setting_option
 from covseg.core.errors import CovsegError
 from covseg.files import check_creatable, child_path, safe_file_name, write_json
@@ -43,38 +41,41 @@ class TtaChoice(str, Enum):
 
 @user_errors
 def evaluate(
-    target: Annotated[
-        Path, typer.Argument(help="A run folder (its best.pt is used), a .pt checkpoint file, or a "
-                             "cross-validation folder / ensemble.json (its fold models, softmax averaged).")
-    ],
-    dataset: str | None = typer.Option(
-        None, "--dataset", help="Evaluate on this data set (see `covseg data list`); for a run, its "
-        "--split slices are found by id when they are all there, else every slice is scored."),
-    data: Annotated[Path | None, typer.Option(
-        "--data", help="Path of the data to evaluate on (folder or NIfTI), e.g. the run's data moved "
-        "elsewhere; the data set is auto-detected unless --dataset is given.")] = None,
-    dataset_option: Annotated[list[str] | None, typer.Option(
-        "--dataset-option", help="Data set setting key=value (repeatable); with the run's own data "
-        "it overrides the run's setting.")] = None,
-    split: Annotated[SplitChoice | None, typer.Option(
-        "--split", help="Which slices of the run's own data: val (default; where the epoch was chosen), "
-        "test (the held-out test set; an ensemble's default), train or all.")] = None,
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per forward pass."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    save_predictions: Annotated[Path | None, typer.Option(
-        "--save-predictions", help="Write one PNG per slice (image | truth | prediction) into "
-        "this folder.")] = None,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file, and allow "
-                                   "--save-predictions into a non-empty folder (same-named files are "
-                                   "replaced)."),
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics and the confusion "
-                                                   "matrix to this JSON file.")] = None,
-    tta: Annotated[TtaChoice, typer.Option(
-        "--tta", help="Test-time augmentation: none, or flips (softmax averaged over the slice and its "
-        "3 mirror images, as covseg predict --tta flips).")] = TtaChoice.none,
-    merge: Annotated[list[str] | None, typer.Option(
-        "--merge", help="Score against masks with fewer classes: merge model classes into a label of "
-        "the evaluation data, SOURCE[,SOURCE...]=TARGET (repeatable), e.g. "
+    target: Annotated[Path, argument(
+        "TARGET", help="A run folder (its best.pt is used), a .pt checkpoint file, or a cross-validation "
+        "folder / ensemble.json (its fold models, softmax averaged).")],
+    dataset: Annotated[str | None, option(
+        "--dataset", metavar="NAME", help="Evaluate on this data set (see `covseg data list`); for a run, "
+        "its --split slices are found by id when they are all there, else every slice is scored.")] = None,
+    data: Annotated[Path | None, option(
+        "--data", metavar="PATH", help="Data folder or file to evaluate on (the format is detected), e.g. "
+        "the run's data moved elsewhere; the data set is detected unless --dataset is given.")] = None,
+    dataset_option: Annotated[list[str] | None, option(
+        "--dataset-option", metavar="KEY=VALUE", help="Data set setting key=value (repeatable); with the "
+        "run's own data it overrides the run's setting.")] = None,
+    split: Annotated[SplitChoice | None, option(
+        "--split", metavar="NAME", help="Which slices of the run's own data: val (default; where the epoch "
+        "was chosen), test (the held-out test set; an ensemble's default), train or all.")] = None,
+    batch_size: Annotated[int, option(
+        "--batch-size", metavar="INTEGER", min=1, default_text="8", help="Slices per forward pass.")] = 8,
+    device: Annotated[str, option(
+        "--device", metavar="DEVICE", default_text="auto", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    save_predictions: Annotated[Path | None, option(
+        "--save-predictions", metavar="DIR", help="Write one PNG per slice (image | truth | prediction) "
+        "into this folder.")] = None,
+    overwrite: Annotated[bool, option(
+        "--overwrite", help="Replace an existing --json file, and allow --save-predictions into a "
+        "non-empty folder (same-named files are replaced).")] = False,
+    json_path: Annotated[Path | None, option(
+        "--json", metavar="FILE", help="Also write the metrics and the confusion matrix to this JSON "
+        "file.")] = None,
+    tta: Annotated[TtaChoice, option(
+        "--tta", metavar="NAME", default_text=TtaChoice.none.value, help="Test-time augmentation: none, "
+        "or flips (softmax averaged over the slice and its 3 mirror images, as covseg predict --tta "
+        "flips).")] = TtaChoice.none,
+    merge: Annotated[list[str] | None, option(
+        "--merge", metavar="SOURCE=TARGET", help="Score against masks with fewer classes: merge model "
+        "classes into a label of the evaluation data, SOURCE[,SOURCE...]=TARGET (repeatable), e.g. "
         "ground-glass,consolidation,effusion=infection. Each pixel's predicted class is chosen first, "
         "then relabelled.")] = None,
     precision: PRECISION = None,

@@ -5,9 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated
 
-import typer
-
-from covseg.commands._common import console, user_errors, warn, warn_mixed_onnxruntime
+from covseg.commands._common import argument, console, option, user_errors, warn, warn_mixed_onnxruntime
 from covseg.core.errors import CovsegError
 from covseg.export.settings import DEFAULT_OPSET, DEFAULT_TOLERANCE, check_export_options
 from covseg.files import check_creatable
@@ -20,40 +18,32 @@ class ExporterChoice(str, Enum):
 
 @user_errors
 def export(
-    target: str = typer.Argument(
-        ...,
-        help="A run folder (its best.pt), a .pt checkpoint, a cross-validation folder or its "
+    target: Annotated[str, argument(
+        "TARGET", help="A run folder (its best.pt), a .pt checkpoint, a cross-validation folder or its "
         "ensemble.json (one graph: the log of the fold models' mean softmax), or a model name "
-        "(untrained weights, for trying the pipeline).",
-    ),
-    onnx: bool | None = typer.Option(
-        None, "--onnx/--no-onnx", hidden=True,
-        help="Deprecated: ONNX is the one export format, always on.",
-    ),
+        "(untrained weights, for trying the pipeline).")],
+    onnx: Annotated[bool | None, option(
+        "--onnx/--no-onnx", hidden=True,
+        help="Deprecated: ONNX is the one export format, always on.")] = None,
     # Text, not Path: a Path drops the trailing separator that marks NAME.onnx/ as a folder.
-    out: Annotated[str | None, typer.Option(
-        "--out", metavar="PATH",
+    out: Annotated[str | None, option(
+        "--out", metavar="PATH", default_text="the folder exports",
         help="A folder (its file is named <model>.onnx, or <model>-<run>.onnx for a run; a name ending "
-        "in / is always a folder) or a file name ending in .onnx (default: the folder exports).",
-    )] = None,
-    opset: int = typer.Option(DEFAULT_OPSET, "--opset", min=13, help="ONNX opset version."),
-    image_size: int | None = typer.Option(
-        None,
-        "--image-size",
-        help="Square side to trace and check at (a second, odd size is checked "
-        "too; default: the trained image size, else 64).",
-    ),
-    exporter: Annotated[ExporterChoice, typer.Option(
-        "--exporter", help="torchscript (fast) or dynamo (torch.export)."
-    )] = ExporterChoice.torchscript,
-    tolerance: float = typer.Option(
-        DEFAULT_TOLERANCE,
-        "--tolerance",
-        help="Largest allowed |logit| "
-        "difference onnxruntime vs PyTorch (times the largest |logit| "
-        "when > 1).",
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+        "in / is always a folder) or a file name ending in .onnx.")] = None,
+    opset: Annotated[int, option(
+        "--opset", metavar="INTEGER", min=13, default_text=str(DEFAULT_OPSET),
+        help="ONNX opset version.")] = DEFAULT_OPSET,
+    image_size: Annotated[int | None, option(
+        "--image-size", metavar="INTEGER", default_text="the trained image size, else 64",
+        help="Square side to trace and check at (a second, odd size is checked too).")] = None,
+    exporter: Annotated[ExporterChoice, option(
+        "--exporter", metavar="NAME", default_text=ExporterChoice.torchscript.value,
+        help="torchscript (fast) or dynamo (torch.export).")] = ExporterChoice.torchscript,
+    tolerance: Annotated[float, option(
+        "--tolerance", metavar="NUMBER", default_text=f"{DEFAULT_TOLERANCE:g}",
+        help="Largest allowed |logit| difference onnxruntime vs PyTorch (times the largest |logit| "
+        "when > 1).")] = DEFAULT_TOLERANCE,
+    overwrite: Annotated[bool, option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Export a trained model to ONNX (dynamic batch, height, width), verified against PyTorch."""
     from covseg.export.onnx_export import (

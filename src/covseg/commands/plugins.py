@@ -7,12 +7,12 @@ counts (each model then built on the meta device, guarded: a failing factory is 
 from __future__ import annotations
 
 import inspect
+from typing import Annotated
 
-import typer
 from rich import box
 from rich.text import Text
 
-from covseg.commands._common import console, user_errors, warn
+from covseg.commands._common import console, option, user_errors, warn
 from covseg.core.calls import build_model, model_options
 from covseg.core.discovery import DISABLE_VARIABLE
 from covseg.core.errors import CovsegError
@@ -41,7 +41,7 @@ def _table(title: str) -> Table:
 
 @user_errors
 def models(
-    params: bool = typer.Option(False, "--params", help=PARAMS_HELP),
+    params: Annotated[bool, option("--params", help=PARAMS_HELP)] = False,
 ) -> None:
     """List the segmentation models of all installed plugins: name, aliases, family, provider."""
     registry = get_registry()

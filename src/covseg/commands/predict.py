@@ -14,9 +14,16 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import typer
-
-from covseg.commands._common import console, error_line, fail, user_errors, warn, warn_mixed_onnxruntime
+from covseg.commands._common import (
+    argument,
+    console,
+    error_line,
+    fail,
+    option,
+    user_errors,
+    warn,
+    warn_mixed_onnxruntime,
+)
 from covseg.core.errors import CovsegError
 from covseg.terminal import join, styled
 
@@ -58,90 +65,93 @@ class TtaChoice(str, Enum):
 
 @user_errors
 def predict(
-    model: Annotated[Path, typer.Argument(
-        help="An exported .onnx file, or a run folder / .pt checkpoint / cross-validation folder "
+    model: Annotated[Path, argument(
+        "MODEL", help="An exported .onnx file, or a run folder / .pt checkpoint / cross-validation folder "
         "(exported to ONNX in memory first).",
     )],
-    inputs: Annotated[list[Path], typer.Argument(
-        help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF), or folders of them or of DICOM "
-        "series (needs covseg[dicom])."
+    inputs: Annotated[list[Path], argument(
+        "INPUTS", help="NIfTI volumes (.nii, .nii.gz), images (PNG, JPG, TIFF), or folders of them or of "
+        "DICOM series (needs covseg[dicom])."
     )],
-    out: Annotated[Path, typer.Option("--out", help="Output folder; each case writes OUT/<case>/.")],
-    device: Annotated[str, typer.Option(
-        "--device", help="auto (TensorRT, CUDA, else CPU), cpu, cuda or cuda:N."
+    out: Annotated[Path, option("--out", metavar="DIR", help="Output folder; each case writes OUT/<case>/.")],
+    device: Annotated[str, option(
+        "--device", metavar="DEVICE", default_text="auto",
+        help="auto (TensorRT, CUDA, else CPU), cpu, cuda or cuda:N."
     )] = "auto",
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, max=4096, help="Slices per onnxruntime run."
+    batch_size: Annotated[int, option(
+        "--batch-size", metavar="INTEGER", min=1, max=4096, default_text="8",
+        help="Slices per onnxruntime run."
     )] = 8,
-    overwrite: Annotated[bool, typer.Option(
+    overwrite: Annotated[bool, option(
         "--overwrite", help="Replace the outputs of earlier predictions."
     )] = False,
-    classes: Annotated[str | None, typer.Option(
-        "--classes",
+    classes: Annotated[str | None, option(
+        "--classes", metavar="NAMES",
         help="Class names, label 0 first (e.g. background,lesion); needed for an ONNX "
         "model without covseg metadata, else overrides it.",
     )] = None,
-    window: Annotated[str | None, typer.Option(
-        "--window",
+    window: Annotated[str | None, option(
+        "--window", metavar="WINDOWS",
         help="HU window(s) for NIfTI volumes: lung, lung,mediastinal,bone or LEVEL:WIDTH "
-        "(e.g. -600:1500); default: the model's own.",
+        "(e.g. -600:1500).", default_text="the model's own",
     )] = None,
-    intensity: Annotated[IntensityOption, typer.Option(
-        "--intensity",
+    intensity: Annotated[IntensityOption, option(
+        "--intensity", metavar="NAME", default_text=IntensityOption.auto.value,
         help="What input values are: auto (uint8 files are 8-bit, others must look like chest CT in "
         "HU, else refused), hu, or 8bit (grey levels 0..255, divided by 255).",
     )] = IntensityOption.auto,
-    hu_offset: Annotated[float | None, typer.Option(
-        "--hu-offset", help="HU = stored value + offset, e.g. -1024 for unsigned CT storage."
+    hu_offset: Annotated[float | None, option(
+        "--hu-offset", metavar="NUMBER",
+        help="HU = stored value + offset, e.g. -1024 for unsigned CT storage."
     )] = None,
-    nan: Annotated[NanOption, typer.Option(
-        "--nan",
-        help="NaN/infinite voxels: refuse (default) or air (read as -1000 HU; counted in the report).",
+    nan: Annotated[NanOption, option(
+        "--nan", metavar="NAME", default_text=NanOption.refuse.value,
+        help="NaN/infinite voxels: refuse or air (read as -1000 HU; counted in the report).",
     )] = NanOption.refuse,
-    scale_8bit: Annotated[bool, typer.Option(
+    scale_8bit: Annotated[bool, option(
         "--scale-8bit", help="The old spelling of --intensity 8bit."
     )] = False,
-    lung_mask: Annotated[list[Path] | None, typer.Option(
-        "--lung-mask",
+    lung_mask: Annotated[list[Path] | None, option(
+        "--lung-mask", metavar="FILE",
         help="Lung mask NIfTI (non-zero = lung) with the geometry of a volume input; "
         "one per volume, in input order (repeatable). Adds the share of lung affected.",
     )] = None,
-    overlays: Annotated[OverlayChoice, typer.Option(
-        "--overlays",
+    overlays: Annotated[OverlayChoice, option(
+        "--overlays", metavar="NAME", default_text=OverlayChoice.lesions.value,
         help="Overlay PNGs of volume slices: lesions (slices with a lesion), all or none.",
     )] = OverlayChoice.lesions,
-    series: Annotated[list[str] | None, typer.Option(
-        "--series",
+    series: Annotated[list[str] | None, option(
+        "--series", metavar="SERIES",
         help="DICOM series to predict in a folder holding several: SeriesNumber or SeriesInstanceUID "
         "(repeatable), or all.",
     )] = None,
-    label_format: Annotated[LabelFormat, typer.Option(
-        "--format",
+    label_format: Annotated[LabelFormat, option(
+        "--format", metavar="NAME", default_text=LabelFormat.nifti.value,
         help="Labels as nifti (labels.nii.gz; images: labels.png) or dicom-seg (a DICOM SEG over the "
         "source series, for DICOM inputs; needs covseg[dicom]).",
     )] = LabelFormat.nifti,
-    tta: Annotated[TtaChoice, typer.Option(
-        "--tta",
+    tta: Annotated[TtaChoice, option(
+        "--tta", metavar="NAME", default_text=TtaChoice.none.value,
         help="Test-time augmentation: none, or flips (softmax averaged over the slice and its "
         "left-right, top-bottom and both mirror images: 4 passes, nnU-Net's mirroring).",
     )] = TtaChoice.none,
-    save_probabilities: Annotated[bool, typer.Option(
+    save_probabilities: Annotated[bool, option(
         "--save-probabilities",
         help="Also write the class probabilities at the native size: probabilities/<label>_<class>.nii.gz "
         "(uint16, scl_slope 1/65535) for volumes, probabilities.npy (float16) for images.",
     )] = False,
-    restrict_to_lung: Annotated[bool, typer.Option(
+    restrict_to_lung: Annotated[bool, option(
         "--restrict-to-lung",
         help="Remove ground-glass and consolidation outside the --lung-mask (pleural effusion, "
         "outside the lung by definition, is kept); the report lists what was removed.",
     )] = False,
-    min_lesion_ml: Annotated[float | None, typer.Option(
-        "--min-lesion-ml",
+    min_lesion_ml: Annotated[float | None, option(
+        "--min-lesion-ml", metavar="NUMBER",
         help="Remove lesions (26-connected components of any lesion class) smaller than this many ml; "
         "volumes only. The report lists what was removed.",
     )] = None,
-    montage: Annotated[bool, typer.Option(
-        "--montage/--no-montage", help="A montage.png of the lesion slices of each volume."
+    montage: Annotated[bool, option(
+        "--montage/--no-montage", default_text="on", help="A montage.png of the lesion slices of each volume."
     )] = True,
 ) -> None:
     """Segment CT volumes and slices with onnxruntime; write labels, overlays and lesion reports."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from covseg.commands._common import console, error_console, user_errors
+from covseg.commands._common import argument, console, error_console, option, user_errors
 from covseg.commands._settings import with_settings
 from covseg.training.settings import TRAIN
 
@@ -27,9 +27,9 @@ CONFIG_HELP = ("TOML or YAML file of settings (TrainConfig field names, e.g. epo
 @user_errors
 @with_settings(TRAIN)
 def train(
-    model: Annotated[str | None, typer.Argument(metavar="MODEL", help=MODEL_HELP)] = None,
-    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help=CONFIG_HELP)] = None,
-    resume: Annotated[Path | None, typer.Option("--resume", metavar="RUN_DIR", help=RESUME_HELP)] = None,
+    model: Annotated[str | None, argument("MODEL", help=MODEL_HELP)] = None,
+    config: Annotated[Path | None, option("--config", metavar="FILE", help=CONFIG_HELP)] = None,
+    resume: Annotated[Path | None, option("--resume", metavar="RUN_DIR", help=RESUME_HELP)] = None,
     *,
     settings: dict[str, Any],
 ) -> None:
