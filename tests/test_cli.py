@@ -219,3 +219,9 @@ def test_help_lines_read_like_the_generated_settings():
     lines = [" ".join(line.strip("│ ").split()) for line in result.output.splitlines()]
     assert "Usage: covseg export [OPTIONS] TARGET" in lines
     assert "--opset INTEGER ONNX opset version. (>= 13) (default: 18)" in lines
+
+
+def test_brackets_in_help_are_shown_not_read_as_markup():
+    # Typer renders help as rich markup, where "[dicom]" would be a style tag and vanish.
+    text = " ".join(runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    assert "needs covseg[dicom]" in text

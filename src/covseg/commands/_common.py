@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any, ParamSpec, TypeVar
 
 import typer
+from rich.markup import escape
 from typer.core import TyperArgument
 
 from covseg.core.errors import CovsegError
@@ -98,8 +99,11 @@ def _number(value: float) -> str:
 
 def help_with_defaults(help: str, *, low: float | None = None, high: float | None = None,
                        default_text: str | None = None) -> str:
-    """``Slices per run. (1..4096) (default: 8)``: the help, then the bounds, then the default."""
-    parts = [help]
+    """``Slices per run. (1..4096) (default: 8)``: the help, then the bounds, then the default.
+
+    Square brackets are escaped: Typer reads help as rich markup, and ``covseg[dicom]`` would lose
+    its ``[dicom]``."""
+    parts = [escape(help)]
     if low is not None and high is not None:
         parts.append(f"({_number(low)}..{_number(high)})")
     elif low is not None or high is not None:
@@ -126,7 +130,7 @@ def option(*names: str, help: str, metavar: str = "", default_text: str | None =
 def argument(metavar: str, *, help: str, **kwargs: Any) -> Any:
     """A Typer argument in covseg's help style: shown by its upper-case ``metavar`` (``TARGET``) in
     the usage line and the table, without Typer's ``<str>`` type."""
-    return typer.Argument(metavar=metavar, help=help, show_default=False, **kwargs)
+    return typer.Argument(metavar=metavar, help=escape(help), show_default=False, **kwargs)
 
 
 def one_help_style(command: Any) -> None:

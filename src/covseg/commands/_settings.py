@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from covseg.core.errors import CovsegError
 from covseg.training.config import TrainConfig
@@ -64,7 +65,7 @@ def help_text(field: dataclasses.Field, info: Setting) -> str:
     if bounds or info.unit:
         parts.append(f"({' '.join(item for item in (bounds, info.unit) if item)})")
     parts.append(f"(default: {_default_text(field, info)})")
-    return " ".join(parts)
+    return escape(" ".join(parts))  # Typer reads help as rich markup: keep any [brackets] as typed
 
 
 def _parameter(field: dataclasses.Field, info: Setting, hint: Any) -> inspect.Parameter:
