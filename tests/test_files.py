@@ -166,10 +166,14 @@ def test_an_os_error_at_the_cli_boundary_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: cannot use {tmp_path / 'x'}: Read-only file system\n"
 
 
-def test_an_interrupt_during_a_write_waits_for_the_whole_file(tmp_path):
+def test_an_interrupt_during_a_write_waits_for_the_whole_file(tmp_path, request):
     """Ctrl-C inside torch.save used to break its zip writer into a RuntimeError and a broken file."""
     import signal
 
+    # A suite started in the background (`pytest &`, nohup) inherits SIGINT ignored, and the
+    # deferred interrupt is then rightly ignored too: give this test Python's own Ctrl-C handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     target = tmp_path / "last.pt"
 
     def interrupted_save(handle):

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_script():
     path = ROOT / "benchmarks" / "recipe_ablation.py"
+    if str(path.parent) not in sys.path:  # its helpers (_cli.py), as when it runs from benchmarks/
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("recipe_ablation", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -197,7 +197,8 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
     [
         (["unte"], "error: unknown model 'unte'. Did you mean unet?"),
         (["unet", "--dataset", "phantomm"], "error: unknown dataset 'phantomm'. Did you mean phantom?"),
-        (["unet", "--batch-size", "9"], "error: --batch-size 9 is larger than the training set (8 slices)"),
+        (["unet", "--batch-size", "9"],
+         "error: --batch-size 9 is larger than the training set (8 slices after the validation and test"),
         (["unet", "--epochs", "0"], "error: --epochs 0: must be between 1 and 100000"),
         (["unet", "--epochs", "ten"], "error: --epochs ten: expected an integer"),
         (["unet", "--lr", "nan"], "error: --lr nan: expected a finite number"),

@@ -29,6 +29,7 @@ from typing import Any
 from covseg.core.entries import CTSlices
 from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
+from covseg.data.fingerprint import slice_hashes
 from covseg.data.loading import load_slices
 from covseg.data.split import Folds, Split, carve_test, make_folds, make_split, read_split_file
 from covseg.files import read_json, write_json
@@ -386,6 +387,9 @@ def ensure_split(plan: Plan, slices: CTSlices) -> Split | Folds:
     else:
         split = make_split(slices.ids, val_fraction=settings.val_fraction, seed=settings.split_seed,
                            test_fraction=settings.test_fraction)
+    # The same slice hashes a run's split.json records, so each pair's split equals the benchmark's.
+    ids = split.all_ids if isinstance(split, Split) else [*split.pool, *split.test_ids]
+    split = dataclasses.replace(split, slice_hashes=slice_hashes(slices, ids))
     split.save(path)
     return split
 
