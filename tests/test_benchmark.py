@@ -188,15 +188,7 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     assert float(pair[3]) == pytest.approx(means[first] - means[second], abs=5e-4)
     assert pair[5] in ("yes", "no") and pair[6] in ("yes |", "no |")
 
-    # --latency-size 0 measures no latency, but keeps the one measured above (and says so).
-    third = cli.invoke(app, ["benchmark", "--report-only", "--latency-size", "0", "--out", str(out)])
-    assert third.exit_code == 1, third.output
-    kept = table_row((out / "results.md").read_text(), "unet")["ONNX CPU latency (ms)"]
-    assert kept == f"{by_model['unet']['measurements']['latency_ms']:.1f}"
-    assert ("ONNX CPU latency: batch 1 at 32x32" in (out / "results.md").read_text()
-            and "measured by an earlier run into this folder (this one had --latency-size 0)."
-            in (out / "results.md").read_text())
-    assert (out / "measurements" / "unet.json").stat().st_mtime_ns == measured_at
+    # --latency-size 0 on a rerun: test_latency_size_0_keeps_the_latency_measured_before_on_the_same_run.
 
 
 @pytest.mark.slow

@@ -60,9 +60,13 @@ def test_a_rerun_reuses_the_finished_runs_with_the_same_settings_only(tmp_path, 
     ablation.main(["--variants", "default", "--epochs", "1", *ARGUMENTS, "--out", str(tmp_path)])
     assert f"({first[0]}, reused)" in capsys.readouterr().out
     assert list((tmp_path / "default" / "seed0" / "unet").iterdir()) == first
-    ablation.main(["--variants", "default", "--epochs", "2", *ARGUMENTS, "--out", str(tmp_path)])
-    assert "reused" not in capsys.readouterr().out  # another schedule is another run
-    assert len(list((tmp_path / "default" / "seed0" / "unet").iterdir())) == 2
+    # Another schedule, batch or data setting is another run: nothing to reuse.
+    base = {"epochs": 1, "image_size": 32, "batch_size": 4, "split_file": str(tmp_path / "split.json"),
+            "device": "cpu", "workers": 0, "dataset_options": {"count": 10, "size": 48}}
+    assert ablation.finished_run(ablation.variant_config("default", 0, base, tmp_path)) == first[0]
+    for changed in ({"epochs": 2}, {"batch_size": 2}, {"dataset_options": {"count": 10, "size": 64}}):
+        other = ablation.variant_config("default", 0, {**base, **changed}, tmp_path)
+        assert ablation.finished_run(other) is None, changed
 
 
 def test_a_mistake_is_one_error_line_as_in_covseg(tmp_path):
