@@ -39,6 +39,7 @@ from _cli import DefaultsHelpFormatter, run_script  # benchmarks/_cli.py (script
 
 from covseg.data.options import parse_dataset_options
 from covseg.data.split import make_split
+from covseg.devices import parse_device
 from covseg.evaluation.bootstrap import paired_difference
 from covseg.evaluation.scores import read_slice_confusions
 from covseg.files import write_json
@@ -205,6 +206,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="Where the runs go; a rerun reuses the finished ones there "
                         "(default: a temporary folder, removed at the end).")
     arguments = parser.parse_args(argv)
+    for name in ("variants", "seeds"):
+        values = getattr(arguments, name)
+        repeated = sorted({str(value) for value in values if values.count(value) > 1})
+        if repeated:  # a repeat would count one run twice in the mean and std
+            parser.error(f"--{name}: {repeated[0]} given twice; each runs once")
     arguments.data = arguments.data or os.environ.get(MEDSEG100_VARIABLE)
     if arguments.data is None:
         parser.error(f"give --data or set ${MEDSEG100_VARIABLE}")
@@ -220,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                             "dataset_options": parse_dataset_options(arguments.dataset_option)}
     if arguments.data != "phantom":
         base["data"] = arguments.data
+    parse_device(arguments.device)  # every setting checked (one error line) before --out is made
+    for variant in arguments.variants:
+        variant_config(variant, arguments.seeds[0], base, arguments.out or Path("unused"))
     with tempfile.TemporaryDirectory(prefix="covseg-ablation-") as scratch:
         folder = arguments.out if arguments.out is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)

@@ -332,6 +332,12 @@ def test_scoring_training_slices_warns_whichever_way_they_are_chosen(run_dir):
         result = runner.invoke(app, ["eval", str(run_dir), "--device", "cpu", *options])
         assert result.exit_code == 0, result.output
         assert warnings_of(result) == ([warning] if warning else []), (options, result.output)
+    # From Python (benchmarks/tta_effect.py calls it), a misspelt subset is refused, never scored
+    # as the training slices.
+    from covseg.evaluation.trained import load_evaluation_data, load_trained_model
+
+    with pytest.raises(CovsegError, match=r"^--split tset: expected one of val, train, test, all$"):
+        load_evaluation_data(load_trained_model(run_dir), split="tset")
 
 
 def test_per_class_table_fits_80_columns_with_each_interval_under_its_value(run_dir):

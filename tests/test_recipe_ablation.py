@@ -84,3 +84,13 @@ def test_a_mistake_is_one_error_line_as_in_covseg(tmp_path):
                              cwd=script.parent, capture_output=True, text=True)
     assert bad_out.returncode == 2 and len(bad_out.stderr.splitlines()) == 1
     assert bad_out.stderr.startswith(f"error: cannot use {under_a_file / 'runs'}: ")
+    # A repeated seed would count one run twice; a bad device is found before --out is made.
+    twice = subprocess.run([sys.executable, str(script), "--seeds", "0", "0", "--data", "phantom"],
+                           cwd=script.parent, capture_output=True, text=True)
+    assert twice.returncode == 2
+    assert twice.stderr.splitlines()[-1].endswith("--seeds: 0 given twice; each runs once")
+    device = subprocess.run([sys.executable, str(script), "--variants", "default", "--device", "tpu",
+                             "--data", "phantom", "--out", str(tmp_path / "b")], cwd=script.parent,
+                            capture_output=True, text=True)
+    assert device.stderr.splitlines() == ["error: --device tpu: expected auto, cpu, cuda or cuda:N"]
+    assert not (tmp_path / "b").exists()

@@ -34,6 +34,7 @@ from covseg.runs import (
     LAST_CHECKPOINT,
     RUN_CONFIG,
     RUN_SPLIT,
+    SUBSETS,
     SUMMARY,
     is_cross_validation,
     read_run_config,
@@ -336,8 +337,11 @@ def load_evaluation_data(
     ``--test-data``) or ``"all"``. An ensemble's members trained on every non-test slice, so it
     takes ``"test"`` (its default) or ``"all"`` only. The result's ``warning`` says how many of
     the chosen slices trained the model (:func:`training_overlap_warning`), whichever way they
-    were chosen.
+    were chosen. Raises :class:`CovsegError` for a ``split`` that is none of
+    :data:`covseg.runs.SUBSETS` (a typo must not score other slices).
     """
+    if split is not None and split not in SUBSETS:
+        raise CovsegError(f"--split {split}: expected one of {', '.join(SUBSETS)}")
     selection = _select(trained, dataset, data, dict(options or {}), split)
     if selection.split != TEST_DATA:  # other data: its ids are not the training data's
         selection.warning = training_overlap_warning(trained, selection.slices, selection.ids)
