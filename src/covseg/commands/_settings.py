@@ -111,13 +111,13 @@ def _from_old_spelling(ctx: typer.Context, command: str, info: Setting, name: st
     old = " or ".join(info.renamed_from)
     from covseg.commands._common import renamed_option
 
-    if new_given:
-        renamed_option(old, info.option, command, new_given)
+    if new_given:  # the same option twice: renamed_option refuses it
+        renamed_option(old, info.option, command, new_given=True)
     misread = info.renamed_misread(value) if info.renamed_misread is not None else None
     if misread is not None:
         new = f"{info.option} {info.metavar}" if info.metavar else info.option
         raise CovsegError(f"{old} {value}: in `covseg {command}`, {old} is the old name of {new}; {misread}")
-    renamed_option(old, info.option, command, new_given)
+    renamed_option(old, info.option, command, new_given=False)  # the one deprecation warning
     return True
 
 
