@@ -1,7 +1,10 @@
 """`covseg benchmark`: every output file, the same numbers everywhere, resuming, failure isolation,
 Slurm array tasks, worker processes and the GPU check script (run on the CPU at toy sizes).
 
-Runs are unet / fcn-resnet50 on tiny phantom slices (1 epoch, 64x64 or 32x32) on the CPU.
+Runs are small models on tiny phantom slices (1 epoch, 64x64 or 32x32) on the CPU: a two-layer
+``tiny-net`` registered here, fcn-resnet50 (a real network, whose FLOPs the report counts) and, in
+the Slurm test's processes, the tiny plugin of tests/tiny_model.py. A full unet would spend most of
+the time writing its 370 MB checkpoints.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from covseg.core.errors import CovsegError
 from covseg.core.registry import get_registry
 from covseg.plugins import ModelEntry, hookimpl
 from covseg.training.recipes import REFERENCE_STUDY
+from tests.tiny_model import MODEL as TINY_PLUGIN_MODEL
+from tests.tiny_model import write_tiny_plugin
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()
@@ -62,11 +67,17 @@ def build_one_by_one(num_classes: int = 4, in_channels: int = 3, pretrained: boo
     return torch.nn.Conv2d(in_channels, num_classes, kernel_size=1)
 
 
+def build_tiny(num_classes: int = 4, in_channels: int = 3, pretrained: bool = False):
+    return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                               torch.nn.ReLU(), torch.nn.Conv2d(8, num_classes, 1))
+
+
 class BenchmarkTestModels:
     @hookimpl
     def covseg_models(self):
         return [ModelEntry("broken-net", build_broken, "Raises when built (test).", family="test"),
-                ModelEntry("one-by-one", build_one_by_one, "One 1x1 convolution (test).", family="test")]
+                ModelEntry("one-by-one", build_one_by_one, "One 1x1 convolution (test).", family="test"),
+                ModelEntry("tiny-net", build_tiny, "Conv-BN-ReLU-conv (test).", family="test")]
 
 
 @pytest.fixture
@@ -105,7 +116,7 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     tmp_path, test_models
 ):
     out = tmp_path / "bench"
-    args = ["benchmark", "--models", "unet,fcn-resnet50,broken-net", *tiny(64), "--lr", "0.002",
+    args = ["benchmark", "--models", "tiny-net,fcn-resnet50,broken-net", *tiny(64), "--lr", "0.002",
             "--no-pretrained", "--latency-size", "32", "--out", str(out)]
     first = cli.invoke(app, args)
     assert first.exit_code == 1, first.output  # the broken model fails; the report is still written
@@ -116,9 +127,9 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     markdown = (out / "results.md").read_text()
     rows = {row["model"]: row for row in csv.DictReader((out / "results.csv").open())}
     by_model = {entry["model"]: entry for entry in results["models"]}
-    assert list(by_model) == ["unet", "fcn-resnet50", "broken-net"]
+    assert list(by_model) == ["tiny-net", "fcn-resnet50", "broken-net"]
     split_file = str(out / "split.json")
-    for model in ("unet", "fcn-resnet50"):
+    for model in ("tiny-net", "fcn-resnet50"):
         entry = by_model[model]
         assert entry["status"] == "done" and entry["finished_seeds"] == [0]
         seed = entry["per_seed"][0]
@@ -141,13 +152,15 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
         assert entry["interval"]["validation/miou"] == summary["validation"]["intervals"]["miou"]
         measured = entry["measurements"]
         assert measured["params_m"] == pytest.approx(summary["params_m"])
-        assert measured["gflops"] > 100 and measured["latency_ms"] > 0 and measured["latency_size"] == 32
+        assert measured["gflops"] > (100 if model == "fcn-resnet50" else 0)  # counted at 512x512
+        assert measured["latency_ms"] > 0 and measured["latency_size"] == 32
         assert row["Params (M)"] == f"{measured['params_m']:.1f}"
         assert row["ONNX CPU latency (ms)"] == f"{measured['latency_ms']:.1f}"
         assert row["Validation mIoU"].startswith(f"{summary['best_metrics']['miou']:.4f} [")
         assert row["Test mIoU"] == "n/a"
         assert row["Status"] == "done"
-        assert rows[model]["reference_miou"] == REFERENCE_STUDY["miou"]
+        in_the_study = model == "fcn-resnet50"  # the reference study reported its seven models only
+        assert rows[model]["reference_miou"] == (REFERENCE_STUDY["miou"] if in_the_study else "")
     broken = by_model["broken-net"]
     assert broken["status"] == "failed" and broken["finished_seeds"] == []
     assert "factory exploded on purpose" in broken["errors"][0]
@@ -160,30 +173,31 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
     assert results["settings"]["lr"] == 0.002 and results["settings_sources"]["lr"] == "--lr"
     assert json.loads((out / "benchmark.json").read_text())["settings"]["lr"] == 0.002
     # Both finished runs trained on the one split of the benchmark.
-    for model in ("unet", "fcn-resnet50"):
+    for model in ("tiny-net", "fcn-resnet50"):
         run_split = json.loads((out / by_model[model]["per_seed"][0]["run_dir"] / "split.json").read_text())
         assert run_split == json.loads((out / "split.json").read_text())
 
     # A rerun skips the finished pairs: no new run folder, their records and measurements untouched.
     before = run_dirs(out)
-    records = {name: (out / "jobs" / f"{name}-seed0.json").read_text() for name in ("unet", "fcn-resnet50")}
-    measured_at = (out / "measurements" / "unet.json").stat().st_mtime_ns
+    records = {name: (out / "jobs" / f"{name}-seed0.json").read_text()
+               for name in ("tiny-net", "fcn-resnet50")}
+    measured_at = (out / "measurements" / "tiny-net.json").stat().st_mtime_ns
     second = cli.invoke(app, args)
     assert second.exit_code == 1, second.output
-    assert "skipped: unet-seed0, fcn-resnet50-seed0" in second.output
+    assert "skipped: tiny-net-seed0, fcn-resnet50-seed0" in second.output
     assert run_dirs(out) == before
     for name, text in records.items():
         assert (out / "jobs" / f"{name}-seed0.json").read_text() == text
-    assert (out / "measurements" / "unet.json").stat().st_mtime_ns == measured_at
+    assert (out / "measurements" / "tiny-net.json").stat().st_mtime_ns == measured_at
     assert json.loads((out / "results.json").read_text())["models"][0] == results["models"][0]
 
     # benchmarks/paired_differences.py reads the same folder: one pair, its difference the means'.
     script = subprocess.run([sys.executable, "paired_differences.py", str(out), "--split", "val",
                              "--resamples", "50"], cwd=REPO_ROOT / "benchmarks", capture_output=True,
                             text=True, check=True)
-    (pair,) = [line.split(" | ") for line in script.stdout.splitlines() if line.startswith("| unet")
+    (pair,) = [line.split(" | ") for line in script.stdout.splitlines() if line.startswith("| tiny-net")
                or line.startswith("| fcn-resnet50")]
-    means = {model: by_model[model]["mean"]["validation/miou"] for model in ("unet", "fcn-resnet50")}
+    means = {model: by_model[model]["mean"]["validation/miou"] for model in ("tiny-net", "fcn-resnet50")}
     first, second = pair[0].removeprefix("| "), pair[1]
     assert float(pair[3]) == pytest.approx(means[first] - means[second], abs=5e-4)
     assert pair[5] in ("yes", "no") and pair[6] in ("yes |", "no |")
@@ -192,10 +206,14 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
 
 
 @pytest.mark.slow
-def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_gathers(tmp_path):
+def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_gathers(tmp_path, monkeypatch):
     out = tmp_path / "shared"
+    plugins = write_tiny_plugin(tmp_path / "plugins")  # a real plugin: every process must find the model
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(plugins))
+    get_registry.cache_clear()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "COVSEG_BENCHMARK_OUT": str(out), "COVSEG_BENCHMARK_MODELS": "unet",
+           "COVSEG_BENCHMARK_OUT": str(out), "COVSEG_BENCHMARK_MODELS": TINY_PLUGIN_MODEL,
            "COVSEG_BENCHMARK_SEEDS": "0,1"}
     script = str(REPO_ROOT / "benchmarks" / "slurm_array.sh")
     for index in ("0", "1"):  # what sbatch --array=0-1 runs, one task after the other
@@ -205,23 +223,23 @@ def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_g
         assert task.returncode == 0, task.stdout + task.stderr
         assert "--report-only" in task.stdout
     assert not (out / "results.md").exists()  # array tasks train only; the gather step reports
-    seeds = {seed: read_record(out, Pair("unet", seed)) for seed in (0, 1)}
+    seeds = {seed: read_record(out, Pair(TINY_PLUGIN_MODEL, seed)) for seed in (0, 1)}
     assert all(record.status == "done" for record in seeds.values())
     assert [record.run_dir.split("/")[:3] for record in seeds.values()] == [
-        ["runs", "seed0", "unet"], ["runs", "seed1", "unet"]]
+        ["runs", "seed0", TINY_PLUGIN_MODEL], ["runs", "seed1", TINY_PLUGIN_MODEL]]
 
     # Seed 1 "was cut off" after its last checkpoint: a --jobs 2 rerun over seeds 0..2 skips seed 0,
     # resumes seed 1 in its own run folder and trains seed 2, in two worker processes.
     (out / seeds[1].run_dir / "summary.json").unlink()
     before = run_dirs(out)
-    rerun = cli.invoke(app, ["benchmark", "--models", "unet", "--seeds", "0,1,2", *tiny(32, count=6),
-                             "--jobs", "2", "--latency-size", "0", "--out", str(out)])
+    rerun = cli.invoke(app, ["benchmark", "--models", TINY_PLUGIN_MODEL, "--seeds", "0,1,2",
+                             *tiny(32, count=6), "--jobs", "2", "--latency-size", "0", "--out", str(out)])
     assert rerun.exit_code == 0, rerun.output
-    assert "skipped: unet-seed0" in rerun.output and "started on CPU worker" in rerun.output
+    assert f"skipped: {TINY_PLUGIN_MODEL}-seed0" in rerun.output and "started on CPU worker" in rerun.output
     new = run_dirs(out) - before
     assert [path.parent.parent.name for path in new] == ["seed2"]
-    assert read_record(out, Pair("unet", 1)).run_dir == seeds[1].run_dir
-    assert "Resuming" in (out / "logs" / "unet-seed1.log").read_text()
+    assert read_record(out, Pair(TINY_PLUGIN_MODEL, 1)).run_dir == seeds[1].run_dir
+    assert "Resuming" in (out / "logs" / f"{TINY_PLUGIN_MODEL}-seed1.log").read_text()
 
     gathered = cli.invoke(app, ["benchmark", "--report-only", "--latency-size", "0", "--out", str(out)])
     assert gathered.exit_code == 0, gathered.output
@@ -231,9 +249,10 @@ def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_g
               for seed in entry["per_seed"]]
     assert entry["mean"]["validation/pixel_accuracy"] == pytest.approx(statistics.mean(values))
     assert entry["std"]["validation/pixel_accuracy"] == pytest.approx(statistics.stdev(values))
-    cell = table_row((out / "results.md").read_text(), "unet")["Validation accuracy"]
+    cell = table_row((out / "results.md").read_text(), TINY_PLUGIN_MODEL)["Validation accuracy"]
     assert cell.startswith(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} [")
     assert entry["measurements"]["latency_ms"] is None
+    get_registry.cache_clear()  # forget the plugin for the tests after this one
 
 
 # ---- pieces ---------------------------------------------------------------------------------------
