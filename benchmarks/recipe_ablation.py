@@ -85,7 +85,8 @@ def finished_run(config: TrainConfig) -> Path | None:
     Compares the settings this script sets (the variant's, the shared ones, the recipe and seed) with
     each run's config.json; a run with any other value is not reused."""
     wanted = config.to_dict()
-    keys = [key for key in (*config.sources, "recipe", "seed", "model") if key not in RUN_SETTINGS_IGNORED]
+    keys = [key for key in (*config.sources, "recipe", "seed", "model", "model_options")
+            if key not in RUN_SETTINGS_IGNORED]  # model_options too: a full unet never reuses a narrow one
     for summary in sorted(Path(config.out).glob(f"{config.model}/*/summary.json")):
         stored = json.loads((summary.parent / "config.json").read_text())
         if all(stored.get(key) == wanted.get(key) for key in keys):
@@ -199,6 +200,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", help=f"Data path, or 'phantom' for the embedded phantom (default: "
                         f"${MEDSEG100_VARIABLE}).")
     parser.add_argument("--dataset-option", action="append", default=[], help="key=value (repeatable).")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="unet's option, as covseg train's --model-option (e.g. base_channels=16 for a "
+                        "quicker, narrower ablation; repeatable).")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="Share held out as the test set.")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="Share of the rest that validates.")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers.")
@@ -224,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                             "batch_size": arguments.batch_size, "workers": arguments.workers,
                             "device": arguments.device,
                             "dataset_options": parse_dataset_options(arguments.dataset_option)}
+    if arguments.model_option:
+        base["model_options"] = arguments.model_option  # TrainConfig parses and checks KEY=VALUE
     if arguments.data != "phantom":
         base["data"] = arguments.data
     parse_device(arguments.device)  # every setting checked (one error line) before --out is made
@@ -251,7 +257,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "settings": {**base, "test_fraction": arguments.test_fraction, "seeds": arguments.seeds},
             "variants": {name: VARIANTS[name] for name in arguments.variants}, "rows": rows, "runs": runs,
             "differences_vs_default": paired})
-        print(f"\nunet, {arguments.epochs} epochs, {arguments.image_size} px, batch {arguments.batch_size}, "
+        options = "".join(f" {option}" for option in arguments.model_option)
+        print(f"\nunet{options}, {arguments.epochs} epochs, {arguments.image_size} px, "
+              f"batch {arguments.batch_size}, "
               f"seeds {' '.join(map(str, arguments.seeds))}, test set {arguments.test_fraction:g} of "
               f"{arguments.data} (one fixed split)\n")
         print(markdown_table(rows, paired))

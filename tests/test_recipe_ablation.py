@@ -1,4 +1,5 @@
-"""benchmarks/recipe_ablation.py at toy size: two variants, one seed, one epoch, on the phantom."""
+"""benchmarks/recipe_ablation.py at toy size: two variants, one seed, one epoch, on the phantom, with a
+narrow unet (``--model-option base_channels=8``: a full one spends its time writing 370 MB checkpoints)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +25,8 @@ def load_script():
 
 
 ARGUMENTS = ["--seeds", "0", "--image-size", "32", "--batch-size", "4", "--data", "phantom",
-             "--dataset-option", "count=10", "--dataset-option", "size=48", "--device", "cpu"]
+             "--dataset-option", "count=10", "--dataset-option", "size=48", "--device", "cpu",
+             "--model-option", "base_channels=8"]
 
 
 def test_ablation_prints_the_table_and_tests_every_variant_on_the_same_slices(tmp_path, capsys):
@@ -31,6 +35,7 @@ def test_ablation_prints_the_table_and_tests_every_variant_on_the_same_slices(tm
     output = capsys.readouterr().out
     table = [line for line in output.splitlines() if line.startswith("|")]
     assert table[0].startswith("| variant | runs | test mIoU | test 95% CI (mean) | lesion mIoU |")
+    assert "\nunet base_channels=8, 1 epochs, 32 px" in output
     assert [line.split(" | ")[0] for line in table[2:]] == ["| default", "| ema"]
     assert table[2].split(" | ")[-2:] == ["-", "- |"]  # default is the baseline of the difference
     record = json.loads((tmp_path / "ablation.json").read_text())
@@ -41,6 +46,7 @@ def test_ablation_prints_the_table_and_tests_every_variant_on_the_same_slices(tm
         assert summary["test"]["slices"] == 2
         tested.add(tuple(json.loads((Path(runs[0]) / "split.json").read_text())["test_ids"]))
         assert config["ema_decay"] == (ablation.EMA_DECAY if variant == "ema" else None)
+        assert config["model_options"] == {"base_channels": 8}
     assert len(tested) == 1  # one test set for every variant
     # The difference is the paired one: seed-averaged mIoU of ema minus default, on the same slices.
     delta_cell, verdict = table[3].split(" | ")[-2:]
@@ -62,15 +68,32 @@ def test_a_rerun_reuses_the_finished_runs_with_the_same_settings_only(tmp_path, 
     assert list((tmp_path / "default" / "seed0" / "unet").iterdir()) == first
     # Another schedule, batch or data setting is another run: nothing to reuse.
     base = {"epochs": 1, "image_size": 32, "batch_size": 4, "split_file": str(tmp_path / "split.json"),
-            "device": "cpu", "workers": 0, "dataset_options": {"count": 10, "size": 48}}
+            "device": "cpu", "workers": 0, "dataset_options": {"count": 10, "size": 48},
+            "model_options": ["base_channels=8"]}
     assert ablation.finished_run(ablation.variant_config("default", 0, base, tmp_path)) == first[0]
-    for changed in ({"epochs": 2}, {"batch_size": 2}, {"dataset_options": {"count": 10, "size": 64}}):
+    for changed in ({"epochs": 2}, {"batch_size": 2}, {"dataset_options": {"count": 10, "size": 64}},
+                    {"model_options": ["base_channels=4"]}):
         other = ablation.variant_config("default", 0, {**base, **changed}, tmp_path)
         assert ablation.finished_run(other) is None, changed
+    full_width = {key: value for key, value in base.items() if key != "model_options"}
+    assert ablation.finished_run(ablation.variant_config("default", 0, full_width, tmp_path)) is None
 
 
-def test_a_mistake_is_one_error_line_as_in_covseg(tmp_path):
-    # benchmarks/_cli.py: covseg's one-line errors and OSErrors end the script with exit code 2.
+def run_in_process(arguments: list[str], capsys) -> tuple[int, str]:
+    """The script's own entry point, ``run_script(main)``, in this process: (exit code, stderr)."""
+    ablation = load_script()
+    from _cli import run_script  # benchmarks/_cli.py, on sys.path once load_script ran
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:
+        run_script(ablation.main, arguments)
+    return ended.value.code, capsys.readouterr().err
+
+
+def test_a_mistake_is_one_error_line_as_in_covseg(tmp_path, capsys):
+    # benchmarks/_cli.py: covseg's one-line errors and OSErrors end the script with exit code 2. One
+    # real process shows the exit code and the stderr of `python recipe_ablation.py`; the other
+    # mistakes go through the same entry point in this process (no second torch start-up).
     script = ROOT / "benchmarks" / "recipe_ablation.py"
     bad_epochs = subprocess.run([sys.executable, str(script), "--variants", "default", "--epochs", "0",
                                  "--data", "phantom", "--out", str(tmp_path / "a")],
@@ -79,18 +102,16 @@ def test_a_mistake_is_one_error_line_as_in_covseg(tmp_path):
     assert bad_epochs.stderr.splitlines() == ["error: --epochs 0: must be between 1 and 100000"]
     under_a_file = tmp_path / "file"
     under_a_file.write_text("")
-    bad_out = subprocess.run([sys.executable, str(script), "--variants", "default", "--epochs", "1",
-                              "--data", "phantom", "--out", str(under_a_file / "runs")],
-                             cwd=script.parent, capture_output=True, text=True)
-    assert bad_out.returncode == 2 and len(bad_out.stderr.splitlines()) == 1
-    assert bad_out.stderr.startswith(f"error: cannot use {under_a_file / 'runs'}: ")
-    # A repeated seed would count one run twice; a bad device is found before --out is made.
-    twice = subprocess.run([sys.executable, str(script), "--seeds", "0", "0", "--data", "phantom"],
-                           cwd=script.parent, capture_output=True, text=True)
-    assert twice.returncode == 2
-    assert twice.stderr.splitlines()[-1].endswith("--seeds: 0 given twice; each runs once")
-    device = subprocess.run([sys.executable, str(script), "--variants", "default", "--device", "tpu",
-                             "--data", "phantom", "--out", str(tmp_path / "b")], cwd=script.parent,
-                            capture_output=True, text=True)
-    assert device.stderr.splitlines() == ["error: --device tpu: expected auto, cpu, cuda or cuda:N"]
+    code, stderr = run_in_process(["--variants", "default", "--epochs", "1", "--data", "phantom", "--out",
+                                   str(under_a_file / "runs")], capsys)
+    assert code == 2 and len(stderr.splitlines()) == 1
+    assert stderr.startswith(f"error: cannot use {under_a_file / 'runs'}: ")
+    # A repeated seed would count one run twice (argparse's own exit code 2); a bad device is found
+    # before --out is made.
+    code, stderr = run_in_process(["--seeds", "0", "0", "--data", "phantom"], capsys)
+    assert code == 2
+    assert stderr.splitlines()[-1].endswith("--seeds: 0 given twice; each runs once")
+    code, stderr = run_in_process(["--variants", "default", "--device", "tpu", "--data", "phantom", "--out",
+                                   str(tmp_path / "b")], capsys)
+    assert code == 2 and stderr.splitlines() == ["error: --device tpu: expected auto, cpu, cuda or cuda:N"]
     assert not (tmp_path / "b").exists()
