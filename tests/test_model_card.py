@@ -24,9 +24,11 @@ from covseg.files import write_json
 from covseg.onnx import read_metadata
 from covseg.onnx.card import FILE_HASH_LABEL, card_file_hash, card_path, graph_sha256
 from covseg.training.config import TrainConfig
+from tests.tiny_model import tiny_model_installed
 
 runner = CliRunner()
 SIDE = 32
+NARROW = {"base_channels": 8}
 VALIDATION = {"what": "best epoch 3, chosen on these slices (optimistic)", "slices": 2, "epoch": 3,
               "metrics": {"miou": 0.41, "lesion_miou": 0.2, "iou/ground-glass": 0.3},
               "intervals": {"miou": [0.35, 0.47], "lesion_miou": None, "iou/ground-glass": [0.1, 0.5]}}
@@ -36,17 +38,22 @@ TEST = {"what": "best.pt (epoch 3), scored once after training", "source": "spli
 
 
 def make_run(folder, summary: dict) -> None:
-    """A finished run folder: config.json, split.json (6 training / 2 validation), best.pt, summary.json."""
+    """A finished run folder: config.json, split.json (6 training / 2 validation), best.pt, summary.json.
+
+    Its unet is narrow (``base_channels=8``, recorded in config.json and best.pt as training does):
+    the card's text does not depend on the width, and the full width takes many times as long to save and
+    export."""
     folder.mkdir(parents=True)
     TrainConfig.from_recipe("unet", dataset="phantom", dataset_options={"count": 8, "size": SIDE},
-                            image_size=SIDE, epochs=3).save(folder / "config.json")
+                            image_size=SIDE, epochs=3, model_options=NARROW).save(folder / "config.json")
     ids = [f"phantom_{index:03d}" for index in range(8)]
     make_split(ids, val_fraction=0.25, seed=0).save(folder / "split.json")
     torch.manual_seed(0)
     save_checkpoint({
         "model_name": "unet", "num_classes": 4, "in_channels": 3, "class_names": list(CLASS_NAMES),
         "normalisation": Normalisation().to_dict(), "image_size": SIDE,
-        "state_dict": create_model("unet").state_dict(), "epoch": 3, "metrics": {"miou": 0.41},
+        "model_options": NARROW, "state_dict": create_model("unet", **NARROW).state_dict(), "epoch": 3,
+        "metrics": {"miou": 0.41},
         "run_dir": str(folder),
     }, folder / "best.pt")
     write_json(folder / "summary.json", {"best_epoch": 3, "epochs_run": 3, "best_metrics": {"miou": 0.41},
@@ -96,7 +103,7 @@ def test_the_card_beside_the_file_and_in_it_agree_and_are_tied_to_it(exported):
     assert "No held-out test score" not in text
 
 
-def test_a_run_without_a_test_score_says_so_and_an_untrained_export_too(tmp_path):
+def test_a_run_without_a_test_score_says_so_and_an_untrained_export_too(tmp_path, monkeypatch):
     run = tmp_path / "run"
     make_run(run, {})
     out = tmp_path / "m.onnx"
@@ -105,17 +112,20 @@ def test_a_run_without_a_test_score_says_so_and_an_untrained_export_too(tmp_path
     assert "## Test metrics\n\nNo held-out test score.\n" in text
     assert "Best validation epoch 3 (the slices that chose it: optimistic); no intervals recorded." in text
     assert "- No held-out test score: its accuracy on unseen scans is unknown." in text
+    # An untrained export of a model name. The tiny test model (a real plugin): the card's text is the same
+    # for any model, and an untrained full-width unet takes many times as long to export.
     untrained = tmp_path / "untrained.onnx"
-    made = runner.invoke(app, ["export", "unet", "--out", str(untrained), "--image-size", "32"])
-    assert made.exit_code == 0, made.output
-    text = card_path(untrained).read_text()
-    assert "UNTRAINED: random weights" in text and "- Untrained: its labels mean nothing." in text
-    again = runner.invoke(app, ["export", "unet", "--out", str(tmp_path / "other.onnx")])
-    assert again.exit_code == 0
-    card_path(untrained).unlink()
-    (tmp_path / "untrained.onnx").unlink()
-    card_path(untrained).write_text("someone's notes\n")
-    refused = runner.invoke(app, ["export", "unet", "--out", str(untrained)])
+    with tiny_model_installed(tmp_path, monkeypatch) as model:
+        made = runner.invoke(app, ["export", model, "--out", str(untrained), "--image-size", "32"])
+        assert made.exit_code == 0, made.output
+        text = card_path(untrained).read_text()
+        assert "UNTRAINED: random weights" in text and "- Untrained: its labels mean nothing." in text
+        again = runner.invoke(app, ["export", model, "--out", str(tmp_path / "other.onnx")])
+        assert again.exit_code == 0
+        card_path(untrained).unlink()
+        (tmp_path / "untrained.onnx").unlink()
+        card_path(untrained).write_text("someone's notes\n")
+        refused = runner.invoke(app, ["export", model, "--out", str(untrained)])
     assert refused.exit_code == 2 and "untrained.MODEL.md exists; pass --overwrite" in refused.output
     assert not untrained.exists()
 

@@ -1,7 +1,8 @@
 """Training settings live once: options generated from TrainConfig, --config files, precedence,
 conflicts, the intensity rule, and the batch-norm batch-of-one check.
 
-Runs are unet on tiny phantom or 8-bit folder slices (32x32, 1 epoch, CPU, no workers).
+Runs are a narrow unet (``base_channels=8``: the same code at a fraction of the compute and checkpoint
+size) on tiny phantom or 8-bit folder slices (32x32, 1 epoch, CPU, no workers).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from covseg.training.settings import BENCHMARK, MACHINE, TRAIN, bounds_text
 runner = CliRunner(env={"COLUMNS": "250"})
 TINY = ["--dataset-option", "count=8", "--dataset-option", "size=32", "--image-size", "32", "--epochs", "1",
         "--workers", "0", "--device", "cpu"]
+NARROW = ["--model-option", "base_channels=8"]
 TOML = """recipe = "reference"
 epochs = 5
 lr = 2e-5
@@ -313,7 +315,7 @@ def test_a_window_on_8bit_slices_is_refused_and_none_is_recorded_when_not_given(
                                 str(tmp_path / "bench")])
     assert "holds 8-bit slices" in fail_line(bench) and not (tmp_path / "bench").exists()
 
-    result = runner.invoke(app, ["train", "unet", *common])
+    result = runner.invoke(app, ["train", "unet", *NARROW, *common])
     assert result.exit_code == 0, result.output
     run = only_run(tmp_path / "runs")
     config = json.loads((run / "config.json").read_text())
@@ -330,7 +332,7 @@ def test_train_with_a_config_file_and_an_option_records_the_merged_config(tmp_pa
                     "[dataset_options]\ncount = 8\nsize = 32\n")
     out = tmp_path / "runs"
     result = runner.invoke(app, ["train", "unet", "--config", str(path), "--epochs", "1", "--workers", "0",
-                                 "--device", "cpu", "--out", str(out)])
+                                 "--device", "cpu", *NARROW, "--out", str(out)])
     assert result.exit_code == 0, result.output
     run = only_run(out)
     recorded = json.loads((run / "config.json").read_text())
