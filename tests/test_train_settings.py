@@ -308,8 +308,8 @@ def test_a_window_on_8bit_slices_is_refused_and_none_is_recorded_when_not_given(
               "0", "--device", "cpu", "--out", str(tmp_path / "runs")]
     refused = runner.invoke(app, ["train", "unet", "--window", "lung", *common])
     assert fail_line(refused) == (
-        f"error: --window -600:1500: {data} holds 8-bit slices, which are divided by 255; HU windows apply "
-        "to Hounsfield-unit data only; drop --window")
+        f"error: --window lung (-600:1500): {data} holds 8-bit slices, which are divided by 255; HU windows "
+        "apply to Hounsfield-unit data only; drop --window")
     assert not (tmp_path / "runs").exists()
     bench = runner.invoke(app, ["benchmark", "--models", "unet", "--window", "lung", *common[:-1],
                                 str(tmp_path / "bench")])
