@@ -1,4 +1,8 @@
-"""`evaluate_model` on synthetic tensors and `covseg eval` on a tiny hand-built run."""
+"""`evaluate_model` on synthetic tensors and `covseg eval` on a tiny hand-built run.
+
+The runs hold a narrow unet (``base_channels=8``: the same code at a fraction of the compute and
+checkpoint size); what is scored is the run's own checkpoint, whatever its width.
+"""
 
 from __future__ import annotations
 
@@ -124,21 +128,25 @@ def test_under_torch_distributed_every_rank_gets_the_metrics_of_the_whole_set(tm
 
 PHANTOM_OPTIONS = {"count": "6", "size": "64"}
 SIDE = 64
+MODEL_OPTIONS = {"base_channels": 8}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """runs/unet/<time>/ with config.json, split.json (3 validation slices) and an untrained best.pt."""
+    """runs/unet/<time>/ with config.json, split.json (3 validation slices) and an untrained best.pt
+    (a narrow unet; config.json and best.pt record its width, as training writes them)."""
     run = tmp_path_factory.mktemp("runs") / "unet" / "20250101-000000"
     run.mkdir(parents=True)
     TrainConfig.from_recipe("unet", dataset="phantom", dataset_options=dict(PHANTOM_OPTIONS),
-                            image_size=SIDE, epochs=1).save(run / "config.json")
+                            model_options=dict(MODEL_OPTIONS), image_size=SIDE,
+                            epochs=1).save(run / "config.json")
     slices = load_slices("phantom", None, PHANTOM_OPTIONS)
     make_split(slices.ids, val_fraction=0.5, seed=0).save(run / "split.json")
     torch.manual_seed(0)
-    model = create_model("unet")
+    model = create_model("unet", **MODEL_OPTIONS)
     save_checkpoint({
         "model_name": "unet", "num_classes": 4, "in_channels": 3, "class_names": list(CLASS_NAMES),
+        "model_options": dict(MODEL_OPTIONS),
         "normalisation": Normalisation().to_dict(), "image_size": SIDE, "state_dict": model.state_dict(),
         "epoch": 1, "metrics": {}, "run_dir": str(run),
     }, run / "best.pt")
@@ -291,7 +299,8 @@ def test_eval_bad_input_gets_one_line_each(run_dir, tmp_path, monkeypatch):
 
     misfit = tmp_path / "misfit.pt"
     save_checkpoint({"model_name": "unet", "num_classes": 4, "state_dict": {"head.weight": torch.zeros(1)},
-                     "normalisation": Normalisation().to_dict(), "image_size": SIDE}, misfit)
+                     "model_options": dict(MODEL_OPTIONS), "normalisation": Normalisation().to_dict(),
+                     "image_size": SIDE}, misfit)
     assert one_line_error(runner.invoke(app, ["eval", str(misfit)])).startswith(
         f"error: {misfit}: its weights do not fit its model")
 

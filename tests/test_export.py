@@ -1,6 +1,9 @@
 """`covseg export`: all seven models to ONNX with dynamic batch/H/W, parity with PyTorch, metadata.
 
-Each model is exported once (module-scoped fixture, 64x64 trace on the CPU) and shared by the tests.
+Every model is exported at full width (64x64 trace on the CPU): that is the dynamic-axes test's
+subject. The tests of the command's options, files and metadata export a narrow unet checkpoint
+(``base_channels=8``) or, where the target is a model name, the tiny test plugin
+(tests/tiny_model.py): the same code paths at a fraction of the trace and file size.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from covseg.export import export_model, export_onnx, load_export_source
 from covseg.export.onnx_export import ExportSource
 from covseg.onnx import ExportMetadata, OnnxSegmenter, read_metadata
 from tests.test_models import MODEL_NAMES
+from tests.tiny_model import tiny_model_installed
 
 runner = CliRunner()
 MODELS = MODEL_NAMES
 TOLERANCE = 1e-3
+NARROW_UNET = {"base_channels": 8}
 
 
 @pytest.fixture(params=MODELS)
@@ -57,20 +62,24 @@ def test_every_model_exports_with_dynamic_batch_height_and_width(model_name):
 
 
 def save_unet_checkpoint(path, image_size: int | None, normalisation: Normalisation) -> torch.nn.Module:
-    """Save an untrained (seeded) unet as a covseg checkpoint with the fields training writes.
+    """Save an untrained (seeded) narrow unet (``base_channels=8``, recorded in its
+    ``model_options``) as a covseg checkpoint with the fields training writes.
 
-    Its head is redrawn with unit variance: a fresh head predicts one class everywhere, which
-    would let label comparisons pass trivially.
+    Its head is redrawn with unit-variance weights and no bias: a fresh head predicts one class
+    everywhere (at this width, its bias outweighs the features), which would let label comparisons
+    pass trivially.
     """
     torch.manual_seed(0)
-    model = create_model("unet")
+    model = create_model("unet", **NARROW_UNET)
     torch.nn.init.normal_(model.head.weight, std=1.0)
+    torch.nn.init.zeros_(model.head.bias)
     save_checkpoint(
         {
             "model_name": "unet",
             "num_classes": 4,
             "in_channels": 3,
             "class_names": list(CLASS_NAMES),
+            "model_options": dict(NARROW_UNET),
             "normalisation": normalisation.to_dict(),
             "image_size": image_size,
             "state_dict": model.state_dict(),
@@ -139,15 +148,24 @@ def test_checkpoint_export_carries_its_training_settings_and_weights(unet_checkp
     assert np.abs(segmenter.logits(inputs) - expected).max() < 1e-4  # the checkpoint's weights, not new ones
 
 
-def test_cli_warns_for_a_model_name_and_refuses_an_existing_file(tmp_path):
-    out = tmp_path / "unet.onnx"
-    first = runner.invoke(app, ["export", "unet", "--onnx", "--out", str(out), "--image-size", "40"])
+@pytest.fixture
+def tiny_model(tmp_path_factory, monkeypatch):
+    """The tiny test plugin's model name (a model name carries no width option); installed outside
+    tmp_path, which the tests list."""
+    with tiny_model_installed(tmp_path_factory.mktemp("plugin"), monkeypatch) as name:
+        yield name
+
+
+def test_cli_warns_for_a_model_name_and_refuses_an_existing_file(tmp_path, tiny_model):
+    out = tmp_path / f"{tiny_model}.onnx"
+    first = runner.invoke(app, ["export", tiny_model, "--onnx", "--out", str(out), "--image-size", "40"])
     assert first.exit_code == 0, first.output
-    assert "UNTRAINED unet" in first.output and "1x3x40x40" in first.output and "2x3x49x65" in first.output
+    assert f"UNTRAINED {tiny_model}" in first.output
+    assert "1x3x40x40" in first.output and "2x3x49x65" in first.output
     metadata = read_metadata(out)  # the metadata round-trips through the file
     assert sorted(metadata.extra) == ["graph_sha256", "model_card"]  # tests/test_model_card.py
     plain = dataclasses.replace(metadata, extra={})
-    assert plain == ExportMetadata("unet", 4, 3, CLASS_NAMES, Normalisation())
+    assert plain == ExportMetadata(tiny_model, 4, 3, CLASS_NAMES, Normalisation())
     assert (
         metadata.trained is False and metadata.image_size is None and metadata.covseg_version == __version__
     )
@@ -155,27 +173,30 @@ def test_cli_warns_for_a_model_name_and_refuses_an_existing_file(tmp_path):
     assert props["covseg.class_names"] == '["background", "ground-glass", "consolidation", "effusion"]'
     assert props["covseg.normalisation"] == '{"windows": [[-600.0, 1500.0]]}'
     written = out.stat().st_mtime_ns
-    second = runner.invoke(app, ["export", "unet", "--onnx", "--out", str(out)])
+    second = runner.invoke(app, ["export", tiny_model, "--onnx", "--out", str(out)])
     assert second.exit_code == 2 and f"{out} exists; pass --overwrite" in second.output
     assert out.stat().st_mtime_ns == written
-    third = runner.invoke(app, ["export", "unet", "--out", str(out), "--overwrite", "--image-size", "32"])
+    third = runner.invoke(app, ["export", tiny_model, "--out", str(out), "--overwrite", "--image-size", "32"])
     assert third.exit_code == 0, third.output
 
 
-def test_out_may_name_a_folder_that_gets_the_default_file_name(tmp_path):
+def test_out_may_name_a_folder_that_gets_the_default_file_name(tmp_path, tiny_model):
     # --out means where the command writes, as in train, benchmark and predict: here a folder is
     # enough, and a name ending in .onnx is the file itself.
-    result = runner.invoke(app, ["export", "unet", "--out", str(tmp_path / "models"), "--image-size", "32"])
+    result = runner.invoke(app, ["export", tiny_model, "--out", str(tmp_path / "models"),
+                                 "--image-size", "32"])
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in (tmp_path / "models").iterdir()) == ["unet.MODEL.md", "unet.onnx"]
-    assert read_metadata(tmp_path / "models" / "unet.onnx").model_name == "unet"
+    assert sorted(path.name for path in (tmp_path / "models").iterdir()) == [f"{tiny_model}.MODEL.md",
+                                                                           f"{tiny_model}.onnx"]
+    assert read_metadata(tmp_path / "models" / f"{tiny_model}.onnx").model_name == tiny_model
 
 
-def test_a_trailing_separator_makes_out_a_folder(tmp_path):
+def test_a_trailing_separator_makes_out_a_folder(tmp_path, tiny_model):
     out = tmp_path / "e7.onnx"
-    result = runner.invoke(app, ["export", "unet", "--out", f"{out}/", "--image-size", "32"])
+    result = runner.invoke(app, ["export", tiny_model, "--out", f"{out}/", "--image-size", "32"])
     assert result.exit_code == 0, result.output
-    assert out.is_dir() and sorted(path.name for path in out.iterdir()) == ["unet.MODEL.md", "unet.onnx"]
+    assert out.is_dir() and sorted(path.name for path in out.iterdir()) == [f"{tiny_model}.MODEL.md",
+                                                                           f"{tiny_model}.onnx"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["e7.onnx"]
 
 
@@ -202,8 +223,8 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_export(read_only_
     assert list(read_only_folder.iterdir()) == []
 
 
-def test_dynamo_exporter_gives_the_same_parity(tmp_path):
-    source = load_export_source("unet")
+def test_dynamo_exporter_gives_the_same_parity(unet_checkpoint):
+    source = load_export_source(unet_checkpoint[0])
     result = export_model(source, trace_size=48, exporter="dynamo")
     assert all(check.passed for check in result.checks)
     segmenter = OnnxSegmenter(result.model_bytes, device="cpu")
@@ -229,10 +250,10 @@ def test_a_resize_baked_in_as_a_constant_fails_the_check_and_writes_nothing(tmp_
         export_model(source, trace_size=64)
 
 
-def test_a_difference_over_the_tolerance_fails_and_writes_nothing(tmp_path):
+def test_a_difference_over_the_tolerance_fails_and_writes_nothing(unet_checkpoint, tmp_path):
     out = tmp_path / "strict.onnx"
     with pytest.raises(CovsegError, match=r"does not match PyTorch: .* 1e-12\); nothing written"):
-        export_onnx("unet", out, trace_size=40, tolerance=1e-12)
+        export_onnx(unet_checkpoint[0], out, trace_size=40, tolerance=1e-12)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -464,7 +464,8 @@ def test_a_checkpoint_is_exported_on_the_fly_and_predicts_like_pytorch(tmp_path,
 
 @pytest.fixture(scope="module")
 def trained_run(medseg100_dir, tmp_path_factory):
-    """unet trained one epoch at 64x64 on 6 real MedSeg slices (linked, not copied)."""
+    """A narrow unet (``base_channels=8``: the run's own width is what predict rebuilds) trained one
+    epoch at 64x64 on 6 real MedSeg slices (linked, not copied)."""
     from covseg.training import TrainConfig, train
 
     data = tmp_path_factory.mktemp("medseg6")
@@ -475,6 +476,7 @@ def trained_run(medseg100_dir, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     config = TrainConfig.from_recipe(
         "unet",
+        model_options={"base_channels": 8},
         data=str(data),
         epochs=1,
         image_size=64,

@@ -15,13 +15,16 @@ from typer.testing import CliRunner
 from covseg.cli import app
 from covseg.core.errors import CovsegError
 from covseg.onnx.session import choose_providers, parse_device
+from tests.tiny_model import tiny_model_installed
 
 runner = CliRunner()
 
 
-def test_export_onnx_flag_is_a_deprecated_no_op_and_no_onnx_is_refused(tmp_path):
-    out = tmp_path / "unet.onnx"
-    old = runner.invoke(app, ["export", "unet", "--onnx", "--image-size", "32", "--out", str(out)])
+def test_export_onnx_flag_is_a_deprecated_no_op_and_no_onnx_is_refused(tmp_path, monkeypatch):
+    # The tiny test plugin's model (tests/tiny_model.py): the flag is the subject, not unet's size.
+    with tiny_model_installed(tmp_path, monkeypatch) as model:
+        out = tmp_path / f"{model}.onnx"
+        old = runner.invoke(app, ["export", model, "--onnx", "--image-size", "32", "--out", str(out)])
     assert old.exit_code == 0, old.output
     assert out.is_file()
     notices = [line for line in old.stderr.splitlines() if "--onnx" in line]
