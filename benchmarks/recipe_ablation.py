@@ -35,17 +35,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from _cli import DefaultsHelpFormatter, run_script  # benchmarks/_cli.py (scripts run from this folder)
 
+from covseg.core.registry import create_model
 from covseg.data.options import parse_dataset_options
-from covseg.data.split import make_split
+from covseg.data.split import Split, make_split
 from covseg.devices import parse_device
 from covseg.evaluation.bootstrap import paired_difference
 from covseg.evaluation.scores import read_slice_confusions
 from covseg.files import write_json
 from covseg.runs import SLICE_CONFUSIONS
 from covseg.training import TrainConfig, train
-from covseg.training.loaders import load_run_slices
+from covseg.training.distributed import DistributedContext
+from covseg.training.loaders import load_run_slices, per_process_batch
 
 MEDSEG100_VARIABLE = "COVSEG_MEDSEG100"
 EMA_DECAY = 0.99
@@ -65,6 +68,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 """Each variant: (recipe, settings on top)."""
 CLASSES = ("ground-glass", "consolidation", "effusion")
+ONE_PROCESS = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+"""The script trains in one process: the batch check's context."""
 
 
 def variant_config(variant: str, seed: int, base: Mapping[str, Any], out: Path) -> TrainConfig:
@@ -94,12 +99,23 @@ def finished_run(config: TrainConfig) -> Path | None:
     return None
 
 
-def fixed_split(base: Mapping[str, Any], test_fraction: float, val_fraction: float, out: Path) -> Path:
-    """One split file (seed 0) that every variant and seed trains, validates and tests on."""
-    slices, _ = load_run_slices(TrainConfig.from_recipe("unet", **base))
-    path = out / "split.json"
-    make_split(slices.ids, val_fraction=val_fraction, seed=0, test_fraction=test_fraction).save(path)
-    return path
+def fixed_split(base: Mapping[str, Any], test_fraction: float, val_fraction: float) -> Split:
+    """One split (seed 0) that every variant and seed trains, validates and tests on.
+
+    Raises CovsegError when ``--batch-size`` exceeds its training slices, as ``covseg train`` would
+    (checked here, before anything is written)."""
+    config = TrainConfig.from_recipe("unet", **base)
+    slices, _ = load_run_slices(config)
+    split = make_split(slices.ids, val_fraction=val_fraction, seed=0, test_fraction=test_fraction)
+    per_process_batch(config, ONE_PROCESS, len(split.train_ids))
+    return split
+
+
+def check_model_options(config: TrainConfig) -> None:
+    """Build the model on the meta device (no memory, no weights): a bad ``--model-option`` (a width
+    out of range, an option unet has not) is one error line before anything is written."""
+    with torch.device("meta"):
+        create_model(config.model, **config.model_options)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -228,17 +244,22 @@ def main(argv: Sequence[str] | None = None) -> None:
                             "batch_size": arguments.batch_size, "workers": arguments.workers,
                             "device": arguments.device,
                             "dataset_options": parse_dataset_options(arguments.dataset_option)}
-    if arguments.model_option:
-        base["model_options"] = arguments.model_option  # TrainConfig parses and checks KEY=VALUE
+    if arguments.model_option:  # parsed as covseg train parses them, errors named --model-option
+        base["model_options"] = TrainConfig.resolve(
+            "unet", options={"model_options": arguments.model_option}, from_cli=True).model_options
     if arguments.data != "phantom":
         base["data"] = arguments.data
-    parse_device(arguments.device)  # every setting checked (one error line) before --out is made
+    # Every setting is checked (one error line) before --out is made.
+    parse_device(arguments.device)
     for variant in arguments.variants:
         variant_config(variant, arguments.seeds[0], base, arguments.out or Path("unused"))
+    check_model_options(variant_config(arguments.variants[0], arguments.seeds[0], base, Path("unused")))
+    split = fixed_split(base, arguments.test_fraction, arguments.val_fraction)
     with tempfile.TemporaryDirectory(prefix="covseg-ablation-") as scratch:
         folder = arguments.out if arguments.out is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        base["split_file"] = str(fixed_split(base, arguments.test_fraction, arguments.val_fraction, folder))
+        split.save(folder / "split.json")
+        base["split_file"] = str(folder / "split.json")
         rows, runs = {}, {}
         for variant in arguments.variants:
             summaries = []

@@ -88,6 +88,20 @@ def test_models():
     get_registry.cache_clear()
 
 
+@pytest.fixture
+def tiny_plugin_everywhere(tmp_path, monkeypatch):
+    """tests/tiny_model.py's plugin installed for this process and every process it starts (PYTHONPATH):
+    a Slurm task and a benchmark worker find the model as a user's installed plugin; forgotten after."""
+    plugins = write_tiny_plugin(tmp_path / "plugins")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(plugins))
+    get_registry.cache_clear()
+    try:
+        yield TINY_PLUGIN_MODEL
+    finally:
+        get_registry.cache_clear()
+
+
 def table_row(markdown: str, model: str) -> dict[str, str]:
     """The results.md row of ``model`` as header -> cell."""
     lines = [line for line in markdown.splitlines() if line.startswith("| ")]
@@ -206,12 +220,9 @@ def test_benchmark_writes_every_file_with_the_same_numbers_isolates_failures_and
 
 
 @pytest.mark.slow
-def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_gathers(tmp_path, monkeypatch):
+def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_gathers(tmp_path,
+                                                                                      tiny_plugin_everywhere):
     out = tmp_path / "shared"
-    plugins = write_tiny_plugin(tmp_path / "plugins")  # a real plugin: every process must find the model
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.syspath_prepend(str(plugins))
-    get_registry.cache_clear()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "COVSEG_BENCHMARK_OUT": str(out), "COVSEG_BENCHMARK_MODELS": TINY_PLUGIN_MODEL,
            "COVSEG_BENCHMARK_SEEDS": "0,1"}
@@ -252,7 +263,6 @@ def test_slurm_array_tasks_fill_one_folder_then_workers_resume_and_report_only_g
     cell = table_row((out / "results.md").read_text(), TINY_PLUGIN_MODEL)["Validation accuracy"]
     assert cell.startswith(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} [")
     assert entry["measurements"]["latency_ms"] is None
-    get_registry.cache_clear()  # forget the plugin for the tests after this one
 
 
 # ---- pieces ---------------------------------------------------------------------------------------

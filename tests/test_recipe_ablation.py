@@ -115,3 +115,18 @@ def test_a_mistake_is_one_error_line_as_in_covseg(tmp_path, capsys):
                                    str(tmp_path / "b")], capsys)
     assert code == 2 and stderr.splitlines() == ["error: --device tpu: expected auto, cpu, cuda or cuda:N"]
     assert not (tmp_path / "b").exists()
+    # What only building the model or splitting the data shows is checked before --out is made too,
+    # and a --model-option mistake is named as covseg train names it.
+    tiny = ["--variants", "default", "--seeds", "0", "--epochs", "1", "--image-size", "32", "--data",
+            "phantom", "--dataset-option", "count=10", "--dataset-option", "size=48", "--device", "cpu"]
+    for extra, message in (
+        (["--model-option", "base_channels=0"], "error: unet option base_channels=0: must be an integer "
+                                                "between 1 and 128"),
+        (["--model-option", "x"], "error: --model-option: 'x' is not KEY=VALUE (e.g. base_channels=32)"),
+        (["--batch-size", "8"], "error: --batch-size 8 is larger than the training set (6 slices after the "
+                                "validation and test slices are held out); use --batch-size 6 or less, or "
+                                "hold out fewer slices"),
+    ):
+        code, stderr = run_in_process([*tiny, *extra, "--out", str(tmp_path / "c")], capsys)
+        assert code == 2 and stderr.splitlines() == [message], extra
+        assert not (tmp_path / "c").exists(), extra

@@ -306,11 +306,13 @@ def test_a_window_on_8bit_slices_is_refused_and_none_is_recorded_when_not_given(
     write_8bit_folder(data)
     common = ["--data", str(data), "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--workers",
               "0", "--device", "cpu", "--out", str(tmp_path / "runs")]
-    refused = runner.invoke(app, ["train", "unet", "--window", "lung", *common])
-    assert fail_line(refused) == (
-        f"error: --window lung (-600:1500): {data} holds 8-bit slices, which are divided by 255; HU windows "
-        "apply to Hounsfield-unit data only; drop --window")
-    assert not (tmp_path / "runs").exists()
+    refusal = (f"{data} holds 8-bit slices, which are divided by 255; HU windows apply to Hounsfield-unit "
+               "data only; drop --window")
+    for typed, shown in (("lung", "-600:1500 (lung)"), ("-600:1500", "-600:1500 (lung)"),
+                         ("-500:1400", "-500:1400")):  # the numbers used; a preset's name where one is
+        refused = runner.invoke(app, ["train", "unet", "--window", typed, *common])
+        assert fail_line(refused) == f"error: --window {shown}: {refusal}"
+        assert not (tmp_path / "runs").exists()
     bench = runner.invoke(app, ["benchmark", "--models", "unet", "--window", "lung", *common[:-1],
                                 str(tmp_path / "bench")])
     assert "holds 8-bit slices" in fail_line(bench) and not (tmp_path / "bench").exists()
