@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Annotated
 
 import torch
-import typer
-from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
+from _cli import run_script, typer_app  # benchmarks/_cli.py (scripts run from this folder)
 from rich.table import Table
 
+from covseg.commands._common import option
 from covseg.data.options import parse_dataset_options
 from covseg.terminal import SafeConsole
 from covseg.training import TrainConfig, train
@@ -30,18 +30,28 @@ COLUMNS = ("miou", "lesion_miou", "iou/ground-glass", "iou/consolidation", "iou/
 
 
 def main(
-    model: Annotated[str, typer.Option("--model", help="Model to train.")] = "unet",
-    epochs: Annotated[int, typer.Option("--epochs", help="Epochs for both recipes.")] = 20,
-    image_size: Annotated[int, typer.Option("--image-size", help="Square side of the slices.")] = 64,
-    data: Annotated[Path | None, typer.Option("--data", help="Data path (default: the phantom).")] = None,
+    model: Annotated[str, option("--model", metavar="NAME", default_text="unet",
+                                 help="Model to train.")] = "unet",
+    epochs: Annotated[int, option("--epochs", metavar="INTEGER", default_text="20",
+                                  help="Epochs for both recipes.")] = 20,
+    image_size: Annotated[int, option("--image-size", metavar="INTEGER", default_text="64",
+                                      help="Square side of the slices.")] = 64,
+    data: Annotated[Path | None, option("--data", metavar="PATH", default_text="the phantom",
+                                        help="Data path.")] = None,
     dataset_option: Annotated[
-        list[str] | None, typer.Option("--dataset-option", help="key=value (repeatable).")
+        list[str] | None, option("--dataset-option", metavar="KEY=VALUE",
+                                 help="Dataset setting (repeatable).")
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch of both (the study's is 8).")] = 8,
-    workers: Annotated[int, typer.Option("--workers", help="DataLoader workers.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of split, initialisation and augmentation.")] = 0,
-    out: Annotated[Path, typer.Option("--out", help="Where the two runs go.")] = DEFAULT_OUT,
+    batch_size: Annotated[int, option("--batch-size", metavar="INTEGER", default_text="8",
+                                      help="Batch of both (the study's is 8).")] = 8,
+    workers: Annotated[int, option("--workers", metavar="INTEGER", default_text="0",
+                                   help="DataLoader workers.")] = 0,
+    device: Annotated[str, option("--device", metavar="DEVICE", default_text="auto",
+                                  help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[int, option("--seed", metavar="INTEGER", default_text="0",
+                                help="Seed of split, initialisation and augmentation.")] = 0,
+    out: Annotated[Path, option("--out", metavar="DIR", default_text=str(DEFAULT_OUT),
+                                help="Where the two runs go.")] = DEFAULT_OUT,
 ) -> None:
     """Print best-epoch validation metrics of both recipes and default - reference."""
     results = {}
@@ -96,4 +106,4 @@ def _gain(new: float | None, old: float | None) -> str:
 
 
 if __name__ == "__main__":
-    run_script(typer.run, main)
+    run_script(typer_app(main))

@@ -22,14 +22,15 @@ import math
 import os
 import platform
 import time
+from typing import Annotated
 
 import cv2
 import torch
-import typer
-from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
+from _cli import run_script, typer_app  # benchmarks/_cli.py (scripts run from this folder)
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from covseg.commands._common import option
 from covseg.data.augment import AugmentationConfig
 from covseg.data.dataset import SliceDataset, seed_worker
 from covseg.data.intensity import Normalisation
@@ -74,12 +75,18 @@ def measure(dataset: SliceDataset, workers: int, batch_size: int, epochs: int) -
 
 
 def main(
-    size: int = typer.Option(512, help="Slice side in pixels."),
-    slices: int = typer.Option(64, help="Phantom slices in the data set."),
-    batch_size: int = typer.Option(8, help="DataLoader batch size."),
-    epochs: int = typer.Option(3, help="Timed epochs per measurement (after one warm-up epoch)."),
-    workers: str = typer.Option("0,1,2", help="Comma-separated DataLoader worker counts."),
-    target: float = typer.Option(250.0, help="Slices/s the GPU consumes."),
+    size: Annotated[int, option("--size", metavar="INTEGER", default_text="512",
+                                help="Slice side in pixels.")] = 512,
+    slices: Annotated[int, option("--slices", metavar="INTEGER", default_text="64",
+                                  help="Phantom slices in the data set.")] = 64,
+    batch_size: Annotated[int, option("--batch-size", metavar="INTEGER", default_text="8",
+                                      help="DataLoader batch size.")] = 8,
+    epochs: Annotated[int, option("--epochs", metavar="INTEGER", default_text="3",
+                                  help="Timed epochs per measurement (after one warm-up epoch).")] = 3,
+    workers: Annotated[str, option("--workers", metavar="COUNTS", default_text="0,1,2",
+                                   help="Comma-separated DataLoader worker counts.")] = "0,1,2",
+    target: Annotated[float, option("--target", metavar="NUMBER", default_text="250.0",
+                                    help="Slices/s the GPU consumes.")] = 250.0,
 ) -> None:
     """Print the table of slices/s and the workers needed for --target."""
     # One thread per process for torch and OpenCV, set before any work (the workers inherit it):
@@ -118,4 +125,4 @@ def main(
                       f"{math.ceil(target / per_core)} worker(s) on free cores")
 
 if __name__ == "__main__":
-    run_script(typer.run, main)
+    run_script(typer_app(main))

@@ -19,16 +19,18 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
+from typing import Annotated
 
 import numpy as np
 import onnxruntime
 import torch
 import typer
-from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
+from _cli import run_script, typer_app  # benchmarks/_cli.py (scripts run from this folder)
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.benchmark.hardware import cpu_name
+from covseg.commands._common import option
 from covseg.core.registry import create_model
 from covseg.export.onnx_export import export_model, load_export_source
 from covseg.onnx import OnnxSegmenter, cpu_cores
@@ -87,14 +89,20 @@ def machine(device: torch.device) -> str:
 
 
 def main(
-    models: str = typer.Option(DEFAULT_MODELS, "--models", help="Comma-separated model names."),
-    size: int = typer.Option(512, "--size", help="Square input side in pixels."),
-    batch: int = typer.Option(1, "--batch", help="Images per run."),
-    iters: int = typer.Option(20, "--iters", help="Timed runs per runtime and model."),
-    warmup: int = typer.Option(3, "--warmup", help="Untimed runs first."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads for both runtimes (0: one per core)."),
-    markdown: bool = typer.Option(False, "--markdown", help="Also print the table as Markdown."),
+    models: Annotated[str, option("--models", metavar="NAMES", default_text=DEFAULT_MODELS,
+                                  help="Comma-separated model names.")] = DEFAULT_MODELS,
+    size: Annotated[int, option("--size", metavar="INTEGER", default_text="512",
+                                help="Square input side in pixels.")] = 512,
+    batch: Annotated[int, option("--batch", metavar="INTEGER", default_text="1", help="Images per run.")] = 1,
+    iters: Annotated[int, option("--iters", metavar="INTEGER", default_text="20",
+                                 help="Timed runs per runtime and model.")] = 20,
+    warmup: Annotated[int, option("--warmup", metavar="INTEGER", default_text="3",
+                                  help="Untimed runs first.")] = 3,
+    device: Annotated[str, option("--device", metavar="DEVICE", default_text="auto",
+                                  help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    threads: Annotated[int, option("--threads", metavar="INTEGER", default_text="0",
+                                   help="CPU threads for both runtimes (0: one per core).")] = 0,
+    markdown: Annotated[bool, option("--markdown", help="Also print the table as Markdown.")] = False,
 ) -> None:
     """Time onnxruntime against PyTorch eager for each model and print the ratio table."""
     if batch < 1 or iters < 2 or size < 32:
@@ -165,4 +173,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_script(typer.run, main)
+    run_script(typer_app(main))

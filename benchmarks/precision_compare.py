@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Annotated
 
 import torch
-import typer
-from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
+from _cli import run_script, typer_app  # benchmarks/_cli.py (scripts run from this folder)
 from rich.table import Table
 
+from covseg.commands._common import option
 from covseg.data.options import parse_dataset_options
 from covseg.terminal import SafeConsole
 from covseg.training import TrainConfig, train
@@ -39,17 +39,26 @@ def _cell(value: float | None) -> str:
 
 
 def main(
-    model: Annotated[str, typer.Option("--model", help="Model to train.")] = "unet",
-    epochs: Annotated[int, typer.Option("--epochs", help="Epochs of every run.")] = 15,
-    image_size: Annotated[int, typer.Option("--image-size", help="Square side of the slices.")] = 64,
-    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds.")] = "0,1,2",
-    data: Annotated[Path | None, typer.Option("--data", help="Data path (default: the phantom).")] = None,
+    model: Annotated[str, option("--model", metavar="NAME", default_text="unet",
+                                 help="Model to train.")] = "unet",
+    epochs: Annotated[int, option("--epochs", metavar="INTEGER", default_text="15",
+                                  help="Epochs of every run.")] = 15,
+    image_size: Annotated[int, option("--image-size", metavar="INTEGER", default_text="64",
+                                      help="Square side of the slices.")] = 64,
+    seeds: Annotated[str, option("--seeds", metavar="SEEDS", default_text="0,1,2",
+                                 help="Comma-separated seeds.")] = "0,1,2",
+    data: Annotated[Path | None, option("--data", metavar="PATH", default_text="the phantom",
+                                        help="Data path.")] = None,
     dataset_option: Annotated[
-        list[str] | None, typer.Option("--dataset-option", help="key=value (repeatable).")
+        list[str] | None, option("--dataset-option", metavar="KEY=VALUE",
+                                 help="Dataset setting (repeatable).")
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="DataLoader workers.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "cpu",
-    out: Annotated[Path, typer.Option("--out", help="Where the runs go.")] = DEFAULT_OUT,
+    workers: Annotated[int, option("--workers", metavar="INTEGER", default_text="0",
+                                   help="DataLoader workers.")] = 0,
+    device: Annotated[str, option("--device", metavar="DEVICE", default_text="cpu",
+                                  help="auto, cpu, cuda or cuda:N.")] = "cpu",
+    out: Annotated[Path, option("--out", metavar="DIR", default_text=str(DEFAULT_OUT),
+                                help="Where the runs go.")] = DEFAULT_OUT,
 ) -> None:
     """Print best-epoch validation metrics of fp32 and bf16 runs per seed, their means and differences."""
     seed_list = [int(seed) for seed in seeds.split(",")]
@@ -89,4 +98,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_script(typer.run, main)
+    run_script(typer_app(main))

@@ -19,13 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Annotated
 
-import typer
-from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
+from _cli import run_script, typer_app  # benchmarks/_cli.py (scripts run from this folder)
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.benchmark.hardware import cpu_name
+from covseg.commands._common import option
 from covseg.terminal import SafeConsole
 
 console = SafeConsole(width=120)
@@ -61,8 +62,9 @@ def machine() -> str:
 
 
 def main(
-    rounds: int = typer.Option(9, "--rounds", min=1, help="Runs of each command (median reported)."),
-    markdown: bool = typer.Option(False, "--markdown", help="Also print the table as Markdown."),
+    rounds: Annotated[int, option("--rounds", metavar="INTEGER", min=1, default_text="9",
+                                  help="Runs of each command (median reported).")] = 9,
+    markdown: Annotated[bool, option("--markdown", help="Also print the table as Markdown.")] = False,
 ) -> None:
     """Time each command's start-up against `python -c pass` and print the table."""
     console.print(f"machine: {machine()}", highlight=False)
@@ -93,4 +95,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_script(typer.run, main)
+    run_script(typer_app(main))

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-import typer
-from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
+from _cli import run_script, typer_app  # benchmarks/_cli.py (scripts run from this folder)
 from rich.table import Table
 
+from covseg.commands._common import option
 from covseg.core.entries import CTSlices
 from covseg.core.registry import create_model, get_registry
 from covseg.data.loading import load_slices
@@ -180,23 +180,34 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def main(
-    models: str = typer.Option("all", "--models", help="Comma-separated model names, or all."),
-    size: int = typer.Option(512, "--size", help="Square image side."),
-    steps: int = typer.Option(20, "--steps", help="Timed steps per model and loop."),
-    warmup: int = typer.Option(3, "--warmup", help="Untimed steps first (cuDNN autotuning, compilation)."),
-    workers: int = typer.Option(4, "--workers", help="DataLoader workers feeding covseg's loop."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: str | None = typer.Option(None, "--precision", help="covseg's loop: bf16 or fp32 (default: "
-                                         "bf16 on CUDA, fp32 on the CPU)."),
-    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
-                                              help="covseg's loop (default: on for CUDA)."),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile covseg's model."),
-    data: Annotated[Path | None, typer.Option(
-        "--data", help="Slices to feed covseg's loop (default: the phantom).")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
-    markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Also as markdown.")] = None,
-    budget_s: float | None = typer.Option(None, "--budget-s", help="Skip the models that would end after "
-                                          "this many seconds."),
+    models: Annotated[str, option("--models", metavar="NAMES", default_text="all",
+                                  help="Comma-separated model names, or all.")] = "all",
+    size: Annotated[int, option("--size", metavar="INTEGER", default_text="512",
+                                help="Square image side.")] = 512,
+    steps: Annotated[int, option("--steps", metavar="INTEGER", default_text="20",
+                                 help="Timed steps per model and loop.")] = 20,
+    warmup: Annotated[int, option("--warmup", metavar="INTEGER", default_text="3",
+                                  help="Untimed steps first (cuDNN autotuning, compilation).")] = 3,
+    workers: Annotated[int, option("--workers", metavar="INTEGER", default_text="4",
+                                   help="DataLoader workers feeding covseg's loop.")] = 4,
+    device: Annotated[str, option("--device", metavar="DEVICE", default_text="auto",
+                                  help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str | None, option("--precision", metavar="NAME",
+                                            default_text="bf16 on CUDA, fp32 on the CPU",
+                                            help="covseg's loop: bf16 or fp32.")] = None,
+    channels_last: Annotated[bool | None, option("--channels-last/--no-channels-last",
+                                                 default_text="on for CUDA, off on the CPU",
+                                                 help="covseg's loop.")] = None,
+    compile_model: Annotated[bool, option("--compile", help="torch.compile covseg's model.")] = False,
+    data: Annotated[Path | None, option("--data", metavar="PATH", default_text="the phantom",
+                                        help="Slices to feed covseg's loop.")] = None,
+    json_path: Annotated[Path | None, option("--json", metavar="FILE",
+                                             help="Also write the rows as JSON.")] = None,
+    markdown_path: Annotated[Path | None, option("--markdown", metavar="FILE",
+                                                 help="Also as markdown.")] = None,
+    budget_s: Annotated[float | None, option("--budget-s", metavar="SECONDS",
+                                             help="Skip the models that would end after this many "
+                                                  "seconds.")] = None,
 ) -> None:
     """Print images/s of (a) the reference loop and (b) covseg's loop, and b/a, per model."""
     started = time.perf_counter()
@@ -253,4 +264,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_script(typer.run, main)
+    run_script(typer_app(main))

@@ -18,12 +18,12 @@ from typing import Annotated
 import cv2
 import numpy as np
 import torch
-import typer
-from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
+from _cli import run_script, typer_app  # benchmarks/_cli.py (scripts run from this folder)
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.benchmark.hardware import cpu_name
+from covseg.commands._common import argument, option
 from covseg.commands.predict import open_model
 from covseg.data.dataset import SliceDataset
 from covseg.evaluation.evaluate import evaluate_model
@@ -45,14 +45,18 @@ def native_confusion(labels: np.ndarray, truths: np.ndarray, classes: int) -> np
 
 
 def main(
-    run: str = typer.Argument(..., help="A run folder (its best.pt)."),
+    run: Annotated[str, argument("RUN", help="A run folder (its best.pt).")],
     split: Annotated[
-        list[str] | None, typer.Option("--split", help="val, train or all (repeatable).")
+        list[str] | None, option("--split", metavar="NAME", default_text="val",
+                                 help="val, train or all (repeatable).")
     ] = None,
-    threads: int = typer.Option(1, "--threads", min=1, help="Threads for torch, onnxruntime and OpenCV."),
-    repeats: int = typer.Option(2, "--repeats", min=1, help="Timed runs per setting; the best counts."),
-    batch: int = typer.Option(8, "--batch", min=1, help="Slices per forward pass."),
-    markdown: bool = typer.Option(False, "--markdown", help="Also print the table as Markdown."),
+    threads: Annotated[int, option("--threads", metavar="INTEGER", min=1, default_text="1",
+                                   help="Threads for torch, onnxruntime and OpenCV.")] = 1,
+    repeats: Annotated[int, option("--repeats", metavar="INTEGER", min=1, default_text="2",
+                                   help="Timed runs per setting; the best counts.")] = 2,
+    batch: Annotated[int, option("--batch", metavar="INTEGER", min=1, default_text="8",
+                                 help="Slices per forward pass.")] = 8,
+    markdown: Annotated[bool, option("--markdown", help="Also print the table as Markdown.")] = False,
 ) -> None:
     """Score and time a run with and without --tta flips, in PyTorch (eval) and onnxruntime (predict)."""
     split = split or ["val"]
@@ -148,4 +152,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_script(typer.run, main)
+    run_script(typer_app(main))

@@ -21,18 +21,19 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import cv2
 import nibabel as nib
 import numpy as np
 import onnxruntime
 import torch
-import typer
-from _cli import run_script  # benchmarks/_cli.py (scripts run from this folder)
+from _cli import run_script, typer_app  # benchmarks/_cli.py (scripts run from this folder)
 from _markdown import print_markdown  # benchmarks/_markdown.py (scripts run from this folder)
 from rich.table import Table
 
 from covseg.benchmark.hardware import cpu_name
+from covseg.commands._common import option
 from covseg.core.registry import create_model
 from covseg.data.loading import load_slices
 from covseg.export.onnx_export import export_model, load_export_source
@@ -99,12 +100,16 @@ def machine() -> str:
 
 
 def main(
-    slices: int = typer.Option(100, "--slices", min=1, help="Slices of the 512x512 volume."),
-    batch: int = typer.Option(8, "--batch", min=1, help="Slices per inference run (--batch-size)."),
-    threads: int = typer.Option(1, "--threads", min=1, help="Threads for onnxruntime, torch and OpenCV."),
-    tta: str = typer.Option("none", "--tta", help="none or flips."),
-    overlays: str = typer.Option("lesions", "--overlays", help="lesions, all or none."),
-    markdown: bool = typer.Option(False, "--markdown", help="Also print the table as Markdown."),
+    slices: Annotated[int, option("--slices", metavar="INTEGER", min=1, default_text="100",
+                                  help="Slices of the 512x512 volume.")] = 100,
+    batch: Annotated[int, option("--batch", metavar="INTEGER", min=1, default_text="8",
+                                 help="Slices per inference run (--batch-size).")] = 8,
+    threads: Annotated[int, option("--threads", metavar="INTEGER", min=1, default_text="1",
+                                   help="Threads for onnxruntime, torch and OpenCV.")] = 1,
+    tta: Annotated[str, option("--tta", metavar="NAME", default_text="none", help="none or flips.")] = "none",
+    overlays: Annotated[str, option("--overlays", metavar="NAME", default_text="lesions",
+                                    help="lesions, all or none.")] = "lesions",
+    markdown: Annotated[bool, option("--markdown", help="Also print the table as Markdown.")] = False,
 ) -> None:
     """Time covseg predict's stages on one volume, with onnxruntime and with PyTorch eager."""
     torch.set_num_threads(threads)
@@ -186,4 +191,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_script(typer.run, main)
+    run_script(typer_app(main))

@@ -1,15 +1,18 @@
 """benchmarks/recipe_ablation.py at toy size: two variants, one seed, one epoch, on the phantom, with a
-narrow unet (``--model-option base_channels=8``: a full one spends its time writing 370 MB checkpoints)."""
+narrow unet (``--model-option base_channels=8``: a full one spends its time writing 370 MB checkpoints);
+and benchmarks/_cli.py, the entry point the benchmark scripts share."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import typer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,3 +133,37 @@ def test_a_mistake_is_one_error_line_as_in_covseg(tmp_path, capsys):
         code, stderr = run_in_process([*tiny, *extra, "--out", str(tmp_path / "c")], capsys)
         assert code == 2 and stderr.splitlines() == [message], extra
         assert not (tmp_path / "c").exists(), extra
+
+
+TYPER_SCRIPTS = ("compare_recipes", "data_pipeline_speed", "inference_speed", "precision_compare",
+                 "startup_time", "train_speed", "tta_effect", "volume_speed")
+
+
+@pytest.mark.parametrize("name", TYPER_SCRIPTS)
+def test_typer_scripts_help_reads_like_covseg_help(name, monkeypatch, capsys):
+    # Each script's own `python NAME.py --help` (its __main__ block), in this process: no second torch
+    # start-up. Typer's `<str>`, `[x>=1]` and `[default: x]` appear nowhere; each option with a default
+    # shows it as (default: x), and each option that takes a value an upper-case metavar.
+    path = ROOT / "benchmarks" / f"{name}.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # its helpers (_cli.py), as when it runs from benchmarks/
+    monkeypatch.setenv("COLUMNS", "240")  # long defaults (inference_speed's --models) on one line
+    monkeypatch.setattr(sys, "argv", [str(path), "--help"])
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_path(str(path), run_name="__main__")
+    assert ended.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown.startswith(f"Usage: {name}.py [OPTIONS]"), shown
+    for typer_style in ("<str>", "<bool>", "<int>", "<float>", "<path>", "<list", "[default:", "[x>="):
+        assert typer_style not in shown, typer_style
+    script = runpy.run_path(str(path), run_name=f"benchmark_{name}")
+    command = typer.main.get_command(script["typer_app"](script["main"]))
+    options = [param for param in command.params if param.param_type_name == "option"]
+    assert options
+    for param in options:
+        where = f"{name} {param.opts[0]}"
+        if param.is_flag:
+            assert not param.metavar, where
+        else:
+            assert param.metavar and param.metavar == param.metavar.upper(), where
+        if param.default is not None and param.default is not False:
+            assert f"(default: {param.default})" in shown, where
