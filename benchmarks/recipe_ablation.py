@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parse_device(arguments.device)
     for variant in arguments.variants:
         variant_config(variant, arguments.seeds[0], base, arguments.out or Path("unused"))
-    check_model_options(variant_config(arguments.variants[0], arguments.seeds[0], base, Path("unused")))
+    check_model_options(TrainConfig.from_recipe("unet", **base))
     split = fixed_split(base, arguments.test_fraction, arguments.val_fraction)
     with tempfile.TemporaryDirectory(prefix="covseg-ablation-") as scratch:
         folder = arguments.out if arguments.out is not None else Path(scratch)

@@ -15,7 +15,7 @@ training intensities.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,13 +86,19 @@ class Normalisation:
 
     def describe(self) -> str:
         """One line for tables and logs, e.g. ``HU window L-600/W1500 (lung) x3; 8-bit /255``."""
-        names = {window: name for name, window in WINDOW_PRESETS.items()}
         parts = []
         for window in self.windows:
             label = f"L{window[0]:g}/W{window[1]:g}"
-            parts.append(f"{label} ({names[window]})" if window in names else label)
+            name = preset_name(window)
+            parts.append(f"{label} ({name})" if name else label)
         how = "replicated to 3 channels" if len(self.windows) == 1 else "one per channel"
         return f"HU window {', '.join(parts)} {how}; 8-bit images /255"
+
+
+def preset_name(window: Sequence[float]) -> str | None:
+    """The name of the :data:`WINDOW_PRESETS` entry equal to ``(level, width)`` in HU, else None."""
+    level, width = map(float, window)
+    return next((name for name, preset in WINDOW_PRESETS.items() if preset == (level, width)), None)
 
 
 INTENSITY_WORDS: dict[str, str] = {"hu": "Hounsfield units", "uint8": "8-bit grey levels"}

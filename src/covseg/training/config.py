@@ -169,14 +169,12 @@ def _show_options(value: dict[str, str]) -> str:
 def _show_windows(value: dict[str, Any]) -> str:
     """``-600:1500 (lung)``: the windows as numbers, and the preset each one is, when all are presets
     (the numbers are what was used, whichever way they were typed)."""
-    from covseg.data.intensity import WINDOW_PRESETS
+    from covseg.data.intensity import preset_name
 
-    names = {tuple(map(float, window)): name for name, window in WINDOW_PRESETS.items()}
-    windows = [tuple(map(float, window)) for window in value.get("windows", [])]
+    windows = value.get("windows", [])
     numbers = ",".join(f"{level:g}:{width:g}" for level, width in windows)
-    if windows and all(window in names for window in windows):
-        return f"{numbers} ({','.join(names[window] for window in windows)})"
-    return numbers
+    names = [preset_name(window) for window in windows]
+    return f"{numbers} ({','.join(names)})" if windows and all(names) else numbers
 
 
 def _augmentation(value: Any) -> Any:
