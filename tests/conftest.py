@@ -8,11 +8,22 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
-import torch
+
+# What torch and the processes the tests start put in the temporary folder (torch makes
+# torchinductor_<user> when it imports torch._dynamo; torchrun makes torchelastic_*) goes into one
+# folder of this session, removed when the session ends: the suite leaves nothing behind. Set
+# before torch is imported; the processes tests start inherit it.
+SESSION_TEMP = Path(tempfile.mkdtemp(prefix="covseg-tests-"))
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(SESSION_TEMP / "torchinductor")
+os.environ["TMPDIR"] = str(SESSION_TEMP)
+
+import torch  # noqa: E402  (after the temporary folder is set)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEDSEG100_VARIABLE = "COVSEG_MEDSEG100"
@@ -114,4 +125,5 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         module = getattr(item, "module", None)
         if module is not None and module.__name__.endswith("test_install_platforms"):
             module.stop_early()
-            return
+            break
+    shutil.rmtree(SESSION_TEMP, ignore_errors=True)
